@@ -1,0 +1,11 @@
+# The two commands a new user needs; both install what is missing first.
+.PHONY: demo test setup
+
+setup:
+	bin/setup
+
+demo: setup
+	.venv/bin/python bin/demo
+
+test: setup
+	bin/test

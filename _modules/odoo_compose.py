@@ -1,0 +1,304 @@
+"""
+Bind the Odoo service's published ports to one host address in a compose file.
+
+A compose file that publishes ``"8069:8069"`` listens on every interface of the
+host, so browsers can reach Odoo without nginx. This module rewrites just the
+port entries of one service, through ruamel.yaml's round-trip mode: comments,
+anchors, key order, quoting and every other service stay as they were.
+
+:depends: ruamel.yaml
+"""
+
+import io
+import re
+
+try:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    HAS_RUAMEL = True
+except ImportError:
+    HAS_RUAMEL = False
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # the pure functions are also used without Salt installed
+
+    class CommandExecutionError(Exception):
+        pass
+
+
+__virtualname__ = "odoo_compose"
+
+
+class ComposeError(CommandExecutionError):
+    """The compose file cannot be read or has no such service."""
+
+
+def __virtual__():
+    if not HAS_RUAMEL:
+        return (
+            False,
+            "odoo_compose: the Python package 'ruamel.yaml' is missing from "
+            "Salt's Python (salt-pip install ruamel.yaml==0.19.1)",
+        )
+    return __virtualname__
+
+
+def _split_colons(text):
+    """Split on ':' outside ${...} variables and [...] IPv6 brackets."""
+    parts, current, depth = [], "", 0
+    for char in text:
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        if char == ":" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def parse_short_port(entry):
+    """
+    Split a short-syntax port ``[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`` into a
+    dict with host_ip, published, target and protocol (None where absent).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_compose.parse_short_port "0.0.0.0:8069:8069/tcp"
+    """
+    text = str(entry)
+    protocol = None
+    if "/" in text and not text.endswith("}"):
+        text, protocol = text.rsplit("/", 1)
+    parts = _split_colons(text)
+    if len(parts) == 1:
+        host_ip, published, target = None, None, parts[0]
+    elif len(parts) == 2:
+        host_ip, (published, target) = None, parts
+    elif len(parts) == 3:
+        host_ip, published, target = parts
+    else:
+        raise ComposeError(f"port {entry!r}: not [[IP:]PUBLISHED:]TARGET[/PROTOCOL]")
+    if host_ip is not None and host_ip.startswith("[") and host_ip.endswith("]"):
+        host_ip = host_ip[1:-1]
+    return {
+        "host_ip": host_ip or None,
+        "published": published or None,
+        "target": target,
+        "protocol": protocol,
+    }
+
+
+def _format_ip(address):
+    return f"[{address}]" if ":" in address else address
+
+
+def _port_range(text):
+    match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", str(text).strip())
+    if not match:
+        return None
+    low = int(match.group(1))
+    return low, int(match.group(2) or low)
+
+
+def _covers(target, ports):
+    span = _port_range(target)
+    return span is not None and any(span[0] <= port <= span[1] for port in ports)
+
+
+def _rebind_short(entry, ports, bind_address):
+    """Return the rebound entry, or None when it is not one of PORTS."""
+    parsed = parse_short_port(entry)
+    if not _covers(parsed["target"], ports):
+        return None
+    # "8072" alone publishes on a random host port: nginx could never find
+    # it, so publish the same port number.
+    published = parsed["published"] or parsed["target"]
+    text = f"{_format_ip(bind_address)}:{published}:{parsed['target']}"
+    if parsed["protocol"]:
+        text += f"/{parsed['protocol']}"
+    return text
+
+
+def _load(text):
+    yaml = YAML()  # round-trip mode: keeps line and column of every node
+    try:
+        return yaml.load(text)
+    except YAMLError as exc:
+        raise ComposeError(f"not valid YAML: {exc}") from exc
+
+
+def _token_end(line, col):
+    """End column of the scalar that starts at COL (quoted or plain)."""
+    quote = line[col] if col < len(line) else ""
+    if quote in "'\"":
+        end = col + 1
+        while end < len(line):
+            if line[end] == "\\" and quote == '"':
+                end += 2
+                continue
+            if line[end] == quote:
+                if quote == "'" and line[end + 1 : end + 2] == "'":
+                    end += 2
+                    continue
+                return end + 1
+            end += 1
+        raise ComposeError(f"unterminated quoted scalar: {line.strip()}")
+    comment = line.find(" #", col)
+    end = len(line) if comment < 0 else comment
+    return len(line[:end].rstrip())
+
+
+def _quoted_like(old, text):
+    """TEXT quoted the way OLD was (double quotes when OLD was plain)."""
+    return f"'{text}'" if old.startswith("'") else f'"{text}"'
+
+
+def _service(document, service):
+    if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
+        raise ComposeError("no 'services' mapping: not a compose file")
+    definition = document["services"].get(service)
+    if definition is None:
+        known = ", ".join(str(name) for name in document["services"]) or "none"
+        raise ComposeError(f"no service {service!r} (services: {known})")
+    if not isinstance(definition, dict) or not definition:
+        raise ComposeError(f"service {service!r} is not a mapping")
+    return definition
+
+
+def bind_ports(text, service, ports, bind_address="127.0.0.1"):
+    """
+    Return compose file TEXT with SERVICE's published PORTS (container ports)
+    bound to BIND_ADDRESS only. Short (``"8069:8069"``, ``"0.0.0.0:8072:8072"``,
+    ``"8072"``) and long (``target``/``published``/``host_ip``) entries are both
+    handled; ports that SERVICE does not publish yet are added. Only the port
+    scalars change: every other byte of the file (comments, anchors, order,
+    quoting, indentation, other services) stays as it was.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_compose.bind_ports "$(cat docker-compose.yml)" odoo '[8069, 8072]'
+    """
+    definition = _service(_load(text), service)
+    entries = definition.get("ports")
+    if entries is not None and not isinstance(entries, list):
+        raise ComposeError(f"service {service!r}: 'ports' is not a list")
+    lines = text.splitlines(keepends=True)
+    edits = []  # (line, start, end, replacement)
+    inserts = []  # (before line, [new lines])
+    bound = _format_ip(bind_address)
+    covered = set()
+
+    for index, entry in enumerate(entries or []):
+        if isinstance(entry, dict):
+            target = entry.get("target")
+            if target is None:
+                raise ComposeError(f"service {service!r}: a long port entry has no target")
+            if not _covers(target, ports):
+                continue
+            span = _port_range(target)
+            covered.update(p for p in ports if span[0] <= p <= span[1])
+            key_line, key_col = entry.lc.key("target")
+            for key, value in (("host_ip", bind_address), ("published", str(target))):
+                if key in entry and entry[key] not in (None, ""):
+                    if key == "published" or str(entry[key]) == bind_address:
+                        continue
+                    line, col = entry.lc.value(key)
+                    end = _token_end(lines[line].rstrip("\r\n"), col)
+                    edits.append((line, col, end, _quoted_like(lines[line][col:end], value)))
+                elif key not in entry:
+                    inserts.append((key_line + 1, [" " * key_col + f'{key}: "{value}"\n']))
+                else:
+                    raise ComposeError(f"service {service!r}: empty {key} for port {target}")
+        elif isinstance(entry, (str, int)):
+            rebound = _rebind_short(entry, ports, bind_address)
+            if rebound is None:
+                continue
+            span = _port_range(parse_short_port(entry)["target"])
+            covered.update(p for p in ports if span[0] <= p <= span[1])
+            if rebound != str(entry):
+                line, col = entries.lc.item(index)
+                end = _token_end(lines[line].rstrip("\r\n"), col)
+                edits.append((line, col, end, _quoted_like(lines[line][col:end], rebound)))
+        else:
+            raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
+
+    missing = [port for port in ports if port not in covered]
+    if missing:
+        if entries:
+            # New entries go above the first one, with its indentation.
+            line, col = entries.lc.item(0)
+            prefix = lines[line][:col]
+            if not prefix.strip() == "-":
+                raise ComposeError(f"service {service!r}: add ports {missing} by hand")
+            inserts.append(
+                (line, [f'{prefix}"{bound}:{port}:{port}"\n' for port in missing])
+            )
+        elif "ports" in definition:
+            raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
+        else:
+            first = next(iter(definition))
+            line, col = definition.lc.key(first)
+            inserts.append(
+                (
+                    line,
+                    [" " * col + "ports:\n"]
+                    + [" " * col + f'  - "{bound}:{port}:{port}"\n' for port in missing],
+                )
+            )
+
+    if not edits and not inserts:
+        return text
+    for line, start, end, replacement in edits:
+        lines[line] = lines[line][:start] + replacement + lines[line][end:]
+    for before, new in sorted(inserts, key=lambda item: item[0], reverse=True):
+        if before > 0 and not lines[before - 1].endswith("\n"):
+            lines[before - 1] += "\n"
+        lines[before:before] = new
+    result = "".join(lines)
+    _check_bound(result, service, ports, bind_address)
+    return result
+
+
+def _check_bound(text, service, ports, bind_address):
+    """Re-read the edited file: a bug here must fail loudly, not publish ports."""
+    for entry in published_ports(text, service):
+        if _covers(entry["target"], ports) and entry["host_ip"] != bind_address:
+            raise ComposeError(f"internal error: port {entry} left unbound")
+
+
+def published_ports(text, service):
+    """
+    Return SERVICE's port entries as dicts with host_ip, published, target and
+    protocol, for checks and reports.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_compose.published_ports "$(cat docker-compose.yml)" odoo
+    """
+    entries = _service(_load(text), service).get("ports") or []
+    result = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            result.append(
+                {
+                    "host_ip": entry.get("host_ip"),
+                    "published": None if entry.get("published") is None else str(entry["published"]),
+                    "target": str(entry.get("target")),
+                    "protocol": entry.get("protocol"),
+                }
+            )
+        else:
+            result.append(parse_short_port(entry))
+    return result

@@ -1,0 +1,258 @@
+"""
+Edit Odoo's odoo.conf in place, keeping everything the formula does not manage.
+
+Odoo reads the file with ``configparser.RawConfigParser`` (no interpolation),
+so ``%`` in a password is literal. Rewriting the file with configparser would
+drop comments and reorder keys; this module edits lines instead and rejects
+what RawConfigParser itself would reject, so a file Odoo cannot read is never
+"fixed" silently.
+"""
+
+import re
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # the pure functions are also used without Salt installed
+
+    class CommandExecutionError(Exception):
+        pass
+
+
+__virtualname__ = "odoo_conf"
+
+MASK = "********"
+
+_SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
+_OPTION = re.compile(r"^(?P<key>[^=:\s][^=:]*?)(?P<sep>\s*[=:]\s*)(?P<value>.*?)\s*$")
+
+
+class OdooConfError(CommandExecutionError):
+    """odoo.conf is not something Odoo could read."""
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _ending(line):
+    if line.endswith("\r\n"):
+        return "\r\n"
+    if line.endswith("\n"):
+        return "\n"
+    return ""
+
+
+def parse(text):
+    """
+    Split odoo.conf TEXT into line records and check it the way Odoo's
+    RawConfigParser would. Each record is a dict with ``kind`` (blank, comment,
+    section, option, continuation), ``section``, and for options ``key``
+    (lower-cased, as configparser does), ``value`` and ``index``.
+
+    Raises an error naming the line for: text before the first section, a line
+    that is neither an option nor a comment, a duplicate section or option, or
+    no ``[options]`` section.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_conf.parse "$(cat /etc/odoo/odoo.conf)"
+    """
+    records = []
+    section = None
+    seen_sections = set()
+    seen_options = set()
+    last_option = None
+    for index, line in enumerate(text.splitlines(keepends=True)):
+        body = line.rstrip("\r\n")
+        stripped = body.strip()
+        number = index + 1
+        if not stripped:
+            records.append({"kind": "blank", "section": section})
+            last_option = None
+            continue
+        if stripped[0] in "#;":
+            records.append({"kind": "comment", "section": section})
+            continue
+        if body[0].isspace():
+            if last_option is None:
+                raise OdooConfError(f"line {number}: indented line outside an option")
+            records.append(
+                {"kind": "continuation", "section": section, "key": last_option}
+            )
+            continue
+        match = _SECTION.match(body)
+        if match:
+            section = match.group("name")
+            if section in seen_sections:
+                raise OdooConfError(f"line {number}: section [{section}] appears twice")
+            seen_sections.add(section)
+            records.append({"kind": "section", "section": section})
+            last_option = None
+            continue
+        if section is None:
+            raise OdooConfError(f"line {number}: text before the first [section]")
+        match = _OPTION.match(body)
+        if not match:
+            raise OdooConfError(
+                f"line {number}: neither 'key = value', a [section] nor a comment"
+            )
+        key = match.group("key").strip().lower()
+        if (section, key) in seen_options:
+            raise OdooConfError(
+                f"line {number}: option '{key}' appears twice in [{section}]"
+            )
+        seen_options.add((section, key))
+        records.append(
+            {
+                "kind": "option",
+                "section": section,
+                "key": key,
+                "value": match.group("value"),
+                "index": index,
+            }
+        )
+        last_option = key
+    if "options" not in seen_sections:
+        raise OdooConfError("no [options] section: Odoo reads its settings from there")
+    return records
+
+
+def get_options(text):
+    """
+    Return the ``[options]`` of odoo.conf TEXT as a dict (values as written).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_conf.get_options "$(cat /etc/odoo/odoo.conf)"
+    """
+    return {
+        record["key"]: record["value"]
+        for record in parse(text)
+        if record["kind"] == "option" and record["section"] == "options"
+    }
+
+
+def set_options(text, options, renames=None):
+    """
+    Return TEXT with each ``[key, value]`` of OPTIONS set in ``[options]``.
+
+    An existing key keeps its line and spacing, only its value changes (its
+    continuation lines go); a missing key is added after the section's last
+    option. RENAMES maps an old key to a new one (``longpolling_port`` to
+    ``gevent_port`` for Odoo 16+): when the new key is set and only the old one
+    is present, that line is renamed in place; when both are present, the old
+    line goes. Every other line stays byte for byte.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_conf.set_options "$(cat /etc/odoo/odoo.conf)" '[["proxy_mode", "True"]]'
+    """
+    renames = renames or {}
+    records = parse(text)
+    lines = text.splitlines(keepends=True)
+    newline = _ending(lines[0]) if lines and _ending(lines[0]) else "\n"
+    present = {
+        r["key"]: r for r in records if r["kind"] == "option" and r["section"] == "options"
+    }
+    drop = set()  # line indexes to delete
+    replace = {}  # line index -> new line
+    append = []
+
+    def continuation_indexes(key):
+        return [
+            i
+            for i, r in enumerate(records)
+            if r["kind"] == "continuation" and r["section"] == "options" and r["key"] == key
+        ]
+
+    wanted = {key.lower(): str(value) for key, value in options}
+    for key, value in wanted.items():
+        old_keys = [old for old, new in renames.items() if new == key and old in present]
+        if key in present:
+            record = present[key]
+            for old in old_keys:
+                drop.add(present[old]["index"])
+                drop.update(continuation_indexes(old))
+        elif old_keys:
+            record = present[old_keys[0]]
+        else:
+            append.append(f"{key} = {value}{newline}")
+            continue
+        line = lines[record["index"]]
+        match = _OPTION.match(line.rstrip("\r\n"))
+        unchanged = record["key"] == key and record["value"] == value
+        if unchanged and not continuation_indexes(record["key"]):
+            continue
+        replace[record["index"]] = (
+            f"{key if record['key'] != key else match.group('key')}"
+            f"{match.group('sep')}{value}{_ending(line) or newline}"
+        )
+        drop.update(continuation_indexes(record["key"]))
+
+    # New keys go after the last option (or continuation) line of [options].
+    last = max(
+        (
+            i
+            for i, r in enumerate(records)
+            if r["section"] == "options" and r["kind"] in ("option", "continuation", "section")
+        ),
+    )
+    out = []
+    for index, line in enumerate(lines):
+        if index in drop:
+            continue
+        line = replace.get(index, line)
+        if index == last and append:
+            if not _ending(line):
+                line += newline
+            out.append(line)
+            out.extend(append)
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+def mask(text, secret_keys):
+    """
+    Return odoo.conf TEXT with the values of SECRET_KEYS replaced by
+    ``********`` (continuation lines of a secret too), for diffs and logs.
+    Text that does not parse is masked line by line as best it can.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_conf.mask "$(cat /etc/odoo/odoo.conf)" '[admin_passwd, db_password]'
+    """
+    secrets = {key.lower() for key in secret_keys}
+    out = []
+    current = None  # the option a continuation line belongs to
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        stripped = body.strip()
+        if body[:1].isspace() and stripped:
+            if current in secrets:
+                line = f"    {MASK}{_ending(line)}"
+            out.append(line)
+            continue
+        current = None
+        # A commented-out sample line can hold a real password too.
+        prefix = re.match(r"^[#;\s]*", body).group(0)
+        match = _OPTION.match(body[len(prefix):])
+        if match and not stripped.startswith("["):
+            key = match.group("key").strip().lower()
+            if not prefix:
+                current = key
+            if key in secrets:
+                line = (
+                    f"{prefix}{match.group('key')}{match.group('sep')}{MASK}"
+                    f"{_ending(line)}"
+                )
+        out.append(line)
+    return "".join(out)

@@ -1,0 +1,728 @@
+"""
+Settings, nginx inspection and safe file primitives for the odoo_websocket formula.
+
+The formula's map.jinja calls :py:func:`settings` to validate the merged
+pillar before any state runs; the states in ``_states/odoo_websocket.py`` call
+the nginx and file functions through ``__salt__``.
+
+:depends: crossplane (nginx config parser)
+"""
+
+import copy
+import difflib
+import ipaddress
+import os
+import re
+import subprocess
+import tempfile
+
+try:
+    import crossplane
+
+    HAS_CROSSPLANE = True
+except ImportError:
+    HAS_CROSSPLANE = False
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # the pure functions are also used without Salt installed
+
+    class CommandExecutionError(Exception):
+        pass
+
+
+__virtualname__ = "odoo_websocket"
+
+
+def __virtual__():
+    if not HAS_CROSSPLANE:
+        return (
+            False,
+            "odoo_websocket: the Python package 'crossplane' is missing from "
+            "Salt's Python (salt-pip install crossplane==0.5.8)",
+        )
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------
+# Settings: validation of the merged pillar and derived values
+# --------------------------------------------------------------------------
+
+# Characters that would let a value inject nginx directives or break a path.
+_UNSAFE = re.compile(r"""[\s;{}'"$\\`]""")
+_OPTION_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+_VERSION = re.compile(r"^([0-9]+)(\.[0-9]+)?$")
+
+# Options the formula itself writes to odoo.conf: extra_options may not set them.
+MANAGED_OPTIONS = (
+    "proxy_mode",
+    "workers",
+    "gevent_port",
+    "longpolling_port",
+    "http_interface",
+)
+# Always masked in diffs and comments, whatever the pillar says.
+DEFAULT_SECRET_KEYS = ("admin_passwd", "db_password")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _port(value):
+    if not _is_int(value) or not 1 <= value <= 65535:
+        return "must be an integer from 1 to 65535"
+
+
+def _count(minimum):
+    def rule(value):
+        if not _is_int(value) or value < minimum:
+            return f"must be an integer >= {minimum}"
+
+    return rule
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        return "must be true or false"
+
+
+def _token(value):
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if _UNSAFE.search(value):
+        return "must not contain whitespace, ';', '{', '}', quotes, '$', '\\' or '`'"
+
+
+def _path(value):
+    problem = _token(value)
+    if problem:
+        return problem.replace("non-empty string", "non-empty absolute path")
+    if not value.startswith("/"):
+        return "must be an absolute path"
+
+
+def _optional_path(value):
+    if value == "":
+        return None
+    return _path(value)
+
+
+def _ip(value):
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return "must be an IP address"
+
+
+def _listen_address(value):
+    # nginx wants IPv6 listen addresses in brackets: [::1]
+    text = str(value)
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+        try:
+            ipaddress.IPv6Address(text)
+            return None
+        except ValueError:
+            return "must be an IPv4 address or a bracketed IPv6 address like '[::]'"
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return "must be an IPv4 address or a bracketed IPv6 address like '[::]'"
+
+
+def _upstream(value):
+    if not isinstance(value, str) or not _UPSTREAM_NAME.match(value):
+        return "must be a name of letters, digits, '_', '.' or '-'"
+
+
+def _size(value):
+    if not _SIZE.match(str(value)) or isinstance(value, bool):
+        return "must be a size like 64m, 512k or 1g"
+
+
+def _version(value):
+    if isinstance(value, bool) or not _VERSION.match(str(value)):
+        return "must be an Odoo version like '17.0'"
+    if int(_VERSION.match(str(value)).group(1)) < 8:
+        return "must be Odoo 8.0 or later"
+
+
+def _command(value):
+    if not isinstance(value, str) or "\n" in value:
+        return "must be a one-line shell command (empty for the default)"
+
+
+def _choice(*choices):
+    def rule(value):
+        if value not in choices:
+            return "must be one of: " + ", ".join(choices)
+
+    return rule
+
+
+def _list_of(rule, allow_empty=True):
+    def check(value):
+        if not isinstance(value, list):
+            return "must be a list"
+        if not value and not allow_empty:
+            return "must list at least one entry"
+        for item in value:
+            problem = rule(item)
+            if problem:
+                return f"every entry {problem} (bad entry: {item!r})"
+
+    return check
+
+
+def _extra_options(value):
+    if not isinstance(value, dict):
+        return "must be a mapping of odoo.conf option to value"
+    for key, item in value.items():
+        if not isinstance(key, str) or not _OPTION_KEY.match(key):
+            return f"option name {key!r} must be lower-case letters, digits and '_'"
+        if key in MANAGED_OPTIONS:
+            return (
+                f"option {key!r} is set by the formula itself; use its own key "
+                "(odoo_websocket:odoo:...)"
+            )
+        # Values are never echoed: they may be passwords.
+        if item is None or isinstance(item, (dict, list)):
+            return f"value of {key!r} must be a string, number or boolean"
+        if "\n" in str(item) or "\r" in str(item):
+            return f"value of {key!r} must be on one line"
+
+
+def _option_name(value):
+    if not isinstance(value, str) or not _OPTION_KEY.match(value):
+        return "must be an odoo.conf option name"
+
+
+SCHEMA = {
+    "deployment": _choice("docker", "native"),
+    "odoo": {
+        "version": _version,
+        "host": _token,
+        "http_port": _port,
+        "gevent_port": _port,
+        "workers": _count(0),
+        "http_interface": _ip,
+        "config": {
+            "enabled": _boolean,
+            "file": _path,
+            "restart_cmd": _command,
+            "extra_options": _extra_options,
+            "secret_keys": _list_of(_option_name),
+        },
+    },
+    "nginx": {
+        "enabled": _boolean,
+        "binary": _path,
+        "conf_file": _path,
+        "map_file": _path,
+        "site_file": _path,
+        "site_link": _optional_path,
+        "reload": _boolean,
+        "server_name": _list_of(_token, allow_empty=False),
+        "http_port": _port,
+        "listen_addresses": _list_of(_listen_address),
+        "upstream_http": _upstream,
+        "upstream_evented": _upstream,
+        "proxy_timeout": _count(60),
+        "client_max_body_size": _size,
+        "tls": {
+            "enabled": _boolean,
+            "port": _port,
+            "certificate": _optional_path,
+            "certificate_key": _optional_path,
+            "hsts": _boolean,
+        },
+    },
+    "compose": {
+        "enabled": _boolean,
+        "file": _path,
+        "service": _upstream,
+        "bind_address": _ip,
+        "recreate_cmd": _command,
+    },
+}
+
+# Values never repeated in an error message.
+_QUIET_KEYS = ("extra_options",)
+
+
+def _check(schema, data, path, errors):
+    if not isinstance(data, dict):
+        errors.append(f"{path}: must be a mapping")
+        return
+    for key, value in data.items():
+        where = f"{path}:{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            errors.append(f"{where}: unknown key{hint}")
+        elif isinstance(schema[key], dict):
+            _check(schema[key], value, where, errors)
+        else:
+            problem = schema[key](value)
+            if problem:
+                shown = "" if key in _QUIET_KEYS else f", got {value!r}"
+                errors.append(f"{where}: {problem}{shown}")
+    for key, rule in schema.items():
+        if key not in data:
+            errors.append(f"{path}:{key}: missing (defaults.yaml should provide it)")
+
+
+def _cross_checks(data, errors):
+    odoo, nginx = data["odoo"], data["nginx"]
+    if odoo["workers"] > 0 and odoo["http_port"] == odoo["gevent_port"]:
+        errors.append(
+            "odoo_websocket:odoo:gevent_port: must differ from http_port "
+            "when workers > 0 (both ports are bound)"
+        )
+    if nginx["upstream_http"] == nginx["upstream_evented"]:
+        errors.append(
+            "odoo_websocket:nginx:upstream_evented: must differ from upstream_http"
+        )
+    tls = nginx["tls"]
+    if tls["enabled"]:
+        for key in ("certificate", "certificate_key"):
+            if not tls[key]:
+                errors.append(
+                    f"odoo_websocket:nginx:tls:{key}: required when tls:enabled is true"
+                )
+        if tls["port"] == nginx["http_port"]:
+            errors.append("odoo_websocket:nginx:tls:port: must differ from http_port")
+    if nginx["site_link"] and nginx["site_link"] == nginx["site_file"]:
+        errors.append("odoo_websocket:nginx:site_link: must differ from site_file")
+    if nginx["map_file"] in (nginx["site_file"], nginx["site_link"]):
+        errors.append("odoo_websocket:nginx:map_file: must differ from the site files")
+
+
+def validate(data):
+    """
+    Check merged odoo_websocket settings against the schema and return the list
+    of problems, each naming the pillar key and the rule it breaks.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.validate "$(salt-call --out=json pillar.get odoo_websocket)"
+    """
+    errors = []
+    _check(SCHEMA, data, "odoo_websocket", errors)
+    if not errors:
+        _cross_checks(data, errors)
+    return errors
+
+
+def _option_value(value):
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+def settings(data):
+    """
+    Validate the merged settings (defaults, OS family, pillar) and return them
+    with the derived values the SLS files and templates use. Raises an error
+    that lists every bad key when the pillar is invalid, so the render stops
+    before any state touches a file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.settings "{...}"
+    """
+    errors = validate(data)
+    if errors:
+        raise CommandExecutionError(
+            "Invalid pillar, nothing was changed:\n  " + "\n  ".join(errors)
+        )
+    result = copy.deepcopy(data)
+    odoo, nginx, compose = result["odoo"], result["nginx"], result["compose"]
+    config = odoo["config"]
+
+    major = int(_VERSION.match(str(odoo["version"])).group(1))
+    odoo["major"] = major
+    # Odoo 16 moved the bus from long polling to a websocket, and renamed the
+    # evented port option (longpolling_port stays a deprecated alias).
+    odoo["realtime_path"] = "/websocket" if major >= 16 else "/longpolling"
+    evented_option = "gevent_port" if major >= 16 else "longpolling_port"
+    odoo["evented_option"] = evented_option
+    # workers = 0: the HTTP port serves the bus; workers > 0: only the evented one.
+    nginx["realtime_upstream"] = (
+        nginx["upstream_evented"] if odoo["workers"] > 0 else nginx["upstream_http"]
+    )
+
+    options = [
+        ["proxy_mode", "True"],
+        ["workers", str(odoo["workers"])],
+        [evented_option, str(odoo["gevent_port"])],
+    ]
+    if result["deployment"] == "native":
+        # In a container Odoo must listen on all of its interfaces; the compose
+        # port binding keeps it off the host's public ones instead.
+        options.append(["http_interface", odoo["http_interface"]])
+    for key, value in config["extra_options"].items():
+        options.append([key, _option_value(value)])
+    config["options"] = options
+    config["renames"] = {"longpolling_port": "gevent_port"} if major >= 16 else {}
+    config["secret_keys"] = sorted(
+        set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"])
+    )
+    compose_cmd = f"docker compose -f {compose['file']}"
+    if not config["restart_cmd"]:
+        config["restart_cmd"] = (
+            f"{compose_cmd} restart {compose['service']}"
+            if result["deployment"] == "docker"
+            else "service odoo restart"
+        )
+    if not compose["recreate_cmd"]:
+        compose["recreate_cmd"] = f"{compose_cmd} up -d {compose['service']}"
+    compose["ports"] = [odoo["http_port"], odoo["gevent_port"]]
+    compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
+    return result
+
+
+# --------------------------------------------------------------------------
+# nginx
+# --------------------------------------------------------------------------
+
+_NGINX_MESSAGE = re.compile(
+    r"^nginx: \[(?P<level>emerg|alert|crit|error|warn|notice)\] (?P<message>.*?)"
+    r"(?: in (?P<file>/\S+):(?P<line>[0-9]+))?$"
+)
+
+
+def parse_nginx_messages(output):
+    """
+    Turn ``nginx -t`` output into a list of dicts with level, message, file and
+    line (file and line are None when nginx names none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.parse_nginx_messages "$(nginx -t 2>&1)"
+    """
+    messages = []
+    for line in output.splitlines():
+        match = _NGINX_MESSAGE.match(line.strip())
+        if match and match.group("level") in ("emerg", "alert", "crit", "error"):
+            found = match.groupdict()
+            found["line"] = int(found["line"]) if found["line"] else None
+            messages.append(found)
+    return messages
+
+
+def nginx_test(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
+    """
+    Run ``nginx -t`` on the whole configuration tree that CONF_FILE starts and
+    return ``{"ok": bool, "errors": [{level, message, file, line}], "output": str}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.nginx_test
+        salt '*' odoo_websocket.nginx_test conf_file=/srv/sandbox/nginx.conf
+    """
+    try:
+        proc = subprocess.run(
+            [binary, "-t", "-c", conf_file],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        message = f"nginx binary not found: {binary}"
+        return {
+            "ok": False,
+            "errors": [{"level": "emerg", "message": message, "file": None, "line": None}],
+            "output": message,
+        }
+    output = (proc.stderr + proc.stdout).strip()
+    errors = parse_nginx_messages(output)
+    if proc.returncode != 0 and not errors:
+        errors = [{"level": "emerg", "message": output, "file": None, "line": None}]
+    return {"ok": proc.returncode == 0, "errors": errors, "output": output}
+
+
+def format_nginx_errors(errors):
+    """
+    One line per nginx error: ``FILE:LINE: MESSAGE``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.format_nginx_errors "$(salt-call --out=json odoo_websocket.nginx_test)"
+    """
+    lines = []
+    for error in errors:
+        where = f"{error['file']}:{error['line']}: " if error.get("file") else ""
+        lines.append(f"{where}{error['message']}")
+    return "\n".join(lines)
+
+
+def connection_upgrade_maps(conf_file="/etc/nginx/nginx.conf", exclude=None):
+    """
+    Find every ``map ... $connection_upgrade`` in the nginx tree that CONF_FILE
+    starts (includes followed), except in the file EXCLUDE. Returns a list of
+    ``{"file": ..., "line": ...}``.
+
+    nginx -t accepts a second definition and silently uses the last one, so the
+    formula looks before adding its own.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.connection_upgrade_maps
+    """
+    payload = crossplane.parse(
+        conf_file,
+        catch_errors=True,
+        check_ctx=False,
+        check_args=False,
+        comments=False,
+    )
+    found = []
+
+    def walk(directives, filename):
+        for directive in directives:
+            args = directive.get("args", [])
+            if (
+                directive["directive"] == "map"
+                and len(args) >= 2
+                and args[1] == "$connection_upgrade"
+            ):
+                found.append({"file": filename, "line": directive["line"]})
+            walk(directive.get("block", []), filename)
+
+    for config in payload["config"]:
+        if exclude and os.path.abspath(config["file"]) == os.path.abspath(exclude):
+            continue
+        walk(config.get("parsed", []), config["file"])
+    return found
+
+
+def nginx_pid(conf_file="/etc/nginx/nginx.conf"):
+    """
+    Return the PID of the nginx master that CONF_FILE's ``pid`` file names, or
+    None when nginx is not running.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.nginx_pid
+    """
+    pid_file = "/run/nginx.pid"
+    try:
+        payload = crossplane.parse(
+            conf_file, catch_errors=True, check_ctx=False, check_args=False, single=True
+        )
+        for directive in payload["config"][0]["parsed"]:
+            if directive["directive"] == "pid" and directive["args"]:
+                pid_file = directive["args"][0]
+    except (IndexError, KeyError, OSError):
+        pass
+    if not os.path.isabs(pid_file):
+        pid_file = os.path.join(os.path.dirname(conf_file), pid_file)
+    try:
+        with open(pid_file, encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def nginx_reload(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
+    """
+    Gracefully reload nginx (``nginx -s reload``): old workers finish their open
+    connections, websockets included. Returns a comment; does nothing when
+    nginx is not running.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.nginx_reload
+    """
+    if nginx_pid(conf_file) is None:
+        return "nginx is not running: not reloaded"
+    proc = subprocess.run(
+        [binary, "-s", "reload", "-c", conf_file],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CommandExecutionError(f"nginx reload failed: {proc.stderr.strip()}")
+    return "nginx reloaded gracefully"
+
+
+# --------------------------------------------------------------------------
+# Files: snapshots, atomic replacement, diffs
+# --------------------------------------------------------------------------
+
+
+def snapshot(path):
+    """
+    Record what PATH is now (absent, a symlink and its target, or a file with
+    its bytes, mode, owner and group) so that :py:func:`restore_snapshot` can
+    put it back exactly.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.snapshot /etc/nginx/sites-enabled/odoo_websocket.conf
+    """
+    if os.path.islink(path):
+        return {"path": path, "kind": "link", "target": os.readlink(path)}
+    if not os.path.exists(path):
+        return {"path": path, "kind": "absent"}
+    stat = os.stat(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return {
+        "path": path,
+        "kind": "file",
+        "data": data,
+        "mode": stat.st_mode & 0o7777,
+        "uid": stat.st_uid,
+        "gid": stat.st_gid,
+    }
+
+
+def _fsync_dir(path):
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path, data, mode=0o644, uid=None, gid=None):
+    """
+    Write DATA (bytes or str) to PATH atomically: a temporary file in the same
+    folder, fsynced, given MODE and owner, then renamed over PATH. A crash
+    leaves either the old file or the new one, never half of one.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.replace_file /tmp/example "text" mode=0o600
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".odoo_websocket.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if uid is not None or gid is not None:
+            os.chown(tmp, -1 if uid is None else uid, -1 if gid is None else gid)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path)
+
+
+def replace_symlink(path, target):
+    """
+    Point the symlink PATH at TARGET atomically (a new link renamed over it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.replace_symlink /etc/nginx/sites-enabled/odoo /etc/nginx/sites-available/odoo
+    """
+    tmp = os.path.join(
+        os.path.dirname(path), f".odoo_websocket.{os.getpid()}.{os.path.basename(path)}"
+    )
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _fsync_dir(path)
+
+
+def remove(path):
+    """
+    Remove the file or symlink PATH if it exists.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.remove /etc/nginx/conf.d/odoo_websocket_map.conf
+    """
+    if os.path.lexists(path):
+        os.unlink(path)
+        _fsync_dir(path)
+
+
+def restore_snapshot(snap):
+    """
+    Put a path back as :py:func:`snapshot` recorded it, byte for byte, with its
+    mode and owner.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.restore_snapshot "{...}"
+    """
+    path = snap["path"]
+    if snap["kind"] == "absent":
+        remove(path)
+    elif snap["kind"] == "link":
+        if os.path.lexists(path) and not os.path.islink(path):
+            os.unlink(path)
+        replace_symlink(path, snap["target"])
+    else:
+        if os.path.islink(path):
+            os.unlink(path)
+        replace_file(path, snap["data"], snap["mode"], snap["uid"], snap["gid"])
+
+
+def unified_diff(old, new, path):
+    """
+    A unified diff between two texts, labelled with PATH.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.unified_diff "a" "b" /etc/example
+    """
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=path,
+            tofile=path,
+        )
+    )

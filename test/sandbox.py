@@ -1,0 +1,126 @@
+"""
+A sandbox of the files the formula manages: a Debian-style nginx tree, an
+odoo.conf and a compose file under one folder, plus the pillar that points the
+formula at them. Used by the tests and by `make demo`.
+"""
+
+import copy
+import os
+import shutil
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "test", "fixtures")
+
+
+def load_pillar_example():
+    with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _fill(path, root, http_port):
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return text.replace("@ROOT@", root).replace("@HTTP_PORT@", str(http_port))
+
+
+class Sandbox:
+    """Files under ROOT laid out as on a Debian host running Odoo in docker."""
+
+    def __init__(self, root, http_port=80):
+        self.root = os.path.abspath(root)
+        self.nginx_dir = os.path.join(self.root, "etc/nginx")
+        self.conf_file = os.path.join(self.nginx_dir, "nginx.conf")
+        self.map_file = os.path.join(self.nginx_dir, "conf.d/odoo_websocket_map.conf")
+        self.site_file = os.path.join(self.nginx_dir, "sites-available/odoo_websocket.conf")
+        self.site_link = os.path.join(self.nginx_dir, "sites-enabled/odoo_websocket.conf")
+        self.odoo_conf = os.path.join(self.root, "etc/odoo/odoo.conf")
+        self.compose_file = os.path.join(self.root, "opt/odoo/docker-compose.yml")
+        self.marker_dir = os.path.join(self.root, "markers")
+        self.http_port = http_port
+
+    def create(self):
+        for folder in (
+            "etc/nginx/conf.d",
+            "etc/nginx/sites-available",
+            "etc/nginx/sites-enabled",
+            "etc/odoo",
+            "opt/odoo",
+            "run",
+            "var/log/nginx",
+            "var/www/html",
+            "markers",
+        ):
+            os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+        nginx_fixtures = os.path.join(FIXTURES, "nginx")
+        self.write(self.conf_file, _fill(os.path.join(nginx_fixtures, "nginx.conf"), self.root, self.http_port))
+        shutil.copy(os.path.join(nginx_fixtures, "mime.types"), os.path.join(self.nginx_dir, "mime.types"))
+        default = os.path.join(self.nginx_dir, "sites-available/default")
+        self.write(default, _fill(os.path.join(nginx_fixtures, "default.site"), self.root, self.http_port))
+        os.symlink(default, os.path.join(self.nginx_dir, "sites-enabled/default"))
+        shutil.copy(os.path.join(FIXTURES, "odoo.conf"), self.odoo_conf)
+        os.chmod(self.odoo_conf, 0o640)
+        shutil.copy(os.path.join(FIXTURES, "docker-compose.yml"), self.compose_file)
+        return self
+
+    @staticmethod
+    def write(path, text, mode=0o644):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(path, mode)
+
+    def marker(self, name):
+        return os.path.join(self.marker_dir, name)
+
+    def pillar(self, **overrides):
+        """pillar.example with every path moved into the sandbox, then OVERRIDES
+        (nested dicts merge; other values replace)."""
+        data = copy.deepcopy(load_pillar_example())
+        settings = data["odoo_websocket"]
+        settings["nginx"].update(
+            {
+                "binary": shutil.which("nginx") or "/usr/sbin/nginx",
+                "conf_file": self.conf_file,
+                "map_file": self.map_file,
+                "site_file": self.site_file,
+                "site_link": self.site_link,
+                "http_port": self.http_port,
+            }
+        )
+        settings["odoo"]["config"]["file"] = self.odoo_conf
+        # Restart commands leave a marker instead of touching real services.
+        settings["odoo"]["config"]["restart_cmd"] = f"touch {self.marker('odoo-restarted')}"
+        settings["compose"]["file"] = self.compose_file
+        settings["compose"]["recreate_cmd"] = f"touch {self.marker('compose-recreated')}"
+        merge(settings, overrides)
+        return data
+
+    def managed_files(self):
+        return [self.map_file, self.site_file, self.site_link, self.odoo_conf, self.compose_file]
+
+    def fingerprint(self):
+        """Bytes, mode, owner and link target of every file under the sandbox."""
+        result = {}
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(folder, name)
+                if path.startswith(self.marker_dir) or "/var/log/" in path or "/run/" in path:
+                    continue
+                if os.path.islink(path):
+                    result[path] = ("link", os.readlink(path))
+                else:
+                    stat = os.stat(path)
+                    with open(path, "rb") as handle:
+                        result[path] = (handle.read(), stat.st_mode, stat.st_uid, stat.st_gid)
+        return result
+
+
+def merge(target, overrides):
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+    return target
