@@ -1,0 +1,92 @@
+"""Shared fixtures: module imports for unit tests, sandboxes, and a real Salt
+master and minion (pytest-salt-factories) serving this repository."""
+
+import json
+import os
+import sys
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "_modules"))
+sys.path.insert(0, HERE)
+
+from sandbox import Sandbox  # noqa: E402
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    return Sandbox(str(tmp_path / "root")).create()
+
+
+@pytest.fixture(scope="session")
+def pillar_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pillar")
+    (path / "top.sls").write_text("base:\n  '*':\n    - odoo_websocket\n")
+    (path / "odoo_websocket.sls").write_text("{}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_dir):
+    overrides = {
+        "file_roots": {"base": [REPO]},
+        "pillar_roots": {"base": [str(pillar_dir)]},
+    }
+    factory = salt_factories.salt_master_daemon("odoo-ws-master", overrides=overrides)
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_minion(salt_master):
+    factory = salt_master.salt_minion_daemon("odoo-ws-minion")
+    with factory.started():
+        cli = salt_master.salt_cli(timeout=120)
+        ret = cli.run("saltutil.sync_all", minion_tgt=factory.id)
+        assert ret.returncode == 0, ret
+        yield factory
+
+
+class Formula:
+    """Run the formula on the test minion through the master, as users do."""
+
+    def __init__(self, master, minion, pillar_dir):
+        self.cli = master.salt_cli(timeout=120)
+        self.minion = minion
+        self.pillar_dir = pillar_dir
+
+    def set_pillar(self, data):
+        (self.pillar_dir / "odoo_websocket.sls").write_text(json.dumps(data))
+        ret = self.cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=self.minion.id)
+        assert ret.returncode == 0, ret
+
+    def apply(self, pillar, test=False):
+        """state.apply odoo_websocket; returns the salt CLI result (.data, .stdout)."""
+        self.set_pillar(pillar)
+        args = ["state.apply", "odoo_websocket"]
+        if test:
+            args.append("test=True")
+        return self.cli.run(*args, minion_tgt=self.minion.id)
+
+
+@pytest.fixture
+def formula(salt_master, salt_minion, pillar_dir):
+    return Formula(salt_master, salt_minion, pillar_dir)
+
+
+def states(result):
+    """The state results of a run keyed by state ID (fails on compile errors)."""
+    assert isinstance(result.data, dict), f"no state results: {result.stdout}{result.stderr}"
+    return {value["__id__"]: value for value in result.data.values()}
+
+
+def changed(result):
+    return {sid for sid, value in states(result).items() if value["changes"]}
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)

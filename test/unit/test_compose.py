@@ -1,0 +1,101 @@
+"""Compose port rebinding (pure logic)."""
+
+import pytest
+import yaml
+
+import odoo_compose
+
+PORTS = [8069, 8072]
+
+
+def service_ports(text, service="odoo"):
+    return yaml.safe_load(text)["services"][service]["ports"]
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ('"8069:8069"', "127.0.0.1:8069:8069"),
+        ('"0.0.0.0:8069:8069"', "127.0.0.1:8069:8069"),
+        ('"8069"', "127.0.0.1:8069:8069"),
+        ("8069", "127.0.0.1:8069:8069"),
+        ('"8069:8069/tcp"', "127.0.0.1:8069:8069/tcp"),
+        ('"18069:8069"', "127.0.0.1:18069:8069"),
+        ('"[::]:8069:8069"', "127.0.0.1:8069:8069"),
+        ('"${WEB_PORT:-8069}:8069"', "127.0.0.1:${WEB_PORT:-8069}:8069"),
+        ("'8069:8069'", "127.0.0.1:8069:8069"),
+        ('"8069-8072:8069-8072"', "127.0.0.1:8069-8072:8069-8072"),
+    ],
+)
+def test_short_syntax(entry, expected):
+    text = f"services:\n  odoo:\n    image: odoo:17\n    ports:\n      - {entry}\n"
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    ports = service_ports(out)
+    assert expected in ports
+    for port in ports:
+        assert str(port).startswith("127.0.0.1:")
+    assert odoo_compose.bind_ports(out, "odoo", PORTS) == out
+
+
+def test_long_syntax():
+    text = (
+        "services:\n  odoo:\n    ports:\n"
+        "      - target: 8069\n        published: 8069\n        host_ip: 0.0.0.0\n"
+        "      - target: 8072\n        published: '8072'\n"
+        "      - target: 8071\n        host_ip: 0.0.0.0\n"
+    )
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    ports = service_ports(out)
+    assert ports[0] == {"target": 8069, "published": 8069, "host_ip": "127.0.0.1"}
+    assert ports[1]["host_ip"] == "127.0.0.1" and ports[1]["published"] == "8072"
+    assert ports[2] == {"target": 8071, "host_ip": "0.0.0.0"}  # not Odoo's: untouched
+    assert odoo_compose.bind_ports(out, "odoo", PORTS) == out
+
+
+def test_other_ports_services_comments_and_anchors_untouched():
+    text = (
+        "# head comment\n"
+        "x-common: &common\n  restart: always\n"
+        "services:\n"
+        "  db:\n    <<: *common\n    ports:\n      - \"5432:5432\"  # db\n"
+        "  odoo:\n    <<: *common\n    ports:\n"
+        "      - \"8069:8069\"   # web\n"
+        "      - \"8071:8071\"\n"
+        "      - \"8072:8072\"\n"
+    )
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    expected = (
+        text.replace('"8069:8069"   # web', '"127.0.0.1:8069:8069"   # web')
+        .replace('"8072:8072"', '"127.0.0.1:8072:8072"')
+    )
+    assert out == expected
+
+
+def test_missing_ports_are_added():
+    out = odoo_compose.bind_ports("services:\n  odoo:\n    image: odoo:17\n", "odoo", PORTS)
+    assert service_ports(out) == ["127.0.0.1:8069:8069", "127.0.0.1:8072:8072"]
+    out = odoo_compose.bind_ports(
+        "services:\n  odoo:\n    ports:\n      - '8069:8069'\n", "odoo", PORTS
+    )
+    assert sorted(service_ports(out)) == ["127.0.0.1:8069:8069", "127.0.0.1:8072:8072"]
+
+
+def test_ipv6_bind_address():
+    out = odoo_compose.bind_ports("services:\n  odoo:\n    ports:\n      - 8069:8069\n", "odoo", [8069], "::1")
+    assert service_ports(out) == ["[::1]:8069:8069"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("services: [\n", "not valid YAML"),
+        ("version: '3'\n", "no 'services' mapping"),
+        ("services:\n  web:\n    image: x\n", "no service 'odoo' (services: web)"),
+        ("services:\n  odoo:\n    ports: 8069\n", "'ports' is not a list"),
+        ("services:\n  odoo:\n    ports:\n      - published: 80\n", "has no target"),
+    ],
+)
+def test_bad_compose_files_are_refused(text, message):
+    with pytest.raises(odoo_compose.ComposeError) as raised:
+        odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert message in str(raised.value)
