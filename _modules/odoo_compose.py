@@ -9,7 +9,6 @@ anchors, key order, quoting and every other service stay as they were.
 :depends: ruamel.yaml
 """
 
-import io
 import re
 
 try:
@@ -240,9 +239,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
             prefix = lines[line][:col]
             if not prefix.strip() == "-":
                 raise ComposeError(f"service {service!r}: add ports {missing} by hand")
-            inserts.append(
-                (line, [f'{prefix}"{bound}:{port}:{port}"\n' for port in missing])
-            )
+            inserts.append((line, [f'{prefix}"{bound}:{port}:{port}"\n' for port in missing]))
         elif "ports" in definition:
             raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
         else:
@@ -294,7 +291,9 @@ def published_ports(text, service):
             result.append(
                 {
                     "host_ip": entry.get("host_ip"),
-                    "published": None if entry.get("published") is None else str(entry["published"]),
+                    "published": None
+                    if entry.get("published") is None
+                    else str(entry["published"]),
                     "target": str(entry.get("target")),
                     "protocol": entry.get("protocol"),
                 }

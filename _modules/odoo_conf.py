@@ -78,9 +78,7 @@ def parse(text):
         if body[0].isspace():
             if last_option is None:
                 raise OdooConfError(f"line {number}: indented line outside an option")
-            records.append(
-                {"kind": "continuation", "section": section, "key": last_option}
-            )
+            records.append({"kind": "continuation", "section": section, "key": last_option})
             continue
         match = _SECTION.match(body)
         if match:
@@ -95,14 +93,10 @@ def parse(text):
             raise OdooConfError(f"line {number}: text before the first [section]")
         match = _OPTION.match(body)
         if not match:
-            raise OdooConfError(
-                f"line {number}: neither 'key = value', a [section] nor a comment"
-            )
+            raise OdooConfError(f"line {number}: neither 'key = value', a [section] nor a comment")
         key = match.group("key").strip().lower()
         if (section, key) in seen_options:
-            raise OdooConfError(
-                f"line {number}: option '{key}' appears twice in [{section}]"
-            )
+            raise OdooConfError(f"line {number}: option '{key}' appears twice in [{section}]")
         seen_options.add((section, key))
         records.append(
             {
@@ -157,9 +151,7 @@ def set_options(text, options, renames=None):
     records = parse(text)
     lines = text.splitlines(keepends=True)
     newline = _ending(lines[0]) if lines and _ending(lines[0]) else "\n"
-    present = {
-        r["key"]: r for r in records if r["kind"] == "option" and r["section"] == "options"
-    }
+    present = {r["key"]: r for r in records if r["kind"] == "option" and r["section"] == "options"}
     drop = set()  # line indexes to delete
     replace = {}  # line index -> new line
     append = []
@@ -244,15 +236,12 @@ def mask(text, secret_keys):
         current = None
         # A commented-out sample line can hold a real password too.
         prefix = re.match(r"^[#;\s]*", body).group(0)
-        match = _OPTION.match(body[len(prefix):])
+        match = _OPTION.match(body[len(prefix) :])
         if match and not stripped.startswith("["):
             key = match.group("key").strip().lower()
             if not prefix:
                 current = key
             if key in secrets:
-                line = (
-                    f"{prefix}{match.group('key')}{match.group('sep')}{MASK}"
-                    f"{_ending(line)}"
-                )
+                line = f"{prefix}{match.group('key')}{match.group('sep')}{MASK}{_ending(line)}"
         out.append(line)
     return "".join(out)

@@ -270,7 +270,7 @@ def _check(schema, data, path, errors):
             if problem:
                 shown = "" if key in _QUIET_KEYS else f", got {value!r}"
                 errors.append(f"{where}: {problem}{shown}")
-    for key, rule in schema.items():
+    for key in schema:
         if key not in data:
             errors.append(f"{path}:{key}: missing (defaults.yaml should provide it)")
 
@@ -283,16 +283,12 @@ def _cross_checks(data, errors):
             "when workers > 0 (both ports are bound)"
         )
     if nginx["upstream_http"] == nginx["upstream_evented"]:
-        errors.append(
-            "odoo_websocket:nginx:upstream_evented: must differ from upstream_http"
-        )
+        errors.append("odoo_websocket:nginx:upstream_evented: must differ from upstream_http")
     tls = nginx["tls"]
     if tls["enabled"]:
         for key in ("certificate", "certificate_key"):
             if not tls[key]:
-                errors.append(
-                    f"odoo_websocket:nginx:tls:{key}: required when tls:enabled is true"
-                )
+                errors.append(f"odoo_websocket:nginx:tls:{key}: required when tls:enabled is true")
         if tls["port"] == nginx["http_port"]:
             errors.append("odoo_websocket:nginx:tls:port: must differ from http_port")
     if nginx["site_link"] and nginx["site_link"] == nginx["site_file"]:
@@ -372,9 +368,7 @@ def settings(data):
         options.append([key, _option_value(value)])
     config["options"] = options
     config["renames"] = {"longpolling_port": "gevent_port"} if major >= 16 else {}
-    config["secret_keys"] = sorted(
-        set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"])
-    )
+    config["secret_keys"] = sorted(set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"]))
     compose_cmd = f"docker compose -f {compose['file']}"
     if not config["restart_cmd"]:
         config["restart_cmd"] = (
@@ -393,9 +387,11 @@ def settings(data):
 # nginx
 # --------------------------------------------------------------------------
 
+# "nginx: [emerg] MSG in FILE:LINE" before the error_log directive is read,
+# "2026/11/26 13:24:27 [emerg] 123#123: MSG in FILE:LINE" after it.
 _NGINX_MESSAGE = re.compile(
-    r"^nginx: \[(?P<level>emerg|alert|crit|error|warn|notice)\] (?P<message>.*?)"
-    r"(?: in (?P<file>/\S+):(?P<line>[0-9]+))?$"
+    r"^(?:nginx: |[0-9/]+ [0-9:]+ )\[(?P<level>emerg|alert|crit|error|warn|notice)\] "
+    r"(?:[0-9]+#[0-9]+: )?(?P<message>.*?)(?: in (?P<file>/\S+):(?P<line>[0-9]+))?$"
 )
 
 
@@ -462,7 +458,7 @@ def format_nginx_errors(errors):
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket.format_nginx_errors "$(salt-call --out=json odoo_websocket.nginx_test)"
+        salt '*' odoo_websocket.format_nginx_errors '[{"file": "/x", "line": 3, "message": "m"}]'
     """
     lines = []
     for error in errors:
@@ -653,7 +649,8 @@ def replace_symlink(path, target):
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket.replace_symlink /etc/nginx/sites-enabled/odoo /etc/nginx/sites-available/odoo
+        salt '*' odoo_websocket.replace_symlink \\
+            /etc/nginx/sites-enabled/odoo /etc/nginx/sites-available/odoo
     """
     tmp = os.path.join(
         os.path.dirname(path), f".odoo_websocket.{os.getpid()}.{os.path.basename(path)}"

@@ -69,7 +69,9 @@ def _describe(step):
         return {"old": step["old"], "new": step["target"]}
     if step["kind"] == "absent":
         return {"removed": "duplicate $connection_upgrade map"}
-    return {"diff": __salt__["odoo_websocket.unified_diff"](step["old"], step["data"], step["path"])}
+    return {
+        "diff": __salt__["odoo_websocket.unified_diff"](step["old"], step["data"], step["path"])
+    }
 
 
 def _apply_step(step):
@@ -214,7 +216,9 @@ def odoo_conf_managed(name, options, renames=None, secret_keys=None):
     current = _read_text(name)
     if current is None:
         ret["result"] = False
-        ret["comment"] = f"{name} does not exist: install Odoo (or point odoo:config:file at it) first"
+        ret["comment"] = (
+            f"{name} does not exist: install Odoo (or point odoo:config:file at it) first"
+        )
         return ret
     try:
         wanted = __salt__["odoo_conf.set_options"](current, options, renames or {})

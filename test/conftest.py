@@ -2,6 +2,7 @@
 master and minion (pytest-salt-factories) serving this repository."""
 
 import json
+import logging
 import os
 import sys
 
@@ -90,3 +91,11 @@ def changed(result):
 def load_yaml(path):
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+def pytest_unconfigure(config):
+    # Salt's deferred log handler holds the stderr that pytest captured; its
+    # atexit flush would print "Logging error" tracebacks after the summary.
+    for handler in logging.root.handlers:
+        if type(handler).__name__ == "DeferredStreamHandler":
+            handler.setStream(open(os.devnull, "w"))  # noqa: SIM115

@@ -54,10 +54,17 @@ class Sandbox:
         ):
             os.makedirs(os.path.join(self.root, folder), exist_ok=True)
         nginx_fixtures = os.path.join(FIXTURES, "nginx")
-        self.write(self.conf_file, _fill(os.path.join(nginx_fixtures, "nginx.conf"), self.root, self.http_port))
-        shutil.copy(os.path.join(nginx_fixtures, "mime.types"), os.path.join(self.nginx_dir, "mime.types"))
+        self.write(
+            self.conf_file,
+            _fill(os.path.join(nginx_fixtures, "nginx.conf"), self.root, self.http_port),
+        )
+        shutil.copy(
+            os.path.join(nginx_fixtures, "mime.types"), os.path.join(self.nginx_dir, "mime.types")
+        )
         default = os.path.join(self.nginx_dir, "sites-available/default")
-        self.write(default, _fill(os.path.join(nginx_fixtures, "default.site"), self.root, self.http_port))
+        self.write(
+            default, _fill(os.path.join(nginx_fixtures, "default.site"), self.root, self.http_port)
+        )
         os.symlink(default, os.path.join(self.nginx_dir, "sites-enabled/default"))
         shutil.copy(os.path.join(FIXTURES, "odoo.conf"), self.odoo_conf)
         os.chmod(self.odoo_conf, 0o640)

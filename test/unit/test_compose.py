@@ -1,9 +1,8 @@
 """Compose port rebinding (pure logic)."""
 
+import odoo_compose
 import pytest
 import yaml
-
-import odoo_compose
 
 PORTS = [8069, 8072]
 
@@ -57,16 +56,15 @@ def test_other_ports_services_comments_and_anchors_untouched():
         "# head comment\n"
         "x-common: &common\n  restart: always\n"
         "services:\n"
-        "  db:\n    <<: *common\n    ports:\n      - \"5432:5432\"  # db\n"
+        '  db:\n    <<: *common\n    ports:\n      - "5432:5432"  # db\n'
         "  odoo:\n    <<: *common\n    ports:\n"
-        "      - \"8069:8069\"   # web\n"
-        "      - \"8071:8071\"\n"
-        "      - \"8072:8072\"\n"
+        '      - "8069:8069"   # web\n'
+        '      - "8071:8071"\n'
+        '      - "8072:8072"\n'
     )
     out = odoo_compose.bind_ports(text, "odoo", PORTS)
-    expected = (
-        text.replace('"8069:8069"   # web', '"127.0.0.1:8069:8069"   # web')
-        .replace('"8072:8072"', '"127.0.0.1:8072:8072"')
+    expected = text.replace('"8069:8069"   # web', '"127.0.0.1:8069:8069"   # web').replace(
+        '"8072:8072"', '"127.0.0.1:8072:8072"'
     )
     assert out == expected
 
@@ -81,7 +79,9 @@ def test_missing_ports_are_added():
 
 
 def test_ipv6_bind_address():
-    out = odoo_compose.bind_ports("services:\n  odoo:\n    ports:\n      - 8069:8069\n", "odoo", [8069], "::1")
+    out = odoo_compose.bind_ports(
+        "services:\n  odoo:\n    ports:\n      - 8069:8069\n", "odoo", [8069], "::1"
+    )
     assert service_ports(out) == ["[::1]:8069:8069"]
 
 

@@ -2,9 +2,8 @@
 
 import configparser
 
-import pytest
-
 import odoo_conf
+import pytest
 
 SAMPLE = """; odoo.conf with comments, secrets and odd spacing
 [options]
@@ -59,7 +58,9 @@ def test_renames_longpolling_port_in_place_for_odoo_16():
 
 def test_rename_drops_old_key_when_new_one_exists():
     text = "[options]\ngevent_port = 8072\nlongpolling_port = 9000\n"
-    out = odoo_conf.set_options(text, [["gevent_port", "8072"]], {"longpolling_port": "gevent_port"})
+    out = odoo_conf.set_options(
+        text, [["gevent_port", "8072"]], {"longpolling_port": "gevent_port"}
+    )
     assert out == "[options]\ngevent_port = 8072\n"
 
 

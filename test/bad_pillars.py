@@ -1,0 +1,28 @@
+"""Bad pillar values and the message each must produce: shared by the unit
+tests (validation alone) and the integration tests (a real run that must fail
+and change nothing)."""
+
+# fmt: off
+BAD = [
+    ({"nginx": {"http_port": 0}}, "odoo_websocket:nginx:http_port: must be an integer from 1 to 65535"),
+    ({"nginx": {"http_port": "80"}}, "odoo_websocket:nginx:http_port: must be an integer"),
+    ({"odoo": {"gevent_port": 70000}}, "odoo_websocket:odoo:gevent_port: must be an integer from 1"),
+    ({"odoo": {"workers": -1}}, "odoo_websocket:odoo:workers: must be an integer >= 0"),
+    ({"nginx": {"server_name": ["odoo.example.com; return 200"]}}, "odoo_websocket:nginx:server_name: every entry must not contain whitespace"),
+    ({"nginx": {"server_name": []}}, "odoo_websocket:nginx:server_name: must list at least one entry"),
+    ({"nginx": {"site_file": "relative/odoo.conf"}}, "odoo_websocket:nginx:site_file: must be an absolute path"),
+    ({"nginx": {"map_file": "/etc/nginx/conf.d/a{b}.conf"}}, "odoo_websocket:nginx:map_file: must not contain"),
+    ({"nginx": {"server_nme": ["x"]}}, "odoo_websocket:nginx:server_nme: unknown key (did you mean 'server_name'?)"),
+    ({"deployment": "kubernetes"}, "odoo_websocket:deployment: must be one of: docker, native"),
+    ({"odoo": {"version": "seventeen"}}, "odoo_websocket:odoo:version: must be an Odoo version"),
+    ({"nginx": {"proxy_timeout": 30}}, "odoo_websocket:nginx:proxy_timeout: must be an integer >= 60"),
+    ({"nginx": {"tls": {"enabled": True}}}, "odoo_websocket:nginx:tls:certificate: required when tls:enabled"),
+    ({"odoo": {"config": {"extra_options": {"proxy_mode": False}}}}, "option 'proxy_mode' is set by the formula itself"),
+    ({"odoo": {"config": {"extra_options": {"admin_passwd": "x\ny = 1"}}}}, "value of 'admin_passwd' must be on one line"),
+    ({"compose": {"bind_address": "localhost"}}, "odoo_websocket:compose:bind_address: must be an IP address"),
+    ({"nginx": {"upstream_evented": "odoo"}}, "odoo_websocket:nginx:upstream_evented: must differ from upstream_http"),
+    ({"odoo": {"workers": 2, "gevent_port": 8069}}, "odoo_websocket:odoo:gevent_port: must differ from http_port"),
+    ({"nginx": {"listen_addresses": ["::"]}}, "odoo_websocket:nginx:listen_addresses: every entry must be an IPv4 address or a bracketed IPv6"),
+    ({"nginx": "yes"}, "odoo_websocket:nginx: must be a mapping"),
+]
+# fmt: on

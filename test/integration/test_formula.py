@@ -1,0 +1,399 @@
+"""The formula applied by a real salt-master to a real salt-minion, against a
+sandbox of real files, checked with the real nginx (-t on the whole tree),
+crossplane (the rendered config parsed, not grepped) and testinfra."""
+
+import os
+import subprocess
+
+import crossplane
+import odoo_conf
+import pytest
+from bad_pillars import BAD
+from conftest import changed, load_yaml, states
+
+NGINX_ID = "odoo_websocket-nginx-config-managed"
+ODOO_ID = "odoo_websocket-odoo-config-managed"
+COMPOSE_ID = "odoo_websocket-compose-ports-managed"
+
+FULL_HEADERS = {
+    "Upgrade": "$http_upgrade",
+    "Connection": "$connection_upgrade",
+    "Host": "$host",
+    "Origin": "$http_origin",
+    "X-Forwarded-Host": "$http_host",
+    "X-Forwarded-For": "$proxy_add_x_forwarded_for",
+    "X-Forwarded-Proto": "$scheme",
+    "X-Real-IP": "$remote_addr",
+}
+
+
+def nginx_ok(host, sandbox):
+    return host.run(f"nginx -t -c {sandbox.conf_file}")
+
+
+def parse_site(path):
+    """The site file as crossplane sees it: {upstreams, servers}."""
+    payload = crossplane.parse(path, single=True, check_ctx=False, comments=False)
+    assert payload["status"] == "ok", payload["errors"]
+    parsed = payload["config"][0]["parsed"]
+    upstreams = {
+        d["args"][0]: [s["args"][0] for s in d["block"] if s["directive"] == "server"]
+        for d in parsed
+        if d["directive"] == "upstream"
+    }
+    servers = [d["block"] for d in parsed if d["directive"] == "server"]
+    return upstreams, servers
+
+
+def directives(block, name):
+    return [d["args"] for d in block if d["directive"] == name]
+
+
+def locations(server):
+    return {d["args"][0]: d["block"] for d in server if d["directive"] == "location"}
+
+
+def headers(location):
+    return {args[0]: args[1] for args in directives(location, "proxy_set_header")}
+
+
+def test_pillar_example_applies_validates_and_is_idempotent(formula, sandbox, host):
+    first = formula.apply(sandbox.pillar())
+    assert first.returncode == 0, first.stdout
+    assert all(state["result"] is True for state in states(first).values())
+    assert changed(first) == {
+        NGINX_ID,
+        ODOO_ID,
+        COMPOSE_ID,
+        "odoo_websocket-odoo-service-restarted",
+        "odoo_websocket-compose-service-recreated",
+    }
+    check = nginx_ok(host, sandbox)
+    assert check.rc == 0, check.stderr
+    assert host.file(sandbox.site_link).linked_to == sandbox.site_file
+    assert host.file(sandbox.map_file).contains(r"map \$http_upgrade \$connection_upgrade")
+    for marker in ("odoo-restarted", "compose-recreated"):
+        os.unlink(sandbox.marker(marker))
+
+    second = formula.apply(sandbox.pillar())
+    assert second.returncode == 0, second.stdout
+    assert changed(second) == set()
+    assert not os.path.exists(sandbox.marker("odoo-restarted"))
+    assert not os.path.exists(sandbox.marker("compose-recreated"))
+
+
+def test_test_mode_reports_and_changes_nothing(formula, sandbox):
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(), test=True)
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
+    found = states(result)
+    for sid in (NGINX_ID, ODOO_ID, COMPOSE_ID):
+        assert found[sid]["result"] is None
+    assert "+proxy_mode = True" in found[ODOO_ID]["changes"]["diff"]
+    assert "127.0.0.1:8072:8072" in found[COMPOSE_ID]["changes"]["diff"]
+    assert "location /websocket" in found[NGINX_ID]["changes"][sandbox.site_file]["diff"]
+
+
+@pytest.mark.parametrize(
+    "version, workers, path, upstream, option",
+    [
+        ("17.0", 2, "/websocket", "odoochat", "gevent_port"),
+        ("17.0", 0, "/websocket", "odoo", "gevent_port"),
+        ("16.0", 4, "/websocket", "odoochat", "gevent_port"),
+        ("15.0", 2, "/longpolling", "odoochat", "longpolling_port"),
+        ("14.0", 0, "/longpolling", "odoo", "longpolling_port"),
+    ],
+)
+def test_realtime_route_follows_version_and_workers(
+    formula, sandbox, host, version, workers, path, upstream, option
+):
+    result = formula.apply(sandbox.pillar(odoo={"version": version, "workers": workers}))
+    assert result.returncode == 0, result.stdout
+    assert nginx_ok(host, sandbox).rc == 0
+    upstreams, servers = parse_site(sandbox.site_file)
+    expected_upstreams = {"odoo": ["127.0.0.1:8069"]}
+    if workers:
+        expected_upstreams["odoochat"] = ["127.0.0.1:8072"]
+    assert upstreams == expected_upstreams
+    routes = locations(servers[0])
+    assert set(routes) == {path, "/"}
+    assert directives(routes[path], "proxy_pass") == [[f"http://{upstream}"]]
+    options = odoo_conf.get_options(open(sandbox.odoo_conf).read())
+    assert options[option] == "8072"
+    assert options["workers"] == str(workers)
+    assert options["proxy_mode"] == "True"
+    other = {"gevent_port", "longpolling_port"} - {option}
+    assert not other & set(options)
+
+
+def test_every_location_carries_the_complete_header_set(formula, sandbox):
+    assert formula.apply(sandbox.pillar()).returncode == 0
+    _, servers = parse_site(sandbox.site_file)
+    for path, block in locations(servers[0]).items():
+        assert headers(block) == FULL_HEADERS, path
+        assert directives(block, "proxy_http_version") == [["1.1"]], path
+        assert directives(block, "proxy_read_timeout") == [["720s"]], path
+    slash = locations(servers[0])["/"]
+    assert directives(slash, "proxy_redirect") == [["off"]]
+    assert directives(slash, "gzip") == [["on"]]
+
+
+def test_nginx_pillar_keys_reach_the_site(formula, sandbox, host):
+    result = formula.apply(
+        sandbox.pillar(
+            odoo={"host": "127.0.0.2", "http_port": 9069, "gevent_port": 9072},
+            nginx={
+                "server_name": ["erp.example.org", "www.erp.example.org"],
+                "http_port": 8080,
+                "listen_addresses": ["127.0.0.1", "[::1]"],
+                "upstream_http": "erp_http",
+                "upstream_evented": "erp_bus",
+                "proxy_timeout": 90,
+                "client_max_body_size": "200m",
+            },
+        )
+    )
+    assert result.returncode == 0, result.stdout
+    assert nginx_ok(host, sandbox).rc == 0
+    upstreams, servers = parse_site(sandbox.site_file)
+    assert upstreams == {"erp_http": ["127.0.0.2:9069"], "erp_bus": ["127.0.0.2:9072"]}
+    server = servers[0]
+    assert directives(server, "listen") == [["127.0.0.1:8080"], ["[::1]:8080"]]
+    assert directives(server, "server_name") == [["erp.example.org", "www.erp.example.org"]]
+    assert directives(server, "client_max_body_size") == [["200m"]]
+    for name in ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout"):
+        assert directives(server, name) == [["90s"]]
+    routes = locations(server)
+    assert directives(routes["/websocket"], "proxy_pass") == [["http://erp_bus"]]
+    assert directives(routes["/"], "proxy_pass") == [["http://erp_http"]]
+    compose = load_yaml(sandbox.compose_file)["services"]["odoo"]["ports"]
+    assert "127.0.0.1:9069:9069" in compose and "127.0.0.1:9072:9072" in compose
+
+
+def test_tls_serves_https_and_redirects_http(formula, sandbox, host, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=odoo.example.com", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = {"enabled": True, "port": 8443, "certificate": str(cert), "certificate_key": str(key)}
+    result = formula.apply(sandbox.pillar(nginx={"tls": tls}))
+    assert result.returncode == 0, result.stdout
+    assert nginx_ok(host, sandbox).rc == 0
+    _, servers = parse_site(sandbox.site_file)
+    redirect, main = servers
+    assert directives(redirect, "return") == [["301", "https://$host$request_uri"]]
+    assert directives(main, "listen") == [["8443", "ssl"]]
+    assert directives(main, "ssl_certificate") == [[str(cert)]]
+    for block in locations(main).values():
+        assert directives(block, "proxy_cookie_flags") == [["session_id", "samesite=lax", "secure"]]
+        assert directives(block, "add_header")[0][0] == "Strict-Transport-Security"
+
+
+def test_parts_can_be_switched_off(formula, sandbox):
+    before = sandbox.fingerprint()
+    result = formula.apply(
+        sandbox.pillar(
+            nginx={"enabled": False},
+            compose={"enabled": False},
+            odoo={"config": {"enabled": False}},
+        )
+    )
+    assert result.returncode == 0, result.stdout
+    assert set(states(result)) == {"odoo_websocket-validated-pillar-valid"}
+    assert sandbox.fingerprint() == before
+
+
+def test_native_deployment_skips_compose_and_sets_http_interface(formula, sandbox):
+    compose_before = open(sandbox.compose_file, "rb").read()
+    result = formula.apply(sandbox.pillar(deployment="native"))
+    assert result.returncode == 0, result.stdout
+    assert COMPOSE_ID not in states(result)
+    assert open(sandbox.compose_file, "rb").read() == compose_before
+    options = odoo_conf.get_options(open(sandbox.odoo_conf).read())
+    assert options["http_interface"] == "127.0.0.1"
+
+
+def test_site_link_empty_for_conf_d_layouts(formula, sandbox, host):
+    site = os.path.join(sandbox.nginx_dir, "conf.d/odoo_websocket.conf")
+    result = formula.apply(sandbox.pillar(nginx={"site_file": site, "site_link": ""}))
+    assert result.returncode == 0, result.stdout
+    assert os.path.isfile(site)
+    assert not os.path.lexists(sandbox.site_link)
+    assert nginx_ok(host, sandbox).rc == 0
+
+
+def test_odoo_conf_keeps_comments_percent_order_owner_and_mode(formula, sandbox, host):
+    os.chown(sandbox.odoo_conf, 65534, 65534)
+    os.chmod(sandbox.odoo_conf, 0o640)
+    original = open(sandbox.odoo_conf).read()
+    result = formula.apply(
+        sandbox.pillar(odoo={"config": {"extra_options": {"websocket_url": "wss://x/websocket"}}})
+    )
+    assert result.returncode == 0, result.stdout
+    text = open(sandbox.odoo_conf).read()
+    # Every original line stays, in order; the new keys follow the last option.
+    lines = original.splitlines()
+    assert lines[7] == "db_password = p%ss;word"
+    assert (
+        text.splitlines()
+        == lines[:8]
+        + [
+            "proxy_mode = True",
+            "workers = 2",
+            "gevent_port = 8072",
+            "websocket_url = wss://x/websocket",
+        ]
+        + lines[8:]
+    )
+    read = odoo_conf.get_options(text)
+    assert read["admin_passwd"] == "Sup3r%Secret%%admin"
+    assert read["db_password"] == "p%ss;word"
+    conf = host.file(sandbox.odoo_conf)
+    assert (conf.uid, conf.gid, conf.mode) == (65534, 65534, 0o640)
+    assert "no Odoo version reads it" in states(result)[ODOO_ID]["comment"]
+
+
+def test_secrets_never_appear_in_output_or_logs(formula, sandbox, salt_minion):
+    new_secret = "N3w%Secret-Value"
+    pillar = sandbox.pillar(
+        odoo={"config": {"extra_options": {"admin_passwd": new_secret, "smtp_password": "Smtp%Pw"},
+                         "secret_keys": ["smtp_password"]}}
+    )  # fmt: skip
+    for test in (True, False):
+        result = formula.apply(pillar, test=test)
+        assert result.returncode == 0, result.stdout
+        output = result.stdout + result.stderr + str(result.data)
+        for secret in (new_secret, "Smtp%Pw", "Sup3r%Secret%%admin", "p%ss;word"):
+            assert secret not in output
+        # The change is reported, masked.
+        reported = states(result)[ODOO_ID]["changes"]["options"]
+        assert reported["admin_passwd"] == {"old": "********", "new": "********"}
+        assert reported["smtp_password"] == {"old": None, "new": "********"}
+    with open(salt_minion.config["log_file"], encoding="utf-8", errors="replace") as handle:
+        log = handle.read()
+    assert new_secret not in log and "Sup3r%Secret%%admin" not in log
+
+
+def test_compose_ports_bound_to_loopback_only(formula, sandbox):
+    original = open(sandbox.compose_file).read()
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode == 0, result.stdout
+    text = open(sandbox.compose_file).read()
+    assert text == original.replace('"8069:8069"', '"127.0.0.1:8069:8069"').replace(
+        '"8072:8072"', '"127.0.0.1:8072:8072"'
+    )
+    assert load_yaml(sandbox.compose_file)["services"]["db"]["ports"] == ["5432:5432"]
+
+
+def test_existing_connection_upgrade_map_is_reused(formula, sandbox, host):
+    existing = os.path.join(sandbox.nginx_dir, "conf.d/websocket.conf")
+    sandbox.write(
+        existing, "map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n"
+    )
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode == 0, result.stdout
+    assert not os.path.exists(sandbox.map_file)
+    assert (
+        f"Reusing the $connection_upgrade map already defined at {existing}:1"
+        in (states(result)[NGINX_ID]["comment"])
+    )
+    assert nginx_ok(host, sandbox).rc == 0
+
+
+def test_own_map_removed_when_another_file_defines_it(formula, sandbox, host):
+    assert formula.apply(sandbox.pillar()).returncode == 0
+    assert os.path.exists(sandbox.map_file)
+    sandbox.write(
+        os.path.join(sandbox.nginx_dir, "conf.d/00-upgrade.conf"),
+        "map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n",
+    )
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode == 0, result.stdout
+    assert not os.path.exists(sandbox.map_file)
+    assert nginx_ok(host, sandbox).rc == 0
+
+
+def test_tree_broken_before_the_run_is_left_untouched(formula, sandbox):
+    default = os.path.join(sandbox.nginx_dir, "sites-available/default")
+    broken = (
+        open(default)
+        .read()
+        .replace(
+            "\tlocation / {",
+            "\tmap $http_upgrade $connection_upgrade { default upgrade; }\n\tlocation / {",
+        )
+    )
+    sandbox.write(default, broken)
+    line = (
+        broken.splitlines().index("\tmap $http_upgrade $connection_upgrade { default upgrade; }")
+        + 1
+    )
+    nginx_files = {p: v for p, v in sandbox.fingerprint().items() if "/etc/nginx/" in p}
+    result = formula.apply(sandbox.pillar())
+    state = states(result)[NGINX_ID]
+    assert state["result"] is False
+    assert "already invalid before this change" in state["comment"]
+    enabled = os.path.join(sandbox.nginx_dir, "sites-enabled/default")
+    assert f'{enabled}:{line}: "map" directive is not allowed here' in state["comment"]
+    assert {p: v for p, v in sandbox.fingerprint().items() if "/etc/nginx/" in p} == nginx_files
+
+
+def test_candidate_rejected_by_nginx_is_rolled_back(formula, sandbox, host):
+    # Another site already defines upstream "odoo": the new site is valid alone
+    # but breaks the tree.
+    other = os.path.join(sandbox.nginx_dir, "conf.d/legacy.conf")
+    sandbox.write(other, "upstream odoo {\n    server 127.0.0.1:9999;\n}\n")
+    before = sandbox.fingerprint()
+    result = formula.apply(
+        sandbox.pillar(odoo={"config": {"enabled": False}}, compose={"enabled": False})
+    )
+    state = states(result)[NGINX_ID]
+    assert state["result"] is False
+    assert "every file was restored" in state["comment"]
+    assert 'duplicate upstream "odoo"' in state["comment"]
+    assert state["changes"] == {}
+    assert sandbox.fingerprint() == before
+    assert nginx_ok(host, sandbox).rc == 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    BAD,
+    ids=[m.split(":")[-2] if m.count(":") > 1 else m[:30] for _, m in BAD],
+)
+def test_bad_pillar_fails_the_run_and_changes_nothing(formula, sandbox, overrides, message):
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(**overrides))
+    assert result.returncode != 0
+    assert message in result.stdout + str(result.data)
+    assert "Invalid pillar, nothing was changed" in result.stdout + str(result.data)
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
+
+
+def test_malformed_odoo_conf_fails_its_state_and_is_left_as_is(formula, sandbox):
+    sandbox.write(sandbox.odoo_conf, "[options]\nworkers = 1\nworkers = 2\n", mode=0o640)
+    before = open(sandbox.odoo_conf, "rb").read()
+    result = formula.apply(sandbox.pillar())
+    state = states(result)[ODOO_ID]
+    assert state["result"] is False
+    assert (
+        "not a valid odoo.conf, left unchanged: line 3: option 'workers' appears twice"
+        in (state["comment"])
+    )
+    assert open(sandbox.odoo_conf, "rb").read() == before
+    assert not os.path.exists(sandbox.marker("odoo-restarted"))
+
+
+def test_malformed_compose_file_fails_its_state_and_is_left_as_is(formula, sandbox):
+    sandbox.write(sandbox.compose_file, "services:\n  web:\n    image: nginx\n")
+    before = open(sandbox.compose_file, "rb").read()
+    result = formula.apply(sandbox.pillar())
+    state = states(result)[COMPOSE_ID]
+    assert state["result"] is False
+    assert "no service 'odoo' (services: web)" in state["comment"]
+    assert open(sandbox.compose_file, "rb").read() == before
+    assert not os.path.exists(sandbox.marker("compose-recreated"))
