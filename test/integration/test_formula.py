@@ -2,14 +2,18 @@
 sandbox of real files, checked with the real nginx (-t on the whole tree),
 crossplane (the rendered config parsed, not grepped) and testinfra."""
 
+import http.client
 import os
+import socket
 import subprocess
+import time
 
 import crossplane
 import odoo_conf
 import pytest
 from bad_pillars import BAD
 from conftest import changed, load_yaml, states
+from sandbox import Sandbox
 
 NGINX_ID = "odoo_websocket-nginx-config-managed"
 ODOO_ID = "odoo_websocket-odoo-config-managed"
@@ -171,14 +175,21 @@ def test_nginx_pillar_keys_reach_the_site(formula, sandbox, host):
     assert "127.0.0.1:9069:9069" in compose and "127.0.0.1:9072:9072" in compose
 
 
-def test_tls_serves_https_and_redirects_http(formula, sandbox, host, tmp_path):
+@pytest.mark.parametrize("hsts", [True, False])
+def test_tls_serves_https_and_redirects_http(formula, sandbox, host, tmp_path, hsts):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
          "-subj", "/CN=odoo.example.com", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
-    tls = {"enabled": True, "port": 8443, "certificate": str(cert), "certificate_key": str(key)}
+    tls = {
+        "enabled": True,
+        "port": 8443,
+        "certificate": str(cert),
+        "certificate_key": str(key),
+        "hsts": hsts,
+    }
     result = formula.apply(sandbox.pillar(nginx={"tls": tls}))
     assert result.returncode == 0, result.stdout
     assert nginx_ok(host, sandbox).rc == 0
@@ -189,7 +200,8 @@ def test_tls_serves_https_and_redirects_http(formula, sandbox, host, tmp_path):
     assert directives(main, "ssl_certificate") == [[str(cert)]]
     for block in locations(main).values():
         assert directives(block, "proxy_cookie_flags") == [["session_id", "samesite=lax", "secure"]]
-        assert directives(block, "add_header")[0][0] == "Strict-Transport-Security"
+        sent = [args[0] for args in directives(block, "add_header")]
+        assert sent == (["Strict-Transport-Security"] if hsts else [])
 
 
 def test_parts_can_be_switched_off(formula, sandbox):
@@ -208,12 +220,14 @@ def test_parts_can_be_switched_off(formula, sandbox):
 
 def test_native_deployment_skips_compose_and_sets_http_interface(formula, sandbox):
     compose_before = open(sandbox.compose_file, "rb").read()
-    result = formula.apply(sandbox.pillar(deployment="native"))
+    result = formula.apply(
+        sandbox.pillar(deployment="native", odoo={"http_interface": "127.0.0.2"})
+    )
     assert result.returncode == 0, result.stdout
     assert COMPOSE_ID not in states(result)
     assert open(sandbox.compose_file, "rb").read() == compose_before
     options = odoo_conf.get_options(open(sandbox.odoo_conf).read())
-    assert options["http_interface"] == "127.0.0.1"
+    assert options["http_interface"] == "127.0.0.2"
 
 
 def test_site_link_empty_for_conf_d_layouts(formula, sandbox, host):
@@ -286,6 +300,77 @@ def test_compose_ports_bound_to_loopback_only(formula, sandbox):
         '"8072:8072"', '"127.0.0.1:8072:8072"'
     )
     assert load_yaml(sandbox.compose_file)["services"]["db"]["ports"] == ["5432:5432"]
+
+
+def test_compose_service_and_bind_address_from_pillar(formula, sandbox):
+    sandbox.write(
+        sandbox.compose_file,
+        "services:\n  erp:\n    image: odoo:17\n    ports:\n      - 8069:8069\n",
+    )
+    result = formula.apply(sandbox.pillar(compose={"service": "erp", "bind_address": "127.0.0.2"}))
+    assert result.returncode == 0, result.stdout
+    ports = load_yaml(sandbox.compose_file)["services"]["erp"]["ports"]
+    assert sorted(ports) == ["127.0.0.2:8069:8069", "127.0.0.2:8072:8072"]
+
+
+def test_missing_nginx_binary_fails_and_touches_nothing(formula, sandbox):
+    before = sandbox.fingerprint()
+    result = formula.apply(
+        sandbox.pillar(
+            nginx={"binary": "/nonexistent/nginx"},
+            odoo={"config": {"enabled": False}},
+            compose={"enabled": False},
+        )
+    )
+    state = states(result)[NGINX_ID]
+    assert state["result"] is False
+    assert "nginx binary /nonexistent/nginx not found; nothing was touched" in state["comment"]
+    assert sandbox.fingerprint() == before
+
+
+@pytest.fixture
+def running_nginx(tmp_path):
+    """The sandbox's nginx really running, on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Sandbox(str(tmp_path / "live"), http_port=port).create()
+    subprocess.run(["nginx", "-c", box.conf_file], check=True)
+    yield box
+    subprocess.run(["nginx", "-c", box.conf_file, "-s", "stop"], check=False)
+
+
+def status_of(port, path, host_header="odoo.example.com"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host_header})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("reload", [True, False])
+def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reload):
+    box = running_nginx
+    assert status_of(box.http_port, "/websocket") == 404  # the stock default site
+    pillar = box.pillar(
+        nginx={"reload": reload},
+        odoo={"config": {"enabled": False}, "gevent_port": 1, "workers": 2},
+        compose={"enabled": False},
+    )
+    result = formula.apply(pillar)
+    assert result.returncode == 0, result.stdout
+    comment = states(result)[NGINX_ID]["comment"]
+    # Nothing listens on port 1: once the new site is live, nginx answers 502.
+    deadline = time.monotonic() + 10
+    while reload and status_of(box.http_port, "/websocket") != 502:
+        assert time.monotonic() < deadline, "the reloaded site never answered"
+        time.sleep(0.1)
+    if reload:
+        assert "nginx reloaded gracefully" in comment
+    else:
+        assert "reloaded" not in comment
+        assert status_of(box.http_port, "/websocket") == 404
 
 
 def test_existing_connection_upgrade_map_is_reused(formula, sandbox, host):
