@@ -28,8 +28,12 @@ def _fill(path, root, http_port):
 class Sandbox:
     """Files under ROOT laid out as on a Debian host running Odoo in docker."""
 
-    def __init__(self, root, http_port=80):
+    def __init__(self, root, http_port=80, inside=False):
+        """INSIDE: the files are for a namespace host that mounts them at their
+        real places (/etc/nginx...), so their contents name those places."""
         self.root = os.path.abspath(root)
+        self.inside = inside
+        self.prefix = "" if inside else self.root
         self.nginx_dir = os.path.join(self.root, "etc/nginx")
         self.conf_file = os.path.join(self.nginx_dir, "nginx.conf")
         self.map_file = os.path.join(self.nginx_dir, "conf.d/odoo_websocket_map.conf")
@@ -56,16 +60,20 @@ class Sandbox:
         nginx_fixtures = os.path.join(FIXTURES, "nginx")
         self.write(
             self.conf_file,
-            _fill(os.path.join(nginx_fixtures, "nginx.conf"), self.root, self.http_port),
+            _fill(os.path.join(nginx_fixtures, "nginx.conf"), self.prefix, self.http_port),
         )
         shutil.copy(
             os.path.join(nginx_fixtures, "mime.types"), os.path.join(self.nginx_dir, "mime.types")
         )
         default = os.path.join(self.nginx_dir, "sites-available/default")
         self.write(
-            default, _fill(os.path.join(nginx_fixtures, "default.site"), self.root, self.http_port)
+            default,
+            _fill(os.path.join(nginx_fixtures, "default.site"), self.prefix, self.http_port),
         )
-        os.symlink(default, os.path.join(self.nginx_dir, "sites-enabled/default"))
+        os.symlink(
+            self.prefix + "/etc/nginx/sites-available/default",
+            os.path.join(self.nginx_dir, "sites-enabled/default"),
+        )
         shutil.copy(os.path.join(FIXTURES, "odoo.conf"), self.odoo_conf)
         os.chmod(self.odoo_conf, 0o640)
         shutil.copy(os.path.join(FIXTURES, "docker-compose.yml"), self.compose_file)
@@ -86,6 +94,12 @@ class Sandbox:
         (nested dicts merge; other values replace)."""
         data = copy.deepcopy(load_pillar_example())
         settings = data["odoo_websocket"]
+        if self.inside:
+            # The host sees its files at the real paths: pillar.example's.
+            settings["odoo"]["config"]["restart_cmd"] = "kill -HUP $(cat /run/odoo.pid)"
+            settings["compose"]["recreate_cmd"] = "kill -HUP $(cat /run/odoo.pid)"
+            merge(settings, overrides)
+            return data
         settings["nginx"].update(
             {
                 "binary": shutil.which("nginx") or "/usr/sbin/nginx",

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""
+Client-side checks of Odoo's real-time channel, as a browser on another
+machine would see it: the WebSocket handshake through nginx with a real
+client (websockets), a subscribe round trip, and whether Odoo's own ports
+answer directly. Run as a library or, inside a test host's namespace, as a
+CLI that prints JSON:
+
+    probe.py check --address 10.231.7.2 --server-name odoo.example.com \
+        --direct 8069 --direct 8072
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import socket
+import sys
+
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+
+def http_get(address, port, path, host_header, headers=None, timeout=5):
+    """(status, headers, body text) of one plain GET."""
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": host_header, **(headers or {})})
+        reply = connection.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def raw_handshake(address, port, path, headers, timeout=5):
+    """Send a handshake with exactly HEADERS; return (status, headers, body)."""
+    with socket.create_connection((address, port), timeout=timeout) as sock:
+        lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1]) if status_line else 0
+        found = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            found[name.strip().lower()] = value.strip()
+        length = int(found.get("content-length", "0") or 0)
+        while status != 101 and len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return status, found, body.decode("utf-8", "replace")
+
+
+def browser_headers(server_name, scheme="http"):
+    """What a browser sends to open the bus websocket."""
+    return {
+        "Host": server_name,
+        "Origin": f"{scheme}://{server_name}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+
+
+def websocket_session(address, port, server_name, path="/websocket", timeout=5):
+    """Open the bus websocket as the web client does and subscribe.
+
+    Returns {"status": 101, "subscribed": bool, "reply": ...} or, when the
+    handshake is refused, {"status": N, "body": text}."""
+    # The URL names the site, as in the browser; the socket goes to ADDRESS.
+    url = f"ws://{server_name}{path}?version=17.0-1"
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+        with connect(
+            url,
+            sock=sock,
+            origin=f"http://{server_name}",
+            open_timeout=timeout,
+            close_timeout=timeout,
+        ) as websocket:
+            websocket.send(
+                json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": 0}})
+            )
+            reply = json.loads(websocket.recv(timeout=timeout))
+            types = [item["message"]["type"] for item in reply]
+            return {"status": 101, "subscribed": "standin/subscribed" in types, "reply": reply}
+    except InvalidStatus as exc:
+        body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
+        return {"status": exc.response.status_code, "body": body}
+    except (OSError, TimeoutError) as exc:
+        return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def long_polling(address, port, server_name, timeout=5):
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        body = json.dumps({"params": {"channels": [], "last": 0}})
+        connection.request(
+            "POST",
+            "/longpolling/poll",
+            body=body,
+            headers={"Host": server_name, "Content-Type": "application/json"},
+        )
+        reply = connection.getresponse()
+        text = reply.read().decode("utf-8", "replace")
+        polled = reply.status == 200 and "standin/polled" in text
+        return {"status": reply.status, "polled": polled, "body": text[:300]}
+    except OSError as exc:
+        return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        connection.close()
+
+
+def port_answers(address, port, timeout=2):
+    """True when something accepts a TCP connection on ADDRESS:PORT."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check(address, server_name, port=80, direct=(), longpolling=False):
+    """Everything a browser elsewhere would run into, as one dict."""
+    result = {"through_nginx": {}, "direct": {}}
+    if longpolling:
+        result["through_nginx"] = long_polling(address, port, server_name)
+    else:
+        result["through_nginx"] = websocket_session(address, port, server_name)
+    for other in direct:
+        result["direct"][str(other)] = port_answers(address, other)
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("check")
+    run.add_argument("--address", required=True)
+    run.add_argument("--server-name", default="odoo.example.com")
+    run.add_argument("--port", type=int, default=80)
+    run.add_argument("--direct", type=int, action="append", default=[])
+    run.add_argument("--longpolling", action="store_true")
+    args = parser.parse_args(argv)
+    result = check(args.address, args.server_name, args.port, args.direct, args.longpolling)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

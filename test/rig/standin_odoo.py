@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""
+A stand-in for Odoo at the points the formula touches (see
+../shared/odoo-websocket-facts.md, sections 1-4). Standard library only, so it
+runs in any test host.
+
+It reads odoo.conf like Odoo (RawConfigParser, [options]) and honours
+`workers`, `http_port`, `gevent_port` / `longpolling_port`, `http_interface`
+and `proxy_mode`:
+
+- HTTP port: a page whose script opens ws(s)://<page origin>/websocket
+  (16+) or polls /longpolling/poll (<= 15), like Odoo's web client. With
+  workers > 0 a websocket request there gets HTTP 500 and the log line
+  "Couldn't bind the websocket. Is the connection opened on the evented port
+  (8072)?"; with workers = 0 it serves the websocket itself and nothing
+  listens on the evented port.
+- Evented port (workers > 0 only): Odoo's handshake rules (required headers,
+  400 texts, 426 for a bad version), then `subscribe` answered and pings sent
+  like the bus does.
+- /web/whoami reports the client address, scheme and host Odoo derived,
+  applying X-Forwarded-* only with proxy_mode and X-Forwarded-Host present.
+
+With --compose FILE, it plays a container: its ports are published on the
+host addresses the compose file's Odoo service gives (all interfaces when
+none), as docker would. SIGHUP re-reads both files and re-binds (the
+formula's restart and recreate commands send it).
+"""
+
+import argparse
+import asyncio
+import base64
+import configparser
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import struct
+import sys
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+REQUIRED_HANDSHAKE_HEADERS = (
+    "connection",
+    "host",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "upgrade",
+    "origin",
+)
+MAX_MESSAGE = 1 << 20  # Odoo closes with 1009 above 1 MiB
+BIND_ERROR = "Couldn't bind the websocket. Is the connection opened on the evented port (8072)?"
+
+log = logging.getLogger("odoo.standin")
+
+
+# --------------------------------------------------------------------------
+# Configuration, as Odoo reads it
+# --------------------------------------------------------------------------
+
+
+def read_config(path, version):
+    parser = configparser.RawConfigParser()
+    parser.read(path)
+    options = dict(parser.items("options")) if parser.has_section("options") else {}
+    major = int(str(version).split(".")[0])
+
+    def integer(key, default):
+        value = options.get(key, "")
+        return int(value) if value.strip() not in ("", "False") else default
+
+    if major >= 16:
+        evented = integer("gevent_port", 8072)
+        alias = integer("longpolling_port", 0)
+        if alias:
+            log.warning("longpolling_port is a deprecated alias to gevent_port")
+            evented = alias
+    else:
+        evented = integer("longpolling_port", 8072)
+    interface = options.get("http_interface", "").strip()
+    return {
+        "major": major,
+        "version": str(version),
+        "workers": integer("workers", 0),
+        "http_port": integer("http_port", 8069),
+        "evented_port": evented,
+        "http_interface": "" if interface in ("", "False") else interface,
+        "proxy_mode": options.get("proxy_mode", "False").strip().lower() in ("true", "1"),
+    }
+
+
+def published_addresses(compose_file, service, port):
+    """Host (address, port) pairs docker would publish container PORT on."""
+    # A deliberately small reader of short and long port syntax: enough for
+    # the compose files the tests write; the formula's own module is not used
+    # so that the stand-in cannot agree with a bug in it.
+    import yaml  # only needed in docker mode
+
+    with open(compose_file, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    entries = document["services"][service].get("ports") or []
+    result = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            target, published, host_ip = (
+                entry.get("target"),
+                entry.get("published"),
+                entry.get("host_ip"),
+            )
+        else:
+            text = str(entry).split("/")[0]
+            match = re.fullmatch(r"(?:(\[[^\]]+\]|[^:]*):)?(?:([0-9]*):)?([0-9]+)", text)
+            if not match:
+                continue
+            host_ip, published, target = match.groups()
+            if host_ip is not None and published is None:
+                host_ip, published = None, host_ip
+        if int(target) != port:
+            continue
+        host_ip = (host_ip or "0.0.0.0").strip("[]")
+        result.append((host_ip, int(published or target)))
+    return result
+
+
+# --------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------
+
+
+class Request:
+    def __init__(self, method, path, version, headers, body, peer):
+        self.method, self.path, self.version = method, path, version
+        self.headers, self.body, self.peer = headers, body, peer
+
+
+async def read_request(reader, peer):
+    line = await reader.readline()
+    if not line:
+        return None
+    try:
+        method, path, version = line.decode("latin-1").split()
+    except ValueError:
+        return None
+    headers = {}
+    while True:
+        raw = await reader.readline()
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    length = int(headers.get("content-length", "0") or 0)
+    body = await reader.readexactly(length) if length else b""
+    return Request(method, path, version, headers, body, peer)
+
+
+REASONS = {
+    101: "Switching Protocols",
+    200: "OK",
+    400: "BAD REQUEST",
+    404: "NOT FOUND",
+    426: "UPGRADE REQUIRED",
+    500: "INTERNAL SERVER ERROR",
+}
+
+
+def response(status, body=b"", content_type="text/html; charset=utf-8", headers=None):
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    lines = [f"HTTP/1.1 {status} {REASONS[status]}"]
+    all_headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+    all_headers.update(headers or {})
+    all_headers.setdefault("Connection", "close")
+    lines += [f"{k}: {v}" for k, v in all_headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def werkzeug_error(status, description):
+    """The HTML body werkzeug's HTTPException renders (what Odoo answers)."""
+    title = REASONS[status].title()
+    return response(
+        status,
+        f"<!doctype html>\n<html lang=en>\n<title>{status} {title}</title>\n"
+        f"<h1>{title}</h1>\n<p>{description}</p>\n",
+    )
+
+
+def derived_client(request, config):
+    """What Odoo sees: werkzeug ProxyFix(x_for=1, x_proto=1, x_host=1) applies
+    only with proxy_mode and an X-Forwarded-Host header."""
+    headers = request.headers
+    if config["proxy_mode"] and headers.get("x-forwarded-host"):
+        forwarded_for = headers.get("x-forwarded-for", "")
+        remote = forwarded_for.split(",")[-1].strip() if forwarded_for else request.peer
+        return {
+            "remote_addr": remote,
+            "scheme": headers.get("x-forwarded-proto", "http").split(",")[-1].strip(),
+            "host": headers["x-forwarded-host"].split(",")[-1].strip(),
+        }
+    return {"remote_addr": request.peer, "scheme": "http", "host": headers.get("host", "")}
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Odoo</title>
+<style>body{{font-family:sans-serif;margin:2em}} .ok{{color:#080}} .bad{{color:#b00}}</style>
+</head><body>
+<h1>Odoo {version} (stand-in)</h1>
+<p>Real-time channel: <b id="status" class="bad">connecting...</b></p>
+<pre id="log"></pre>
+<script>
+const statusEl = document.getElementById("status");
+const logEl = document.getElementById("log");
+window.busEvents = [];
+function note(text, ok) {{
+  window.busEvents.push(text);
+  logEl.textContent += text + "\\n";
+  if (ok !== undefined) {{ statusEl.textContent = text; statusEl.className = ok ? "ok" : "bad"; }}
+}}
+const major = {major};
+if (major >= 16) {{
+  // As Odoo's web client: the websocket URL is the page's own origin.
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host
+    + "/websocket?version={version}-1";
+  const ws = new WebSocket(url);
+  ws.onopen = () => {{
+    note("websocket open: " + url);
+    ws.send(JSON.stringify({{event_name: "subscribe", data: {{channels: [], last: 0}}}}));
+  }};
+  ws.onmessage = (event) => {{
+    const notifications = JSON.parse(event.data);
+    for (const n of notifications) {{
+      if (n.message.type === "standin/subscribed") {{ window.busSubscribed = true;
+        note("subscribed (notification " + n.id + ")", true); }}
+    }}
+  }};
+  ws.onclose = (event) => note("Websocket connection lost. Trying to reconnect... (code "
+    + event.code + ")", false);
+}} else {{
+  fetch("/longpolling/poll", {{method: "POST", headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{params: {{channels: [], last: 0}}}})}})
+    .then((r) => r.json())
+    .then((data) => {{ window.busSubscribed = true; note("long polling answered", true); }})
+    .catch((e) => note("long polling failed: " + e, false));
+}}
+</script></body></html>
+"""
+
+
+# --------------------------------------------------------------------------
+# WebSocket (RFC 6455, as much as the bus uses)
+# --------------------------------------------------------------------------
+
+
+def handshake_problem(headers):
+    """Odoo's _assert_handshake_validity: an error response, or None."""
+    missing = sorted(h for h in REQUIRED_HANDSHAKE_HEADERS if not headers.get(h))
+    if missing:
+        return werkzeug_error(400, f"Empty or missing header(s): {', '.join(missing)}")
+    if headers["upgrade"].lower() != "websocket":
+        return werkzeug_error(400, "Invalid upgrade header")
+    if "upgrade" not in headers["connection"].lower():
+        return werkzeug_error(400, "Invalid connection header")
+    if headers["sec-websocket-version"] != "13":
+        return response(
+            426,
+            "<!doctype html>\n<html lang=en>\n<title>426 Upgrade Required</title>\n",
+            headers={"Sec-WebSocket-Version": "13"},
+        )
+    try:
+        key = base64.b64decode(headers["sec-websocket-key"], validate=True)
+    except ValueError:
+        return werkzeug_error(400, "Sec-WebSocket-Key should be b64 encoded")
+    if len(key) != 16:
+        return werkzeug_error(400, "Sec-WebSocket-Key should be of length 16 once decoded")
+    return None
+
+
+def accept_key(key):
+    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+
+
+def frame(opcode, payload=b""):
+    header = bytes([0x80 | opcode])
+    size = len(payload)
+    if size < 126:
+        header += bytes([size])
+    elif size < 1 << 16:
+        header += bytes([126]) + struct.pack("!H", size)
+    else:
+        header += bytes([127]) + struct.pack("!Q", size)
+    return header + payload
+
+
+async def read_frame(reader):
+    first, second = await reader.readexactly(2)
+    opcode, masked, size = first & 0x0F, second & 0x80, second & 0x7F
+    if size == 126:
+        (size,) = struct.unpack("!H", await reader.readexactly(2))
+    elif size == 127:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    if size > MAX_MESSAGE:
+        raise OverflowError(size)
+    mask = await reader.readexactly(4) if masked else b"\0\0\0\0"
+    data = bytearray(await reader.readexactly(size))
+    for index in range(size):
+        data[index] ^= mask[index % 4]
+    return opcode, bytes(data)
+
+
+def close_frame(code, reason=""):
+    return frame(0x8, struct.pack("!H", code) + reason.encode())
+
+
+async def serve_websocket(reader, writer, request, config, ping_interval):
+    writer.write(
+        response(
+            101,
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Accept": accept_key(request.headers["sec-websocket-key"]),
+            },
+        ).replace(b"Content-Type: text/html; charset=utf-8\r\nContent-Length: 0\r\n", b"")
+    )
+    await writer.drain()
+    client = derived_client(request, config)
+    log.info("websocket opened from %s", client["remote_addr"])
+    last_id = 0
+    while True:
+        try:
+            opcode, payload = await asyncio.wait_for(read_frame(reader), ping_interval)
+        except TimeoutError:
+            writer.write(frame(0x9))  # keep-alive ping, as the bus does when idle
+            await writer.drain()
+            continue
+        except OverflowError:
+            writer.write(close_frame(1009, "Message too big"))
+            await writer.drain()
+            return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        if opcode == 0x8:
+            writer.write(close_frame(1000))
+            await writer.drain()
+            return
+        if opcode == 0x9:
+            writer.write(frame(0xA, payload))
+        elif opcode == 0x1:
+            try:
+                message = json.loads(payload)
+                event, data = message["event_name"], message.get("data", {})
+            except (ValueError, KeyError, TypeError):
+                writer.write(close_frame(1003, "Invalid message"))
+                await writer.drain()
+                return
+            if event == "subscribe":
+                last_id = max(last_id, int(data.get("last", 0))) + 1
+                reply = [
+                    {
+                        "id": last_id,
+                        "message": {
+                            "type": "standin/subscribed",
+                            "payload": {"channels": data.get("channels", []), **client},
+                        },
+                    }
+                ]
+                writer.write(frame(0x1, json.dumps(reply).encode()))
+        await writer.drain()
+
+
+# --------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------
+
+
+class StandinOdoo:
+    def __init__(self, args):
+        self.args = args
+        self.servers = []
+        self.config = None
+
+    def listen_plan(self):
+        """[(address, port, role)] for the current config."""
+        config = self.config
+        roles = [(config["http_port"], "http")]
+        if config["workers"] > 0:
+            roles.append((config["evented_port"], "evented"))
+        plan = []
+        for port, role in roles:
+            if self.args.compose:
+                for address, published in published_addresses(
+                    self.args.compose, self.args.service, port
+                ):
+                    plan.append((address, published, role))
+            else:
+                plan.append((config["http_interface"] or "0.0.0.0", port, role))
+        return plan
+
+    async def start(self):
+        self.config = read_config(self.args.config, self.args.odoo_version)
+        for address, port, role in self.listen_plan():
+            server = await asyncio.start_server(
+                lambda r, w, role=role: self.handle(r, w, role), address, port, reuse_address=True
+            )
+            self.servers.append(server)
+            log.info("listening on %s:%s (%s)", address, port, role)
+
+    async def stop(self):
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+        self.servers = []
+
+    async def restart(self):
+        log.info("restarting (SIGHUP)")
+        await self.stop()
+        await self.start()
+
+    async def handle(self, reader, writer, role):
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            request = await read_request(reader, peer)
+            if request is None:
+                return
+            writer.write(await self.dispatch(reader, writer, request, role) or b"")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:  # a bug here must show in the log, not as a hang
+            log.exception("request failed")
+        finally:
+            writer.close()
+
+    async def dispatch(self, reader, writer, request, role):
+        config = self.config
+        path = request.path.split("?")[0]
+        if path == "/websocket" and config["major"] >= 16:
+            if role == "http" and config["workers"] > 0:
+                # Prefork workers have no socket to hand over (KeyError on
+                # environ['socket'] in Odoo).
+                log.error(BIND_ERROR)
+                return werkzeug_error(500, "Internal Server Error")
+            problem = handshake_problem(request.headers)
+            if problem:
+                return problem
+            await serve_websocket(reader, writer, request, config, self.args.ping_interval)
+            return None
+        if path.startswith("/longpolling/") and config["major"] < 16:
+            if role == "http" and config["workers"] > 0:
+                log.error("bus.Bus unavailable")
+                return werkzeug_error(500, "Internal Server Error")
+            client = derived_client(request, config)
+            result = [{"id": 1, "message": {"type": "standin/polled", "payload": client}}]
+            body = {"jsonrpc": "2.0", "id": None, "result": result}
+            return response(200, json.dumps(body), "application/json")
+        if path == "/web/whoami":
+            body = dict(derived_client(request, config), proxy_mode=config["proxy_mode"])
+            return response(200, json.dumps(body), "application/json")
+        if path in ("/", "/web", "/odoo"):
+            page = PAGE.format(version=config["version"], major=config["major"])
+            return response(200, page)
+        return werkzeug_error(404, "The requested URL was not found on the server.")
+
+
+async def main_async(args):
+    odoo = StandinOdoo(args)
+    await odoo.start()
+    if args.pidfile:
+        with open(args.pidfile, "w", encoding="ascii") as handle:
+            handle.write(str(os.getpid()))
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(odoo.restart()))
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    await stopped.wait()
+    await odoo.stop()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="A stand-in for Odoo's HTTP and bus ports.")
+    parser.add_argument("--config", default="/etc/odoo/odoo.conf")
+    parser.add_argument("--odoo-version", default="17.0")
+    parser.add_argument("--compose", help="compose file: publish ports as docker would")
+    parser.add_argument("--service", default="odoo")
+    parser.add_argument("--pidfile")
+    parser.add_argument("--log")
+    parser.add_argument("--ping-interval", type=float, default=45.0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(
+        filename=args.log,
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(levelname)s ? %(name)s: %(message)s",
+    )
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
