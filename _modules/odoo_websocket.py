@@ -470,7 +470,8 @@ def format_nginx_errors(errors):
 def connection_upgrade_maps(conf_file="/etc/nginx/nginx.conf", exclude=None):
     """
     Find every ``map ... $connection_upgrade`` in the nginx tree that CONF_FILE
-    starts (includes followed), except in the file EXCLUDE. Returns a list of
+    starts (includes followed), except in the files listed in EXCLUDE (the
+    formula's own, which it is about to replace). Returns a list of
     ``{"file": ..., "line": ...}``.
 
     nginx -t accepts a second definition and silently uses the last one, so the
@@ -502,8 +503,12 @@ def connection_upgrade_maps(conf_file="/etc/nginx/nginx.conf", exclude=None):
                 found.append({"file": filename, "line": directive["line"]})
             walk(directive.get("block", []), filename)
 
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    # Compare real paths: sites-enabled links name the sites-available files.
+    skipped = {os.path.realpath(path) for path in exclude or []}
     for config in payload["config"]:
-        if exclude and os.path.abspath(config["file"]) == os.path.abspath(exclude):
+        if os.path.realpath(config["file"]) in skipped:
             continue
         walk(config.get("parsed", []), config["file"])
     return found

@@ -101,3 +101,14 @@ def pytest_unconfigure(config):
         if type(handler).__name__ == "DeferredStreamHandler":
             logging.root.removeHandler(handler)
             handler._DeferredStreamHandler__messages.clear()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """A bridge for namespace test hosts; every host, link and namespace goes
+    at teardown, whatever the test did."""
+    from rig.hosts import Rig
+
+    lab = Rig(str(tmp_path / "rig")).create()
+    yield lab
+    lab.destroy()

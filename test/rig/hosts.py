@@ -38,6 +38,8 @@ sys.path.insert(0, TEST)
 from sandbox import Sandbox  # noqa: E402
 
 PYTHON = sys.executable
+SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
+REPO = os.path.dirname(TEST)
 # Folders a host gets its own copy of; the machine's stay untouched.
 PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log")
 
@@ -125,6 +127,40 @@ class Host:
 
     def python(self, *args, **kwargs):
         return self.exec(PYTHON, *args, **kwargs)
+
+    def salt_call(self, *args):
+        """salt-call --local inside the host, on this repository's state tree.
+        Returns (exit code, parsed return or the raw output)."""
+        config_dir = os.path.join(self.root, "salt")
+        if not os.path.exists(config_dir):
+            os.makedirs(os.path.join(self.root, "pillar"))
+            with open(os.path.join(self.root, "pillar/top.sls"), "w", encoding="utf-8") as handle:
+                handle.write("base:\n  '*':\n    - odoo_websocket\n")
+            os.makedirs(config_dir)
+            minion = {
+                "id": self.name,
+                "root_dir": os.path.join(self.root, "saltroot"),
+                "file_client": "local",
+                "file_roots": {"base": [REPO]},
+                "pillar_roots": {"base": [os.path.join(self.root, "pillar")]},
+            }
+            with open(os.path.join(config_dir, "minion"), "w", encoding="utf-8") as handle:
+                json.dump(minion, handle)
+            self.salt_call("saltutil.sync_all")
+        proc = self.exec(
+            SALT_CALL, "--local", "-c", config_dir, "--out=json", "--log-level=quiet", *args
+        )
+        try:
+            return proc.returncode, json.loads(proc.stdout)["local"]
+        except (ValueError, KeyError):
+            return proc.returncode, proc.stdout + proc.stderr
+
+    def apply_formula(self, pillar, test=False):
+        """state.apply odoo_websocket with PILLAR (a pillar file, as on a master)."""
+        self.salt_call("test.ping")  # writes the configuration on first use
+        with open(os.path.join(self.root, "pillar/odoo_websocket.sls"), "w", encoding="utf-8") as handle:
+            json.dump(pillar, handle)
+        return self.salt_call("state.apply", "odoo_websocket", *(["test=True"] if test else []))
 
     def stop(self):
         if self.init and self.init.poll() is None:

@@ -454,7 +454,11 @@ class StandinOdoo:
             body = {"jsonrpc": "2.0", "id": None, "result": result}
             return response(200, json.dumps(body), "application/json")
         if path == "/web/whoami":
-            body = dict(derived_client(request, config), proxy_mode=config["proxy_mode"])
+            body = dict(
+                derived_client(request, config),
+                proxy_mode=config["proxy_mode"],
+                connection=request.headers.get("connection", ""),
+            )
             return response(200, json.dumps(body), "application/json")
         if path in ("/", "/web", "/odoo"):
             page = PAGE.format(version=config["version"], major=config["major"])
