@@ -135,9 +135,7 @@ def nginx_managed(
 
     notes = []
     # The site file is about to be replaced: a map in it does not count.
-    others = __salt__["odoo_websocket.connection_upgrade_maps"](
-        conf_file, exclude=[map_file, name]
-    )
+    others = __salt__["odoo_websocket.connection_upgrade_maps"](conf_file, exclude=[map_file, name])
     plan = [_plan_file(name, site)]
     if site_link:
         plan.append(_plan_link(site_link, name))

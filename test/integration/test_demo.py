@@ -1,4 +1,5 @@
-"""`make demo`'s program: salt-call --local on pillar.example in a sandbox."""
+"""`make demo`'s program: a broken host fixed by one state.apply, as seen
+from another host, leaving nothing behind."""
 
 import os
 import subprocess
@@ -7,7 +8,12 @@ import sys
 from sandbox import REPO
 
 
-def test_demo_fixes_the_sandbox_and_second_run_changes_nothing():
+def namespaces():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_demo_shows_the_failure_then_the_fix_and_cleans_up():
+    before = namespaces()
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "bin", "demo")],
         capture_output=True,
@@ -17,13 +23,13 @@ def test_demo_fixes_the_sandbox_and_second_run_changes_nothing():
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    before, after = out.split("== After", 1)
-    assert "Odoo port 8072 published on every interface" in before
-    assert "odoo.conf: proxy_mode = (not set)" in before
-    assert "Odoo port 8072 published on 127.0.0.1" in after
-    assert "odoo.conf: proxy_mode = True" in after
-    assert "nginx: location /websocket {" in after
-    assert "nginx -t on the whole tree: ok" in after
-    assert "Second run: 0 change(s)." in out
-    assert "db_password = ********" in out and "p%ss;word" not in out
-    assert "Sandbox kept" not in out
+    broken, _, rest = out.partition("salt-call --local state.apply odoo_websocket")
+    fixed = rest.partition("After, from the browser host:")[2].partition("Second run:")[0]
+    assert "[FAIL] websocket through nginx: HTTP 500" in broken
+    assert "[FAIL] Odoo port 8072 from the browser host: answers (bypasses nginx)" in broken
+    assert "[ok  ] websocket through nginx: 101 Switching Protocols, subscribe answered" in fixed
+    assert "[ok  ] Odoo port 8069 from the browser host: refused" in fixed
+    assert "proxy_mode on" in fixed
+    assert "FAIL" not in fixed
+    assert "Second run changed 0 state(s). Demo succeeded." in out
+    assert namespaces() == before

@@ -3,37 +3,17 @@ the Debian nginx and the stand-in Odoo, checked from a second host (a browser
 on another machine) with a real WebSocket client before and after one
 `state.apply` of the formula (salt-call inside the host, masterless)."""
 
-import json
 import os
 
 import pytest
+from rig.field import HARDCODED, SITE, odoo_conf, own_site, site
+from rig.probe import check_from, whoami_from
 
-PROBE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "probe.py")
 NGINX_ID = "odoo_websocket-nginx-config-managed"
-SITE = "/etc/nginx/sites-available/odoo"
-LINK = "/etc/nginx/sites-enabled/odoo"
-
-
-def browser_check(outside, host, longpolling=False):
-    args = ["check", "--address", host.address, "--direct", "8069", "--direct", "8072"]
-    proc = outside.python(PROBE, *args, *(["--longpolling"] if longpolling else []))
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def whoami(outside, host):
-    """What Odoo derives for the client, asked through nginx from outside."""
-    code = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); from rig import probe; "
-        "print(probe.http_get(sys.argv[2], 80, '/web/whoami', 'odoo.example.com')[2])"
-    )
-    proc = outside.python("-c", code, os.path.dirname(os.path.dirname(PROBE)), host.address)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 def assert_fixed(outside, host, longpolling=False):
-    result = browser_check(outside, host, longpolling)
+    result = check_from(outside, host, longpolling)
     if longpolling:
         assert result["through_nginx"]["polled"], result
     else:
@@ -49,25 +29,6 @@ def apply_ok(host, pillar):
     return result
 
 
-def site(box, text, enable=True):
-    box.write(box.root + SITE, text)
-    if enable:
-        os.symlink(SITE, box.root + LINK)
-
-
-def odoo_conf(box, **options):
-    text = "[options]\naddons_path = /mnt/extra-addons\n" + "".join(
-        f"{key} = {value}\n" for key, value in options.items()
-    )
-    box.write(box.odoo_conf, text, mode=0o640)
-
-
-def own_site(pillar):
-    """Point the formula at the site the host already has."""
-    pillar["odoo_websocket"]["nginx"].update({"site_file": SITE, "site_link": LINK})
-    return pillar
-
-
 def test_map_in_wrong_context_fails_untouched_then_applies(rig):
     host = rig.odoo_host()
     outside = rig.outside_host()
@@ -76,7 +37,8 @@ def test_map_in_wrong_context_fails_untouched_then_applies(rig):
     stock = open(default).read()
     # An earlier edit put the map inside a server block; not reloaded yet.
     broken = stock.replace(
-        "\tserver_name _;", "\tserver_name _;\n\tmap $http_upgrade $connection_upgrade { default upgrade; }"
+        "\tserver_name _;",
+        "\tserver_name _;\n\tmap $http_upgrade $connection_upgrade { default upgrade; }",
     )
     box.write(default, broken)
     line = broken.splitlines().index("\tserver_name _;") + 2
@@ -86,32 +48,17 @@ def test_map_in_wrong_context_fails_untouched_then_applies(rig):
     state = next(s for s in result.values() if s["__id__"] == NGINX_ID)
     assert state["result"] is False
     assert "already invalid before this change" in state["comment"]
-    assert f'/etc/nginx/sites-enabled/default:{line}: "map" directive is not allowed here' in (
-        state["comment"]
+    assert (
+        f'/etc/nginx/sites-enabled/default:{line}: "map" directive is not allowed here'
+        in (state["comment"])
     )
     nginx_files = {p: v for p, v in box.fingerprint().items() if "/etc/nginx/" in p}
     assert nginx_files == {p: v for p, v in before.items() if "/etc/nginx/" in p}
-    assert browser_check(outside, host)["through_nginx"]["status"] == 404  # old config serves
+    assert check_from(outside, host)["through_nginx"]["status"] == 404  # old config serves
 
     box.write(default, stock)
     apply_ok(host, box.pillar())
     assert_fixed(outside, host)
-
-
-# A common copy-paste: upgrade headers hard-coded on "/", no map, no
-# /websocket route, so the bus reaches a prefork worker on 8069.
-HARDCODED = """upstream odoo { server 127.0.0.1:8069; }
-server {
-    listen 80;
-    server_name odoo.example.com;
-    location / {
-        proxy_pass http://odoo;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-    }
-}
-"""
 
 
 def test_hardcoded_connection_and_no_map(rig):
@@ -121,12 +68,12 @@ def test_hardcoded_connection_and_no_map(rig):
 
     host = rig.odoo_host(prepare=prepare)
     outside = rig.outside_host()
-    before = browser_check(outside, host)["through_nginx"]
+    before = check_from(outside, host)["through_nginx"]
     assert before["status"] == 500, before  # "Couldn't bind the websocket..."
-    assert whoami(outside, host)["connection"] == "upgrade"  # even on plain requests
+    assert whoami_from(outside, host)["connection"] == "upgrade"  # even on plain requests
     apply_ok(host, own_site(host.sandbox.pillar()))
     assert_fixed(outside, host)
-    assert whoami(outside, host)["connection"] == "close"
+    assert whoami_from(outside, host)["connection"] == "close"
     text = open(host.sandbox.root + SITE).read()
     assert 'Connection "upgrade"' not in text
 
@@ -159,7 +106,7 @@ def test_origin_not_forwarded_gives_odoo_400(rig):
 
     host = rig.odoo_host(prepare=prepare)
     outside = rig.outside_host()
-    before = browser_check(outside, host)["through_nginx"]
+    before = check_from(outside, host)["through_nginx"]
     assert before["status"] == 400
     assert "Empty or missing header(s): origin" in before["body"]
     apply_ok(host, own_site(host.sandbox.pillar()))
@@ -172,7 +119,7 @@ def test_origin_not_forwarded_gives_odoo_400(rig):
 def test_ports_published_on_all_interfaces(rig):
     host = rig.odoo_host(prepare=lambda box: odoo_conf(box, workers=2, gevent_port=8072))
     outside = rig.outside_host()
-    before = browser_check(outside, host)
+    before = check_from(outside, host)
     assert before["direct"] == {"8069": True, "8072": True}
     apply_ok(host, host.sandbox.pillar())
     assert_fixed(outside, host)
@@ -201,11 +148,11 @@ def test_proxy_mode_missing_ignores_forwarded_headers(rig):
 
     host = rig.odoo_host(prepare=prepare)
     outside = rig.outside_host()
-    before = whoami(outside, host)
+    before = whoami_from(outside, host)
     assert before["proxy_mode"] is False
     assert before["remote_addr"] == "127.0.0.1"  # nginx, not the browser
     apply_ok(host, own_site(host.sandbox.pillar()))
-    after = whoami(outside, host)
+    after = whoami_from(outside, host)
     assert after["proxy_mode"] is True
     assert after["remote_addr"] == outside.address
     assert after["host"] == "odoo.example.com"
@@ -213,7 +160,7 @@ def test_proxy_mode_missing_ignores_forwarded_headers(rig):
 
 
 WEBSOCKET_TO_8072 = NO_ORIGIN.replace('        proxy_set_header Origin "";\n', "").replace(
-    "        # \"fixes\" a CORS complaint, and breaks Odoo's handshake\n", ""
+    '        # "fixes" a CORS complaint, and breaks Odoo\'s handshake\n', ""
 )
 
 
@@ -224,13 +171,14 @@ def test_threaded_odoo_with_websocket_routed_to_8072(rig):
 
     host = rig.odoo_host(prepare=prepare)
     outside = rig.outside_host()
-    assert browser_check(outside, host)["through_nginx"]["status"] == 502
+    assert check_from(outside, host)["through_nginx"]["status"] == 502
     pillar = own_site(host.sandbox.pillar(odoo={"workers": 0}))
     apply_ok(host, pillar)
     assert_fixed(outside, host)
-    assert "proxy_pass http://odoo;" in open(host.sandbox.root + SITE).read().split(
-        "location /websocket"
-    )[1].split("}")[0]
+    assert (
+        "proxy_pass http://odoo;"
+        in open(host.sandbox.root + SITE).read().split("location /websocket")[1].split("}")[0]
+    )
 
 
 LONGPOLLING = """upstream odoochat { server 127.0.0.1:8072; }
@@ -255,7 +203,7 @@ def test_odoo_15_long_polling(rig):
 
     host = rig.odoo_host(odoo_version="15.0", prepare=prepare)
     outside = rig.outside_host()
-    assert browser_check(outside, host, longpolling=True)["through_nginx"]["status"] == 502
+    assert check_from(outside, host, longpolling=True)["through_nginx"]["status"] == 502
     apply_ok(host, own_site(host.sandbox.pillar(odoo={"version": "15.0"})))
     options = open(host.sandbox.odoo_conf).read()
     assert "longpolling_port = 8072" in options and "gevent_port" not in options

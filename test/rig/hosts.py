@@ -103,7 +103,11 @@ class Host:
         ready = os.path.join(self.root, "run-ready")
         if os.path.exists(ready):
             os.unlink(ready)
-        self.init = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # The init outlives the caller's pipes (the CLI returns while it runs).
+        with open(os.path.join(self.root, "init.log"), "ab") as log:
+            self.init = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + 10
         while not os.path.exists(ready):
             if self.init.poll() is not None or time.monotonic() > deadline:
@@ -158,7 +162,9 @@ class Host:
     def apply_formula(self, pillar, test=False):
         """state.apply odoo_websocket with PILLAR (a pillar file, as on a master)."""
         self.salt_call("test.ping")  # writes the configuration on first use
-        with open(os.path.join(self.root, "pillar/odoo_websocket.sls"), "w", encoding="utf-8") as handle:
+        with open(
+            os.path.join(self.root, "pillar/odoo_websocket.sls"), "w", encoding="utf-8"
+        ) as handle:
             json.dump(pillar, handle)
         return self.salt_call("state.apply", "odoo_websocket", *(["test=True"] if test else []))
 

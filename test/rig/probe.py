@@ -142,17 +142,41 @@ def check(address, server_name, port=80, direct=(), longpolling=False):
     return result
 
 
+def _run_in(outside, *args):
+    proc = outside.python(os.path.abspath(__file__), *args)
+    if proc.returncode != 0:
+        raise RuntimeError(f"probe failed in {outside.name}: {proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def check_from(outside, target, longpolling=False):
+    """check() run on the host OUTSIDE against the Odoo host TARGET: through
+    nginx on port 80, and Odoo's own ports 8069 and 8072 directly."""
+    args = ["check", "--address", target.address, "--direct", "8069", "--direct", "8072"]
+    return _run_in(outside, *args, *(["--longpolling"] if longpolling else []))
+
+
+def whoami_from(outside, target):
+    """What Odoo derives for a client on OUTSIDE, asked through nginx."""
+    return _run_in(outside, "whoami", "--address", target.address)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("check")
-    run.add_argument("--address", required=True)
-    run.add_argument("--server-name", default="odoo.example.com")
     run.add_argument("--port", type=int, default=80)
     run.add_argument("--direct", type=int, action="append", default=[])
     run.add_argument("--longpolling", action="store_true")
+    who = sub.add_parser("whoami")
+    for command in (run, who):
+        command.add_argument("--address", required=True)
+        command.add_argument("--server-name", default="odoo.example.com")
     args = parser.parse_args(argv)
-    result = check(args.address, args.server_name, args.port, args.direct, args.longpolling)
+    if args.command == "whoami":
+        result = json.loads(http_get(args.address, 80, "/web/whoami", args.server_name)[2])
+    else:
+        result = check(args.address, args.server_name, args.port, args.direct, args.longpolling)
     json.dump(result, sys.stdout)
     return 0
 
