@@ -8,13 +8,21 @@ the nginx and file functions through ``__salt__``.
 :depends: crossplane (nginx config parser)
 """
 
+import contextlib
 import copy
 import difflib
+import fcntl
+import hashlib
 import ipaddress
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import tempfile
+import time
+import uuid
 
 try:
     import crossplane
@@ -225,6 +233,8 @@ SCHEMA = {
         "site_file": _path,
         "site_link": _optional_path,
         "reload": _boolean,
+        "restart": _boolean,
+        "start": _boolean,
         "server_name": _list_of(_token, allow_empty=False),
         "http_port": _port,
         "listen_addresses": _list_of(_listen_address),
@@ -239,6 +249,11 @@ SCHEMA = {
             "certificate_key": _optional_path,
             "hsts": _boolean,
         },
+    },
+    "backup": {
+        "dir": _path,
+        "keep": _count(1),
+        "lock_timeout": _count(1),
     },
     "compose": {
         "enabled": _boolean,
@@ -380,6 +395,8 @@ def settings(data):
         compose["recreate_cmd"] = f"{compose_cmd} up -d {compose['service']}"
     compose["ports"] = [odoo["http_port"], odoo["gevent_port"]]
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
+    # A run killed mid-change is rolled back before this one plans anything.
+    recover(result["backup"]["dir"], result["backup"]["lock_timeout"])
     return result
 
 
@@ -727,4 +744,550 @@ def unified_diff(old, new, path):
             fromfile=path,
             tofile=path,
         )
+    )
+
+
+# --------------------------------------------------------------------------
+# Change engine: one lock, a journal, backup sets, staged validation
+# --------------------------------------------------------------------------
+# Modelled on certbot's reverter: every change first saves what it replaces
+# (a backup set), writes a journal naming that set, then touches live files.
+# A run that dies mid-change leaves the journal behind; the next run, or any
+# call that takes the lock, puts the backup set back before anything else.
+
+DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
+_JOURNAL = "journal.json"
+_LOCK = "lock"
+# Fault injection for the crash tests: ODOO_WEBSOCKET_FAULT=kill:<step>.
+_FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
+
+
+def _fault(step):
+    if os.environ.get(_FAULT_ENV) == f"kill:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _private_dir(path):
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _write_private(path, data):
+    """A new 0600 file, fsynced (backups may hold odoo.conf secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def _locked(backup_dir, timeout):
+    try:
+        _private_dir(backup_dir)
+        fd = os.open(os.path.join(backup_dir, _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise CommandExecutionError(
+                        f"another odoo_websocket run holds {os.path.join(backup_dir, _LOCK)} "
+                        f"(pid {holder}); gave up after {timeout} s"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _set_dir(backup_dir, set_id):
+    if not re.fullmatch(r"[0-9T]+-[0-9]+-[0-9a-f]+", str(set_id)):
+        raise CommandExecutionError(f"no backup set named {set_id!r}")
+    return os.path.join(backup_dir, set_id)
+
+
+def _read_manifest(backup_dir, set_id):
+    try:
+        with open(os.path.join(_set_dir(backup_dir, set_id), "manifest.json"), "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        raise CommandExecutionError(f"no backup set {set_id!r} in {backup_dir}") from None
+
+
+def _write_backup(backup_dir, paths, label, secret_keys=()):
+    """Save what PATHS are now; return the new set's id. Nothing live is touched."""
+    set_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    folder = _set_dir(backup_dir, set_id)
+    os.mkdir(folder, 0o700)
+    try:
+        entries = []
+        for index, path in enumerate(paths):
+            snap = snapshot(path)
+            entry = {key: value for key, value in snap.items() if key != "data"}
+            if snap["kind"] == "file":
+                entry["blob"] = f"{index}.data"
+                entry["sha256"] = hashlib.sha256(snap["data"]).hexdigest()
+                _write_private(os.path.join(folder, entry["blob"]), snap["data"])
+            entries.append(entry)
+        manifest = {
+            "id": set_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "label": label,
+            "secret_keys": sorted(set(secret_keys)),
+            "files": entries,
+        }
+        _write_private(os.path.join(folder, "manifest.json"), json.dumps(manifest).encode())
+        _fsync_dir(os.path.join(folder, "manifest.json"))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return set_id
+
+
+def _restore_set(backup_dir, set_id):
+    manifest = _read_manifest(backup_dir, set_id)
+    for entry in reversed(manifest["files"]):
+        snap = dict(entry)
+        if entry["kind"] == "file":
+            with open(os.path.join(_set_dir(backup_dir, set_id), entry["blob"]), "rb") as handle:
+                snap["data"] = handle.read()
+            if hashlib.sha256(snap["data"]).hexdigest() != entry["sha256"]:
+                raise CommandExecutionError(f"backup {set_id}: {entry['path']} is corrupt")
+        restore_snapshot(snap)
+    return manifest
+
+
+def _journal(backup_dir):
+    return os.path.join(backup_dir, _JOURNAL)
+
+
+def _recover_locked(backup_dir):
+    """Finish what a dead run left: put its backup set back. Returns a note."""
+    try:
+        with open(_journal(backup_dir), encoding="utf-8") as handle:
+            journal = json.load(handle)
+    except FileNotFoundError:
+        return ""
+    except ValueError:
+        # A journal is written atomically: a torn one means it never existed.
+        os.unlink(_journal(backup_dir))
+        return ""
+    _restore_set(backup_dir, journal["backup"])
+    note = (
+        f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
+        f"back from backup {journal['backup']}."
+    )
+    nginx = journal.get("nginx")
+    if nginx and nginx_test(nginx["conf_file"], nginx["binary"])["ok"]:
+        if nginx_pid(nginx["conf_file"]) is not None:
+            nginx_reload(nginx["conf_file"], nginx["binary"])
+    os.unlink(_journal(backup_dir))
+    _fsync_dir(_journal(backup_dir))
+    return note
+
+
+def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60):
+    """
+    Roll back a change that a killed run left half done (its journal names the
+    backup set to restore). Every change function runs this first; calling it
+    alone is safe. Returns what it did, or an empty string.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.recover
+    """
+    if not os.path.exists(_journal(backup_dir)):
+        return ""
+    with _locked(backup_dir, lock_timeout):
+        return _recover_locked(backup_dir)
+
+
+def _prune(backup_dir, keep):
+    sets = sorted(
+        name for name in os.listdir(backup_dir) if os.path.isdir(os.path.join(backup_dir, name))
+    )
+    for name in sets[: max(0, len(sets) - keep)]:
+        shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
+
+
+def _differs(change):
+    path = change["path"]
+    if change["kind"] == "absent":
+        return os.path.lexists(path)
+    if change["kind"] == "link":
+        return not (os.path.islink(path) and os.readlink(path) == change["target"])
+    if os.path.islink(path) or not os.path.isfile(path):
+        return True
+    stat = os.stat(path)
+    wanted = [change.get(k) for k in ("mode", "uid", "gid")]
+    actual = [stat.st_mode & 0o7777, stat.st_uid, stat.st_gid]
+    if any(w is not None and w != a for w, a in zip(wanted, actual, strict=True)):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read() != change["data"].encode("utf-8")
+
+
+def _apply_change(change, path=None):
+    """Make PATH (default: the change's own path) what CHANGE says."""
+    path = path or change["path"]
+    if change["kind"] == "absent":
+        remove(path)
+    elif change["kind"] == "link":
+        if os.path.lexists(path) and not os.path.islink(path):
+            os.unlink(path)
+        replace_symlink(path, change["target"])
+    else:
+        # A replaced file keeps its mode and owner, a new one gets 0644,
+        # unless the change names them (a restore does).
+        mode, uid, gid = 0o644, None, None
+        if os.path.isfile(path) and not os.path.islink(path):
+            stat = os.stat(path)
+            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
+        replace_file(
+            path,
+            change["data"],
+            change.get("mode", mode),
+            change.get("uid", uid),
+            change.get("gid", gid),
+        )
+
+
+def _within(path, folder):
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
+def _staged_test(plan, conf_file, binary):
+    """nginx -t on a copy of the whole tree with PLAN applied, bound over the
+    live folder in a private mount namespace so absolute includes resolve in
+    the copy. Returns nginx_test's dict, with ok None when staging is
+    impossible here (the caller then relies on live validation and rollback)."""
+    conf_dir = os.path.dirname(os.path.abspath(conf_file))
+    outside = [c["path"] for c in plan if not _within(c["path"], conf_dir)]
+    if outside:
+        return {"ok": None, "errors": [], "output": f"outside {conf_dir}: {', '.join(outside)}"}
+    stage = tempfile.mkdtemp(prefix="odoo_websocket-stage.")
+    try:
+        tree = os.path.join(stage, "tree")
+        shutil.copytree(conf_dir, tree, symlinks=True)
+        for change in plan:
+            _apply_change(change, os.path.join(tree, os.path.relpath(change["path"], conf_dir)))
+        script = 'mount --bind "$1" "$2" || exit 97; exec "$3" -t -c "$4"'
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private",
+             "sh", "-c", script, "stage", tree, conf_dir, binary, conf_file],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return {"ok": None, "errors": [], "output": "unshare is not installed"}
+    except OSError as exc:
+        return {"ok": False, "errors": [], "output": f"could not stage the candidate: {exc}"}
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    output = (proc.stderr + proc.stdout).strip()
+    if proc.returncode == 97 or output.startswith("unshare:"):
+        return {"ok": None, "errors": [], "output": f"no private mount namespace here: {output}"}
+    errors = parse_nginx_messages(output)
+    if proc.returncode != 0 and not errors:
+        errors = [{"level": "emerg", "message": output, "file": None, "line": None}]
+    return {"ok": proc.returncode == 0, "errors": errors, "output": output}
+
+
+def _activate_nginx(nginx):
+    """Reload (or start, or restart when asked) nginx after a validated change."""
+    conf_file, binary = nginx["conf_file"], nginx["binary"]
+    running = nginx_pid(conf_file) is not None
+    if running and nginx.get("restart"):
+        subprocess.run([binary, "-s", "quit", "-c", conf_file], check=False, timeout=60)
+        deadline = time.monotonic() + 30
+        while nginx_pid(conf_file) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running = False
+        verb = "restarted"
+    else:
+        verb = "started"
+    if not running:
+        if not nginx.get("start", True) and verb == "started":
+            return "nginx is not running: not started (nginx:start is false)"
+        proc = subprocess.run(
+            [binary, "-c", conf_file], capture_output=True, text=True, timeout=60, check=False
+        )
+        if proc.returncode != 0:
+            raise CommandExecutionError(f"nginx did not start: {proc.stderr.strip()}")
+        return f"nginx {verb}"
+    if not nginx.get("reload", True):
+        return "nginx not reloaded (nginx:reload is false)"
+    return nginx_reload(conf_file, binary)
+
+
+def apply_changes(
+    changes,
+    nginx=None,
+    backup_dir=DEFAULT_BACKUP_DIR,
+    keep=10,
+    lock_timeout=60,
+    test=False,
+    label="",
+    secret_keys=(),
+):
+    """
+    Apply CHANGES as one change set: all of them live (and nginx validated and
+    reloaded), or none of them, with the previous bytes, mode and owner back.
+
+    changes
+        ``[{"path": ..., "kind": "file", "data": text}, {"path": ..., "kind":
+        "link", "target": ...}, {"path": ..., "kind": "absent"}]``
+    nginx
+        ``{"conf_file", "binary", "reload", "restart", "start"}`` when the
+        files belong to nginx: the candidate tree is validated in a staged copy
+        before anything live is touched, the live tree after; nginx is then
+        reloaded gracefully (started if it was not running).
+    backup_dir, keep
+        Where backup sets go (0700, files 0600) and how many are kept.
+    test
+        Only report what would change and the staged verdict.
+
+    Returns ``{"result": True|False|None, "comment": str, "changed": [paths],
+    "backup": set id or None}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.apply_changes '[{"path": "/etc/x", "kind": "file", "data": "y"}]'
+    """
+    ret = {"result": True, "comment": "", "changed": [], "backup": None}
+    notes = []
+    with _locked(backup_dir, lock_timeout):
+        recovered = _recover_locked(backup_dir)
+        if recovered:
+            notes.append(recovered)
+        plan = [change for change in changes if _differs(change)]
+        if not plan:
+            ret["comment"] = " ".join(notes + ["Nothing to change."])
+            return ret
+
+        if nginx:
+            if not os.access(nginx["binary"], os.X_OK):
+                missing = f"nginx binary {nginx['binary']} not found; nothing was touched."
+                return _failed(ret, notes, missing)
+            before = nginx_test(nginx["conf_file"], nginx["binary"])
+            if not before["ok"]:
+                return _failed(
+                    ret,
+                    notes,
+                    "The nginx configuration was already invalid before this change; nothing "
+                    "was touched. Fix it first:\n" + format_nginx_errors(before["errors"]),
+                )
+            staged = _staged_test(plan, nginx["conf_file"], nginx["binary"])
+            if staged["ok"] is False:
+                return _failed(
+                    ret,
+                    notes,
+                    "nginx would reject the new configuration (staged check on a copy of the "
+                    "whole tree); nothing was touched:\n" + format_nginx_errors(staged["errors"]),
+                )
+            if staged["ok"]:
+                notes.append("Staged check: nginx accepts the new configuration.")
+            else:
+                notes.append(f"Staged check not possible ({staged['output']}).")
+
+        ret["changed"] = [change["path"] for change in plan]
+        if test:
+            ret["result"] = None
+            ret["comment"] = " ".join(notes)
+            return ret
+
+        try:
+            set_id = _write_backup(backup_dir, ret["changed"], label, secret_keys)
+        except OSError as exc:
+            ret["changed"] = []
+            return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
+        ret["backup"] = set_id
+        _fault("backup")
+        journal = {
+            "backup": set_id,
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "nginx": nginx,
+        }
+        replace_file(_journal(backup_dir), json.dumps(journal), 0o600)
+        _fault("journal")
+        try:
+            for index, change in enumerate(plan):
+                _apply_change(change)
+                _fault(f"write-{index}")
+            after = nginx_test(nginx["conf_file"], nginx["binary"]) if nginx else {"ok": True}
+            problem = None if after["ok"] else format_nginx_errors(after["errors"])
+        except OSError as exc:
+            problem = str(exc)
+        if problem:
+            _restore_set(backup_dir, set_id)
+            os.unlink(_journal(backup_dir))
+            ret["changed"] = []
+            return _failed(
+                ret, notes, "The change failed; every file was restored as it was:\n" + problem
+            )
+        _fault("validated")
+        if nginx:
+            try:
+                notes.append(_activate_nginx(nginx) + ".")
+            except CommandExecutionError as exc:
+                notes.append(f"{exc}.")
+                ret["result"] = False
+        _fault("activated")
+        os.unlink(_journal(backup_dir))
+        _fsync_dir(_journal(backup_dir))
+        _prune(backup_dir, keep)
+        notes.append(f"Backup: {set_id}.")
+        ret["comment"] = " ".join(notes)
+        return ret
+
+
+def _failed(ret, notes, message):
+    ret["result"] = False
+    ret["comment"] = " ".join(notes + [message])
+    return ret
+
+
+def stage_check(path, contents, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
+    """
+    Would nginx accept the whole tree if PATH held CONTENTS? Checked on a
+    staged copy; nothing live is touched. Returns nginx_test's dict (``ok``
+    None when no private mount namespace can be made here).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.stage_check /etc/nginx/sites-available/odoo "$(cat candidate.conf)"
+    """
+    return _staged_test([{"path": path, "kind": "file", "data": contents}], conf_file, binary)
+
+
+def backups(backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    List the backup sets, newest first: id, created, label and the paths each
+    holds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.backups
+    """
+    recover(backup_dir)
+    if not os.path.isdir(backup_dir):
+        return []
+    result = []
+    for name in sorted(os.listdir(backup_dir), reverse=True):
+        if os.path.isdir(os.path.join(backup_dir, name)):
+            manifest = _read_manifest(backup_dir, name)
+            result.append(
+                {
+                    "id": name,
+                    "created": manifest["created"],
+                    "label": manifest["label"],
+                    "paths": [entry["path"] for entry in manifest["files"]],
+                }
+            )
+    return result
+
+
+def _backup_text(backup_dir, set_id, entry):
+    if entry["kind"] == "file":
+        with open(os.path.join(_set_dir(backup_dir, set_id), entry["blob"]), "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    if entry["kind"] == "link":
+        return f"-> {entry['target']}\n"
+    return ""
+
+
+def backup_diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    Unified diff from a backup set to the live files (what restoring it would
+    undo), secrets masked.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.backup_diff 20261126T140000-1234-abcdef
+    """
+    recover(backup_dir)
+    manifest = _read_manifest(backup_dir, backup_id)
+    mask = __salt__["odoo_conf.mask"]
+    diffs = {}
+    for entry in manifest["files"]:
+        path = entry["path"]
+        if os.path.islink(path):
+            live = f"-> {os.readlink(path)}\n"
+        else:
+            live = _read_text(path)
+        old = mask(_backup_text(backup_dir, backup_id, entry), manifest["secret_keys"])
+        new = mask(live, manifest["secret_keys"])
+        diff = unified_diff(old, new, path)
+        if diff:
+            diffs[path] = diff
+    return diffs
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+
+
+def restore(
+    backup_id,
+    backup_dir=DEFAULT_BACKUP_DIR,
+    conf_file=None,
+    binary="/usr/sbin/nginx",
+    keep=10,
+    lock_timeout=60,
+):
+    """
+    Put a backup set back through the change engine: staged and live nginx
+    validation when CONF_FILE is given, a graceful reload, and a new backup
+    set of what it replaces, so a restore can itself be undone.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket.restore 20261126T140000-1234-abcdef conf_file=/etc/nginx/nginx.conf
+    """
+    recover(backup_dir)
+    manifest = _read_manifest(backup_dir, backup_id)
+    changes = []
+    for entry in manifest["files"]:
+        change = {"path": entry["path"], "kind": entry["kind"]}
+        if entry["kind"] == "file":
+            with open(os.path.join(_set_dir(backup_dir, backup_id), entry["blob"]), "rb") as handle:
+                change["data"] = handle.read().decode("utf-8")
+            change.update(mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+        elif entry["kind"] == "link":
+            change["target"] = entry["target"]
+        changes.append(change)
+    nginx = {"conf_file": conf_file, "binary": binary} if conf_file else None
+    return apply_changes(
+        changes,
+        nginx=nginx,
+        backup_dir=backup_dir,
+        keep=keep,
+        lock_timeout=lock_timeout,
+        label=f"restore of {backup_id}",
+        secret_keys=manifest["secret_keys"],
     )

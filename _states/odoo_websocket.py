@@ -40,55 +40,30 @@ def _read_text(path):
         return None
 
 
-def _plan_file(path, wanted):
-    """Return the change for one regular file, or None when it is as wanted."""
-    if os.path.islink(path):
-        current = None
-    else:
-        current = _read_text(path)
-    if current == wanted:
-        return None
-    return {"path": path, "kind": "file", "data": wanted, "old": current or ""}
-
-
-def _plan_link(path, target):
-    if os.path.islink(path) and os.readlink(path) == target:
-        return None
-    old = os.readlink(path) if os.path.islink(path) else None
-    return {"path": path, "kind": "link", "target": target, "old": old}
-
-
-def _plan_absent(path):
-    if not os.path.lexists(path):
-        return None
-    return {"path": path, "kind": "absent", "old": _read_text(path) or ""}
-
-
-def _describe(step):
-    if step["kind"] == "link":
-        return {"old": step["old"], "new": step["target"]}
-    if step["kind"] == "absent":
+def _diff_of(change):
+    """What a change will do to its path, for the state's changes dict."""
+    path = change["path"]
+    if change["kind"] == "link":
+        old = os.readlink(path) if os.path.islink(path) else None
+        return {"old": old, "new": change["target"]}
+    if change["kind"] == "absent":
         return {"removed": "duplicate $connection_upgrade map"}
-    return {
-        "diff": __salt__["odoo_websocket.unified_diff"](step["old"], step["data"], step["path"])
-    }
+    old = "" if os.path.islink(path) else (_read_text(path) or "")
+    return {"diff": __salt__["odoo_websocket.unified_diff"](old, change["data"], path)}
 
 
-def _apply_step(step):
-    path = step["path"]
-    if step["kind"] == "file":
-        # A file being replaced keeps its mode and owner; a new one is 0644.
-        mode, uid, gid = 0o644, None, None
-        if os.path.isfile(path) and not os.path.islink(path):
-            stat = os.stat(path)
-            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
-        __salt__["odoo_websocket.replace_file"](path, step["data"], mode, uid, gid)
-    elif step["kind"] == "link":
-        if os.path.lexists(path) and not os.path.islink(path):
-            os.unlink(path)
-        __salt__["odoo_websocket.replace_symlink"](path, step["target"])
-    else:
-        __salt__["odoo_websocket.remove"](path)
+def _engine(changes, backup, label, nginx=None, secret_keys=()):
+    """Run CHANGES through the change engine (lock, backup, journal, rollback)."""
+    return __salt__["odoo_websocket.apply_changes"](
+        changes,
+        nginx=nginx,
+        backup_dir=backup["dir"],
+        keep=backup["keep"],
+        lock_timeout=backup["lock_timeout"],
+        test=__opts__["test"],
+        label=label,
+        secret_keys=secret_keys,
+    )
 
 
 def nginx_managed(
@@ -97,15 +72,21 @@ def nginx_managed(
     map_source,
     map_file,
     context,
+    backup,
     site_link="",
     conf_file="/etc/nginx/nginx.conf",
     binary="/usr/sbin/nginx",
     reload=True,
+    restart=False,
+    start=True,
     saltenv="base",
 ):
     """
     Manage the Odoo site (NAME), its sites-enabled link and the
-    ``$connection_upgrade`` map drop-in as one change set.
+    ``$connection_upgrade`` map drop-in as one change set: validated on a
+    staged copy of the whole tree before anything live is touched, checked
+    again live, rolled back byte for byte on failure, then nginx is reloaded
+    gracefully (started when it was not running).
 
     The map is written only when no other file of the live tree already
     defines ``$connection_upgrade`` (nginx -t would accept a duplicate and
@@ -117,12 +98,15 @@ def nginx_managed(
         salt:// Jinja templates for the site and the map, rendered with CONTEXT.
     map_file
         Drop-in file in nginx's http context (conf.d).
+    backup
+        ``{"dir": ..., "keep": N, "lock_timeout": seconds}``.
     site_link
         Symlink in sites-enabled pointing at NAME; empty where conf.d is used.
     conf_file, binary
         nginx's main file (the whole tree is validated from there) and binary.
-    reload
-        Reload nginx gracefully after a change when it is running.
+    reload, restart, start
+        After a change: reload gracefully; restart instead (only if asked);
+        start nginx when it was not running.
     """
     ret = _ret(name)
     try:
@@ -136,67 +120,32 @@ def nginx_managed(
     notes = []
     # The site file is about to be replaced: a map in it does not count.
     others = __salt__["odoo_websocket.connection_upgrade_maps"](conf_file, exclude=[map_file, name])
-    plan = [_plan_file(name, site)]
+    changes = [{"path": name, "kind": "file", "data": site}]
     if site_link:
-        plan.append(_plan_link(site_link, name))
+        changes.append({"path": site_link, "kind": "link", "target": name})
     if others:
         where = ", ".join(f"{o['file']}:{o['line']}" for o in others)
         notes.append(f"Reusing the $connection_upgrade map already defined at {where}.")
-        plan.append(_plan_absent(map_file))
+        changes.append({"path": map_file, "kind": "absent"})
     else:
-        plan.append(_plan_file(map_file, map_text))
-    plan = [step for step in plan if step]
+        changes.append({"path": map_file, "kind": "file", "data": map_text})
 
-    if not plan:
-        ret["comment"] = " ".join(["nginx configuration is already as wanted."] + notes)
-        return ret
-    ret["changes"] = {step["path"]: _describe(step) for step in plan}
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = " ".join(["nginx configuration would change."] + notes)
-        return ret
-
-    if not os.access(binary, os.X_OK):
-        ret["changes"] = {}
-        ret["result"] = False
-        ret["comment"] = f"nginx binary {binary} not found; nothing was touched."
-        return ret
-    before = __salt__["odoo_websocket.nginx_test"](conf_file, binary)
-    if not before["ok"]:
-        ret["changes"] = {}
-        ret["result"] = False
-        ret["comment"] = (
-            "The nginx configuration was already invalid before this change; "
-            "nothing was touched. Fix it first:\n"
-            + __salt__["odoo_websocket.format_nginx_errors"](before["errors"])
-        )
-        return ret
-
-    snapshots = [__salt__["odoo_websocket.snapshot"](step["path"]) for step in plan]
-    try:
-        for step in plan:
-            _apply_step(step)
-        after = __salt__["odoo_websocket.nginx_test"](conf_file, binary)
-    except Exception as exc:  # pylint: disable=broad-except
-        after = {"ok": False, "errors": [{"message": str(exc), "file": None}]}
-    if not after["ok"]:
-        for snap in reversed(snapshots):
-            __salt__["odoo_websocket.restore_snapshot"](snap)
-        ret["changes"] = {}
-        ret["result"] = False
-        ret["comment"] = (
-            "nginx rejected the new configuration; every file was restored as it was:\n"
-            + __salt__["odoo_websocket.format_nginx_errors"](after["errors"])
-        )
-        return ret
-
-    if reload:
-        notes.append(__salt__["odoo_websocket.nginx_reload"](conf_file, binary) + ".")
-    ret["comment"] = " ".join(["nginx configuration updated and valid."] + notes)
+    diffs = {change["path"]: _diff_of(change) for change in changes}
+    nginx = {
+        "conf_file": conf_file,
+        "binary": binary,
+        "reload": reload,
+        "restart": restart,
+        "start": start,
+    }
+    result = _engine(changes, backup, f"nginx site {name}", nginx=nginx)
+    ret["result"] = result["result"]
+    ret["changes"] = {path: diffs[path] for path in result["changed"]}
+    ret["comment"] = " ".join(notes + [result["comment"]])
     return ret
 
 
-def odoo_conf_managed(name, options, renames=None, secret_keys=None):
+def odoo_conf_managed(name, options, backup, renames=None, secret_keys=None):
     """
     Set OPTIONS (a list of ``[key, value]``) in the ``[options]`` section of
     the odoo.conf NAME, keeping every other line, comment, key order, owner and
@@ -211,6 +160,9 @@ def odoo_conf_managed(name, options, renames=None, secret_keys=None):
         gevent_port on Odoo 16+).
     secret_keys
         Keys whose values never appear in the output.
+    backup
+        ``{"dir": ..., "keep": N, "lock_timeout": seconds}``: the previous
+        file is kept there (0600) and restored if the write fails.
     """
     ret = _ret(name)
     secret_keys = secret_keys or []
@@ -256,20 +208,19 @@ def odoo_conf_managed(name, options, renames=None, secret_keys=None):
             mask(current, secret_keys), mask(wanted, secret_keys), name
         ),
     }
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = " ".join([f"{name} would be updated."] + notes)
-        return ret
-
-    stat = os.stat(name)
-    __salt__["odoo_websocket.replace_file"](
-        name, wanted, stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
-    )
-    ret["comment"] = " ".join([f"{name} updated."] + notes)
+    change = {"path": name, "kind": "file", "data": wanted}
+    result = _engine([change], backup, f"odoo.conf {name}", secret_keys=secret_keys)
+    ret["result"] = result["result"]
+    if not result["changed"]:
+        ret["changes"] = {}
+    verb = "would be updated" if __opts__["test"] else "updated"
+    if result["result"] is False:
+        verb = "left unchanged"
+    ret["comment"] = " ".join([f"{name} {verb}."] + notes + [result["comment"]])
     return ret
 
 
-def compose_ports_managed(name, service, ports, bind_address="127.0.0.1"):
+def compose_ports_managed(name, service, ports, backup, bind_address="127.0.0.1"):
     """
     Publish SERVICE's PORTS only on BIND_ADDRESS in the compose file NAME,
     keeping comments, anchors, order, owner, mode and every other service.
@@ -280,6 +231,8 @@ def compose_ports_managed(name, service, ports, bind_address="127.0.0.1"):
         The Odoo service's name.
     ports
         Container ports to bind (Odoo's HTTP and evented ports).
+    backup
+        ``{"dir": ..., "keep": N, "lock_timeout": seconds}``.
     bind_address
         Host address to publish them on (loopback, so only nginx reaches them).
     """
@@ -298,14 +251,14 @@ def compose_ports_managed(name, service, ports, bind_address="127.0.0.1"):
     if current == wanted:
         ret["comment"] = f"{service} already publishes {ports} on {bind_address} only."
         return ret
-    ret["changes"] = {"diff": __salt__["odoo_websocket.unified_diff"](current, wanted, name)}
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = f"{name} would bind {service}'s ports {ports} to {bind_address}."
-        return ret
-    stat = os.stat(name)
-    __salt__["odoo_websocket.replace_file"](
-        name, wanted, stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
+    diff = __salt__["odoo_websocket.unified_diff"](current, wanted, name)
+    result = _engine([{"path": name, "kind": "file", "data": wanted}], backup, f"compose {name}")
+    ret["result"] = result["result"]
+    ret["changes"] = {"diff": diff} if result["changed"] else {}
+    verb = "would bind" if __opts__["test"] else "now binds"
+    if result["result"] is False:
+        verb = "could not bind"
+    ret["comment"] = (
+        f"{name}: {verb} {service}'s ports {ports} to {bind_address}. {result['comment']}"
     )
-    ret["comment"] = f"{name}: {service}'s ports {ports} now bound to {bind_address}."
     return ret

@@ -42,6 +42,7 @@ class Sandbox:
         self.odoo_conf = os.path.join(self.root, "etc/odoo/odoo.conf")
         self.compose_file = os.path.join(self.root, "opt/odoo/docker-compose.yml")
         self.marker_dir = os.path.join(self.root, "markers")
+        self.backup_dir = os.path.join(self.root, "var/backups/odoo_websocket")
         self.http_port = http_port
 
     def create(self):
@@ -54,6 +55,7 @@ class Sandbox:
             "run",
             "var/log/nginx",
             "var/www/html",
+            "var/backups",
             "markers",
         ):
             os.makedirs(os.path.join(self.root, folder), exist_ok=True)
@@ -115,6 +117,9 @@ class Sandbox:
         settings["odoo"]["config"]["restart_cmd"] = f"touch {self.marker('odoo-restarted')}"
         settings["compose"]["file"] = self.compose_file
         settings["compose"]["recreate_cmd"] = f"touch {self.marker('compose-recreated')}"
+        settings["backup"]["dir"] = self.backup_dir
+        # Never start an nginx on the machine's own ports from a sandbox.
+        settings["nginx"]["start"] = False
         merge(settings, overrides)
         return data
 
@@ -127,7 +132,8 @@ class Sandbox:
         for folder, _, files in os.walk(self.root):
             for name in files:
                 path = os.path.join(folder, name)
-                if path.startswith(self.marker_dir) or "/var/log/" in path or "/run/" in path:
+                skipped = ("/var/log/", "/run/", "/var/backups/")
+                if path.startswith(self.marker_dir) or any(part in path for part in skipped):
                     continue
                 if os.path.islink(path):
                     result[path] = ("link", os.readlink(path))

@@ -12,6 +12,7 @@ odoo_websocket-compose-ports-managed:
     - service: {{ compose.service }}
     - ports: {{ compose.ports | json }}
     - bind_address: {{ compose.bind_address }}
+    - backup: {{ odoo_websocket.backup | json }}
 
 odoo_websocket-compose-service-recreated:
   cmd.run:

@@ -16,6 +16,9 @@ odoo_websocket-nginx-config-managed:
     - conf_file: {{ nginx.conf_file }}
     - binary: {{ nginx.binary }}
     - reload: {{ nginx.reload }}
+    - restart: {{ nginx.restart }}
+    - start: {{ nginx.start }}
+    - backup: {{ odoo_websocket.backup | json }}
     - saltenv: {{ saltenv }}
     - context:
         settings: {{ odoo_websocket | json }}

@@ -12,6 +12,7 @@ odoo_websocket-odoo-config-managed:
     - options: {{ config.options | json }}
     - renames: {{ config.renames | json }}
     - secret_keys: {{ config.secret_keys | json }}
+    - backup: {{ odoo_websocket.backup | json }}
 
 odoo_websocket-odoo-service-restarted:
   cmd.run:

@@ -437,10 +437,33 @@ def test_candidate_rejected_by_nginx_is_rolled_back(formula, sandbox, host):
     )
     state = states(result)[NGINX_ID]
     assert state["result"] is False
-    assert "every file was restored" in state["comment"]
+    assert "nginx would reject the new configuration (staged check" in state["comment"]
+    assert "nothing was touched" in state["comment"]
     assert 'duplicate upstream "odoo"' in state["comment"]
     assert state["changes"] == {}
     assert sandbox.fingerprint() == before
+    assert nginx_ok(host, sandbox).rc == 0
+    assert not os.path.exists(os.path.join(sandbox.backup_dir, "journal.json"))
+
+
+def test_change_rejected_live_is_rolled_back(formula, sandbox, host, tmp_path):
+    # A map drop-in outside nginx's folder cannot be staged, and nginx.conf
+    # does not include it: only the live check can catch the unknown variable.
+    outside_map = str(tmp_path / "elsewhere" / "odoo_websocket_map.conf")
+    os.makedirs(os.path.dirname(outside_map))
+    before = sandbox.fingerprint()
+    pillar = sandbox.pillar(
+        nginx={"map_file": outside_map},
+        odoo={"config": {"enabled": False}},
+        compose={"enabled": False},
+    )
+    state = states(formula.apply(pillar))[NGINX_ID]
+    assert state["result"] is False
+    assert "Staged check not possible" in state["comment"]
+    assert "every file was restored as it was" in state["comment"]
+    assert 'unknown "connection_upgrade" variable' in state["comment"]
+    assert sandbox.fingerprint() == before
+    assert not os.path.exists(outside_map)
     assert nginx_ok(host, sandbox).rc == 0
 
 

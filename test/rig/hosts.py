@@ -41,7 +41,7 @@ PYTHON = sys.executable
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 REPO = os.path.dirname(TEST)
 # Folders a host gets its own copy of; the machine's stay untouched.
-PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log")
+PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log", "var/backups")
 
 
 def run(*args, check=True, **kwargs):

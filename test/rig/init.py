@@ -14,7 +14,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log")
+sys.path.insert(0, HERE)
+
+from hosts import PRIVATE_DIRS  # noqa: E402
 
 
 def mount_private(root):
