@@ -802,8 +802,11 @@ def _locked(backup_dir, timeout):
                         f"(pid {holder}); gave up after {timeout} s"
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # who holds the lock, for the next run's message; best effort
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -825,7 +828,10 @@ def _read_manifest(backup_dir, set_id):
 
 def _write_backup(backup_dir, paths, label, secret_keys=()):
     """Save what PATHS are now; return the new set's id. Nothing live is touched."""
-    set_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    # Sortable by creation time, to the microsecond.
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now)) + f"{int(now % 1 * 1e6):06d}"
+    set_id = f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     folder = _set_dir(backup_dir, set_id)
     os.mkdir(folder, 0o700)
     try:
@@ -1257,6 +1263,7 @@ def restore(
     binary="/usr/sbin/nginx",
     keep=10,
     lock_timeout=60,
+    start=True,
 ):
     """
     Put a backup set back through the change engine: staged and live nginx
@@ -1281,7 +1288,7 @@ def restore(
         elif entry["kind"] == "link":
             change["target"] = entry["target"]
         changes.append(change)
-    nginx = {"conf_file": conf_file, "binary": binary} if conf_file else None
+    nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
     return apply_changes(
         changes,
         nginx=nginx,

@@ -1,0 +1,318 @@
+"""The change engine (odoo_websocket.apply_changes and friends) against the
+real nginx and real files: every failure leaves the old bytes, modes and
+owners in place, and nginx accepting its configuration."""
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import odoo_conf
+import pytest
+from sandbox import REPO, Sandbox
+
+import odoo_websocket as engine
+
+MODULES = os.path.join(REPO, "_modules")
+NGINX = "/usr/sbin/nginx"
+SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
+server {{
+    listen {port};
+    server_name odoo.example.com;
+    location / {{ proxy_pass http://odoo; client_max_body_size {size}; }}
+}}
+"""
+
+
+def nginx_of(box, **extra):
+    return {"conf_file": box.conf_file, "binary": NGINX, "start": False, **extra}
+
+
+def site_change(box, size="10m", text=None):
+    """The site, its link, and a conf.d note: a change set of three paths."""
+    site = text or SITE.format(port=box.http_port, size=size)
+    return [
+        {"path": box.site_file, "kind": "file", "data": site},
+        {"path": box.site_link, "kind": "link", "target": box.site_file},
+        {"path": box.map_file, "kind": "file", "data": f"# body size {size}\n"},
+    ]
+
+
+def apply(box, changes, **kwargs):
+    kwargs.setdefault("nginx", nginx_of(box))
+    return engine.apply_changes(changes, backup_dir=box.backup_dir, **kwargs)
+
+
+def nginx_accepts(box):
+    return engine.nginx_test(box.conf_file, NGINX)["ok"]
+
+
+def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
+    first = apply(sandbox, site_change(sandbox))
+    assert first["result"] is True, first
+    assert "Staged check: nginx accepts the new configuration." in first["comment"]
+    assert sorted(first["changed"]) == sorted(
+        [sandbox.site_file, sandbox.site_link, sandbox.map_file]
+    )
+    assert nginx_accepts(sandbox)
+    sets = engine.backups(sandbox.backup_dir)
+    assert [s["id"] for s in sets] == [first["backup"]]
+    second = apply(sandbox, site_change(sandbox))
+    assert second == {
+        "result": True,
+        "comment": "Nothing to change.",
+        "changed": [],
+        "backup": None,
+    }
+    assert len(engine.backups(sandbox.backup_dir)) == 1
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("server { listen 80 }\n", 'unexpected "}"'),
+        ("upstream odoo { server 127.0.0.1:1; }\nupstream odoo { server 127.0.0.1:2; }\n",
+         'duplicate upstream "odoo"'),
+        ("map $http_upgrade $x { default a; }\nserver { location / { map $a $b {} } }\n",
+         '"map" directive is not allowed here'),
+    ],
+)  # fmt: skip
+def test_rejected_candidates_touch_nothing(sandbox, text, error):
+    before = sandbox.fingerprint()
+    result = apply(sandbox, site_change(sandbox, text=text))
+    assert result["result"] is False
+    assert "nginx would reject the new configuration" in result["comment"]
+    assert error in result["comment"]
+    assert sandbox.fingerprint() == before
+    assert engine.backups(sandbox.backup_dir) == []
+
+
+def test_test_mode_gives_the_staged_verdict_and_touches_nothing(sandbox):
+    before = sandbox.fingerprint()
+    good = apply(sandbox, site_change(sandbox), test=True)
+    assert good["result"] is None
+    assert "Staged check: nginx accepts the new configuration." in good["comment"]
+    bad = apply(sandbox, site_change(sandbox, text="server {\n"), test=True)
+    assert bad["result"] is False and "nginx would reject" in bad["comment"]
+    assert sandbox.fingerprint() == before
+    assert engine.backups(sandbox.backup_dir) == []
+
+
+def test_missing_nginx_binary(sandbox):
+    before = sandbox.fingerprint()
+    result = apply(sandbox, site_change(sandbox), nginx=nginx_of(sandbox, binary="/nope/nginx"))
+    assert result["result"] is False
+    assert "nginx binary /nope/nginx not found; nothing was touched." in result["comment"]
+    assert sandbox.fingerprint() == before
+
+
+def test_unusable_backup_dir(sandbox, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = sandbox.fingerprint()
+    with pytest.raises(engine.CommandExecutionError, match="cannot use backup folder"):
+        engine.apply_changes(
+            site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(blocker / "b")
+        )
+    assert sandbox.fingerprint() == before
+
+
+def test_full_disk_for_backups(sandbox, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        backup_dir = disk / "backups"
+        backup_dir.mkdir()
+        with open(disk / "filler", "wb") as handle:
+            try:
+                handle.write(b"x" * 128 * 1024)
+            except OSError:
+                pass
+        # A large live file to back up: the full disk refuses its copy.
+        sandbox.write(sandbox.site_file, "# old\n" * 5000)
+        before = sandbox.fingerprint()
+        result = engine.apply_changes(
+            site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(backup_dir)
+        )
+        assert result["result"] is False
+        assert "Could not write the backup, nothing was touched" in result["comment"]
+        assert "No space left on device" in result["comment"]
+        assert sandbox.fingerprint() == before
+        assert not os.path.exists(backup_dir / "journal.json")
+        assert [p for p in os.listdir(backup_dir) if p != "lock"] == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_sandbox(tmp_path):
+    """A sandbox whose nginx is started by the engine itself, on a free port."""
+    box = Sandbox(str(tmp_path / "live"), http_port=free_port()).create()
+    yield box
+    subprocess.run([NGINX, "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
+
+
+def test_nginx_not_running_is_started_after_validation(live_sandbox):
+    box = live_sandbox
+    assert engine.nginx_pid(box.conf_file) is None
+    result = apply(box, site_change(box), nginx=nginx_of(box, start=True))
+    assert result["result"] is True, result
+    assert "nginx started." in result["comment"]
+    assert engine.nginx_pid(box.conf_file) is not None
+    again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
+    assert "nginx reloaded gracefully." in again["comment"]
+
+
+STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
+RUN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import odoo_websocket
+changes, nginx, backup_dir = json.load(sys.stdin)
+print(json.dumps(odoo_websocket.apply_changes(changes, nginx=nginx, backup_dir=backup_dir)))
+"""
+
+
+def run_apply(box, changes, fault=None, lock_timeout=None):
+    env = dict(os.environ)
+    if fault:
+        env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN, MODULES],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ), json.dumps([changes, nginx_of(box), box.backup_dir])
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
+    apply(sandbox, site_change(sandbox, size="1m"))  # a live site to change
+    before = sandbox.fingerprint()
+    proc, payload = run_apply(sandbox, site_change(sandbox, size="2m"), fault=step)
+    proc.communicate(payload, timeout=60)
+    assert proc.returncode == -9  # killed, as by the OOM killer or a power cut
+    journal = os.path.join(sandbox.backup_dir, "journal.json")
+    assert os.path.exists(journal) == (step != "backup")
+    # Any call of the module finds the journal first and puts the old files back.
+    listed = engine.backups(sandbox.backup_dir)
+    assert not os.path.exists(journal)
+    assert sandbox.fingerprint() == before
+    assert nginx_accepts(sandbox)
+    assert listed  # the interrupted run's backup set stays for inspection
+    # And the same change then goes through.
+    assert apply(sandbox, site_change(sandbox, size="2m"))["result"] is True
+    assert "client_max_body_size 2m" in open(sandbox.site_file).read()
+
+
+def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
+    os.makedirs(sandbox.backup_dir, exist_ok=True)
+    before = sandbox.fingerprint()
+    with open(os.path.join(sandbox.backup_dir, "lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("4242")
+        handle.flush()
+        with pytest.raises(engine.CommandExecutionError) as raised:
+            engine.apply_changes(
+                site_change(sandbox), nginx=nginx_of(sandbox),
+                backup_dir=sandbox.backup_dir, lock_timeout=1,
+            )  # fmt: skip
+    assert "another odoo_websocket run holds" in str(raised.value)
+    assert "(pid 4242); gave up after 1 s" in str(raised.value)
+    assert sandbox.fingerprint() == before
+
+
+def test_concurrent_runs_never_interleave(sandbox):
+    runs = [run_apply(sandbox, site_change(sandbox, size=size)) for size in ("3m", "4m")]
+    for proc, payload in runs:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    results = [json.loads(proc.stdout.read()) for proc, _ in runs]
+    for proc, _ in runs:
+        proc.wait(60)
+    assert all(r["result"] is True for r in results), results
+    sets = engine.backups(sandbox.backup_dir)
+    assert len(sets) == 2
+    # The second run backed up exactly what the first one wrote: serialised.
+    final = open(sandbox.site_file).read()
+    assert final in (SITE.format(port=80, size="3m"), SITE.format(port=80, size="4m"))
+    older = engine._read_manifest(sandbox.backup_dir, sets[0]["id"])
+    site_entry = next(e for e in older["files"] if e["path"] == sandbox.site_file)
+    blob = open(os.path.join(sandbox.backup_dir, sets[0]["id"], site_entry["blob"])).read()
+    assert {blob, final} == {SITE.format(port=80, size=s) for s in ("3m", "4m")}
+
+
+def test_restore_round_trip_and_undo(sandbox):
+    original = sandbox.fingerprint()
+    first = apply(sandbox, site_change(sandbox, size="5m"))
+    after_first = sandbox.fingerprint()
+    apply(sandbox, site_change(sandbox, size="6m"))
+    after_second = sandbox.fingerprint()
+
+    engine.__salt__ = {"odoo_conf.mask": odoo_conf.mask}
+    diff = engine.backup_diff(first["backup"], sandbox.backup_dir)
+    assert (
+        "+    location / { proxy_pass http://odoo; client_max_body_size 6m; }"
+        in diff[sandbox.site_file]
+    )
+
+    undo = engine.restore(
+        first["backup"], sandbox.backup_dir, conf_file=sandbox.conf_file, binary=NGINX, start=False
+    )
+    assert undo["result"] is True, undo
+    assert sandbox.fingerprint() == original
+    assert after_first != original
+    redo = engine.restore(
+        undo["backup"], sandbox.backup_dir, conf_file=sandbox.conf_file, binary=NGINX, start=False
+    )
+    assert redo["result"] is True
+    assert sandbox.fingerprint() == after_second
+
+
+def test_restore_brings_back_mode_and_owner(sandbox):
+    os.chown(sandbox.odoo_conf, 65534, 65534)
+    os.chmod(sandbox.odoo_conf, 0o640)
+    before = sandbox.fingerprint()
+    change = [{"path": sandbox.odoo_conf, "kind": "file", "data": "[options]\nworkers = 9\n"}]
+    result = engine.apply_changes(change, backup_dir=sandbox.backup_dir)
+    os.chown(sandbox.odoo_conf, 0, 0)
+    os.chmod(sandbox.odoo_conf, 0o666)
+    engine.restore(result["backup"], sandbox.backup_dir)
+    assert sandbox.fingerprint() == before
+
+
+def test_retention_keeps_the_newest_sets(sandbox):
+    ids = [
+        apply(sandbox, site_change(sandbox, size=f"{n}m"), keep=3)["backup"] for n in range(1, 6)
+    ]
+    assert [s["id"] for s in engine.backups(sandbox.backup_dir)] == ids[:1:-1]
+
+
+def test_backups_are_private_and_diffs_masked(sandbox):
+    secret = "Sup3r%Secret%%admin"
+    change = [
+        {"path": sandbox.odoo_conf, "kind": "file", "data": "[options]\nadmin_passwd = new\n"}
+    ]
+    result = engine.apply_changes(
+        change, backup_dir=sandbox.backup_dir, secret_keys=["admin_passwd", "db_password"]
+    )
+    folder = os.path.join(sandbox.backup_dir, result["backup"])
+    assert os.stat(sandbox.backup_dir).st_mode & 0o777 == 0o700
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    for name in os.listdir(folder):
+        assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
+    engine.__salt__ = {"odoo_conf.mask": odoo_conf.mask}
+    diff = engine.backup_diff(result["backup"], sandbox.backup_dir)[sandbox.odoo_conf]
+    assert secret not in diff and "new" not in diff
+    assert "admin_passwd = ********" in diff
+    assert "-db_password = ********" in diff
