@@ -3,12 +3,17 @@ the Debian nginx and the stand-in Odoo, checked from a second host (a browser
 on another machine) with a real WebSocket client before and after one
 `state.apply` of the formula (salt-call inside the host, masterless)."""
 
+import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from rig.field import HARDCODED, SITE, odoo_conf, own_site, site
 from rig.probe import check_from, whoami_from
 
+PROBE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "probe.py")
 NGINX_ID = "odoo_websocket-nginx-config-managed"
 
 
@@ -217,3 +222,37 @@ def test_second_run_changes_nothing_on_a_live_host(rig, version):
     code, result = host.apply_formula(host.sandbox.pillar())
     assert code == 0
     assert [s["__id__"] for s in result.values() if s["changes"]] == []
+
+
+def test_reload_keeps_50_websocket_sessions_and_http_stream(rig, tmp_path):
+    host = rig.odoo_host(prepare=lambda box: odoo_conf(box, workers=2, gevent_port=8072))
+    outside = rig.outside_host()
+    apply_ok(host, host.sandbox.pillar())
+    workers_before = host.exec("pgrep", "-f", "nginx: worker").stdout.split()
+
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    load = outside.popen(
+        sys.executable, PROBE, "hold", "--address", host.address, "--sessions", "50",
+        "--ready-file", str(ready), "--stop-file", str(stop),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert load.poll() is None, load.stderr.read()
+            assert time.monotonic() < deadline, "sessions never opened"
+            time.sleep(0.05)
+        # A site change while everything is open: nginx reloads gracefully.
+        result = apply_ok(host, host.sandbox.pillar(nginx={"client_max_body_size": "128m"}))
+        comment = next(s for s in result.values() if s["__id__"] == NGINX_ID)["comment"]
+        assert "nginx reloaded gracefully" in comment
+        time.sleep(1)  # requests keep flowing through the new workers
+        workers_after = host.exec("pgrep", "-f", "nginx: worker").stdout.split()
+        assert set(workers_after) - set(workers_before), "nginx never reloaded"
+    finally:
+        stop.touch()
+        out, err = load.communicate(timeout=120)
+    counts = json.loads(out)
+    assert counts["alive"] == 50 and counts["dropped"] == 0, counts
+    assert counts["http_failed"] == 0, counts
+    assert counts["http_ok"] > 50, counts

@@ -129,6 +129,14 @@ class Host:
             [*prefix, *command], capture_output=True, text=True, check=check, timeout=timeout
         )
 
+    def popen(self, *command, **kwargs):
+        """Start COMMAND inside the host without waiting for it."""
+        if self.init_pid:
+            prefix = ["nsenter", "-t", str(self.init_pid), "-m", "-p", "-n", "--"]
+        else:
+            prefix = ["ip", "netns", "exec", self.netns]
+        return subprocess.Popen([*prefix, *command], **kwargs)
+
     def python(self, *args, **kwargs):
         return self.exec(PYTHON, *args, **kwargs)
 

@@ -142,6 +142,58 @@ def check(address, server_name, port=80, direct=(), longpolling=False):
     return result
 
 
+def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
+    """Keep SESSIONS bus websockets open and a stream of HTTP requests going
+    through nginx until STOP_FILE appears; then check every session still
+    answers. Returns counts of what survived."""
+    import threading
+    import time
+
+    opened = []
+    for _ in range(sessions):
+        sock = socket.create_connection((address, 80), timeout=10)
+        websocket = connect(
+            f"ws://{server_name}/websocket", sock=sock, origin=f"http://{server_name}"
+        )
+        websocket.send(json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": 0}}))
+        websocket.recv(timeout=10)
+        opened.append(websocket)
+    counts = {"http_ok": 0, "http_failed": 0, "http_errors": []}
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            try:
+                status = http_get(address, 80, "/web/whoami", server_name)[0]
+                counts["http_ok" if status == 200 else "http_failed"] += 1
+            except OSError as exc:
+                counts["http_failed"] += 1
+                counts["http_errors"].append(str(exc))
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    with open(ready_file, "w", encoding="utf-8") as handle:
+        handle.write("ready")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join()
+    alive = 0
+    for index, websocket in enumerate(opened):
+        try:
+            websocket.send(
+                json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": index}})
+            )
+            reply = json.loads(websocket.recv(timeout=10))
+            alive += reply[0]["message"]["type"] == "standin/subscribed"
+            websocket.close()
+        except Exception:  # noqa: BLE001 - any failure means the session was dropped
+            pass
+    return {"sessions": sessions, "alive": alive, "dropped": sessions - alive, **counts}
+
+
 def _run_in(outside, *args):
     proc = outside.python(os.path.abspath(__file__), *args)
     if proc.returncode != 0:
@@ -169,11 +221,19 @@ def main(argv=None):
     run.add_argument("--direct", type=int, action="append", default=[])
     run.add_argument("--longpolling", action="store_true")
     who = sub.add_parser("whoami")
-    for command in (run, who):
+    keep = sub.add_parser("hold")
+    keep.add_argument("--sessions", type=int, default=50)
+    keep.add_argument("--ready-file", required=True)
+    keep.add_argument("--stop-file", required=True)
+    for command in (run, who, keep):
         command.add_argument("--address", required=True)
         command.add_argument("--server-name", default="odoo.example.com")
     args = parser.parse_args(argv)
-    if args.command == "whoami":
+    if args.command == "hold":
+        result = hold(
+            args.address, args.server_name, args.sessions, args.ready_file, args.stop_file
+        )
+    elif args.command == "whoami":
         result = json.loads(http_get(args.address, 80, "/web/whoami", args.server_name)[2])
     else:
         result = check(args.address, args.server_name, args.port, args.direct, args.longpolling)
