@@ -9,7 +9,11 @@ anchors, key order, quoting and every other service stay as they were.
 :depends: ruamel.yaml
 """
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 
 try:
     from ruamel.yaml import YAML
@@ -271,6 +275,42 @@ def _check_bound(text, service, ports, bind_address):
     for entry in published_ports(text, service):
         if _covers(entry["target"], ports) and entry["host_ip"] != bind_address:
             raise ComposeError(f"internal error: port {entry} left unbound")
+
+
+def validate(text, compose_file):
+    """
+    Check compose TEXT as the compose file at COMPOSE_FILE would be read:
+    with ``docker-compose config`` (Debian's docker-compose validates offline)
+    when it is installed, otherwise by parsing it. Returns
+    ``{"ok": bool, "by": ..., "message": ...}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_compose.validate "$(cat docker-compose.yml)" /opt/odoo/docker-compose.yml
+    """
+    try:
+        _load(text)
+    except ComposeError as exc:
+        return {"ok": False, "by": "parser", "message": str(exc)}
+    tool = shutil.which("docker-compose")
+    if not tool:
+        return {"ok": True, "by": "parser", "message": ""}
+    # A sibling file, so relative paths in it resolve as in the real one.
+    folder = os.path.dirname(os.path.abspath(compose_file))
+    fd, candidate = tempfile.mkstemp(prefix=".odoo_websocket.", suffix=".yml", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        proc = subprocess.run(
+            [tool, "-f", candidate, "config", "-q"],
+            capture_output=True, text=True, timeout=60, check=False, cwd=folder,
+        )  # fmt: skip
+    finally:
+        os.unlink(candidate)
+    message = (proc.stderr + proc.stdout).strip().replace(candidate, compose_file)
+    return {"ok": proc.returncode == 0, "by": "docker-compose config", "message": message}
 
 
 def published_ports(text, service):

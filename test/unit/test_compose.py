@@ -99,3 +99,15 @@ def test_bad_compose_files_are_refused(text, message):
     with pytest.raises(odoo_compose.ComposeError) as raised:
         odoo_compose.bind_ports(text, "odoo", PORTS)
     assert message in str(raised.value)
+
+
+def test_validate_uses_docker_compose_config(tmp_path):
+    compose_file = str(tmp_path / "docker-compose.yml")
+    good = odoo_compose.validate("services:\n  odoo:\n    image: odoo:17\n", compose_file)
+    assert good == {"ok": True, "by": "docker-compose config", "message": ""}
+    bad = odoo_compose.validate("services:\n  odoo:\n    ports: 5\n", compose_file)
+    assert bad["ok"] is False and bad["by"] == "docker-compose config"
+    assert "services.odoo.ports contains an invalid type" in bad["message"]
+    assert compose_file in bad["message"]
+    assert list(tmp_path.iterdir()) == []  # the candidate file is gone
+    assert odoo_compose.validate("services: [\n", compose_file)["by"] == "parser"
