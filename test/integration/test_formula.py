@@ -505,3 +505,31 @@ def test_malformed_compose_file_fails_its_state_and_is_left_as_is(formula, sandb
     assert "no service 'odoo' (services: web)" in state["comment"]
     assert open(sandbox.compose_file, "rb").read() == before
     assert not os.path.exists(sandbox.marker("compose-recreated"))
+
+
+def test_execution_module_from_the_cli(formula, sandbox):
+    """backups, backup_diff, restore and nginx_test as an operator calls them."""
+    original = sandbox.fingerprint()
+    assert formula.apply(sandbox.pillar()).returncode == 0
+    changed = sandbox.fingerprint()
+    cli, target = formula.cli, formula.minion.id
+    where = f"backup_dir={sandbox.backup_dir}"
+
+    listed = cli.run("odoo_websocket.backups", where, minion_tgt=target).data
+    assert len(listed) == 3  # compose, odoo.conf and the nginx change set
+    nginx_set = next(s for s in listed if sandbox.site_file in s["paths"])
+    odoo_set = next(s for s in listed if sandbox.odoo_conf in s["paths"])
+
+    diff = cli.run("odoo_websocket.backup_diff", odoo_set["id"], where, minion_tgt=target).data
+    assert "+proxy_mode = True" in diff[sandbox.odoo_conf]
+    assert "p%ss;word" not in str(diff) and "db_password = ********" in diff[sandbox.odoo_conf]
+
+    for backup in listed:
+        extra = [f"conf_file={sandbox.conf_file}", "start=False"] if backup is nginx_set else []
+        ret = cli.run("odoo_websocket.restore", backup["id"], where, *extra, minion_tgt=target)
+        assert ret.data["result"] is True, ret.data
+    assert sandbox.fingerprint() == original
+    assert changed != original
+
+    test = cli.run("odoo_websocket.nginx_test", f"conf_file={sandbox.conf_file}", minion_tgt=target)
+    assert test.data["ok"] is True and test.data["errors"] == []

@@ -126,3 +126,15 @@ def test_nginx_messages_are_parsed_in_both_formats(output):
             "line": 3,
         }
     ]
+
+
+def test_virtual_names_the_missing_library(monkeypatch):
+    import odoo_compose
+
+    assert mod.__virtual__() == "odoo_websocket"
+    monkeypatch.setattr(mod, "HAS_CROSSPLANE", False)
+    loaded, why = mod.__virtual__()
+    assert loaded is False and "crossplane" in why and "salt-pip install" in why
+    monkeypatch.setattr(odoo_compose, "HAS_RUAMEL", False)
+    loaded, why = odoo_compose.__virtual__()
+    assert loaded is False and "ruamel.yaml" in why
