@@ -3,6 +3,7 @@ real nginx and real files: every failure leaves the old bytes, modes and
 owners in place, and nginx accepting its configuration."""
 
 import fcntl
+import http.client
 import json
 import os
 import socket
@@ -170,6 +171,19 @@ def test_nginx_not_running_is_started_after_validation(live_sandbox):
     assert engine.nginx_pid(box.conf_file) is not None
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
     assert "nginx reloaded gracefully." in again["comment"]
+
+    # A rejected candidate: the running nginx keeps serving the old site.
+    def status():
+        connection = http.client.HTTPConnection("127.0.0.1", box.http_port, timeout=5)
+        connection.request("GET", "/", headers={"Host": "odoo.example.com"})
+        return connection.getresponse().status
+
+    assert status() == 502  # proxied to 8069, where nothing listens
+    before = box.fingerprint()
+    broken = apply(box, site_change(box, text="server {\n"), nginx=nginx_of(box, start=True))
+    assert broken["result"] is False
+    assert box.fingerprint() == before
+    assert status() == 502
 
 
 STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
