@@ -714,17 +714,8 @@ def restore_snapshot(snap):
 
         salt '*' odoo_websocket.restore_snapshot "{...}"
     """
-    path = snap["path"]
-    if snap["kind"] == "absent":
-        remove(path)
-    elif snap["kind"] == "link":
-        if os.path.lexists(path) and not os.path.islink(path):
-            os.unlink(path)
-        replace_symlink(path, snap["target"])
-    else:
-        if os.path.islink(path):
-            os.unlink(path)
-        replace_file(path, snap["data"], snap["mode"], snap["uid"], snap["gid"])
+    # A snapshot has the shape of a change that recreates it exactly.
+    _apply_change(snap)
 
 
 def unified_diff(old, new, path):
