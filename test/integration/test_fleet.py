@@ -1,0 +1,99 @@
+"""A fleet: one salt-master (pytest-salt-factories) on the rig's bridge, a
+salt-minion inside each of two namespace hosts, per-host pillar, one
+highstate across both, each host then checked from a browser host."""
+
+import json
+import os
+import sys
+import time
+
+from rig.field import broken_docker_host, own_site
+from rig.probe import check_from
+from sandbox import REPO
+
+SALT_MINION = os.path.join(os.path.dirname(sys.executable), "salt-minion")
+
+
+def start_minion(host, master):
+    """A real salt-minion daemon inside HOST, talking to MASTER over the bridge."""
+    config_dir = os.path.join(host.root, "salt-minion")
+    os.makedirs(config_dir)
+    config = {
+        "id": host.name,
+        "master": master.config["interface"],
+        "master_port": master.config["ret_port"],
+        "publish_port": master.config["publish_port"],
+        # Salt puts its Unix sockets under root_dir, and they need a short
+        # path: the host's private /run (gone with the host).
+        "root_dir": "/run/saltroot",
+        "acceptance_wait_time": 1,
+    }
+    with open(os.path.join(config_dir, "minion"), "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    output = open(os.path.join(host.root, "salt-minion.out"), "wb")  # noqa: SIM115
+    return host.popen(SALT_MINION, "-c", config_dir, stdout=output, stderr=output)
+
+
+def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_path):
+    hosts = [
+        rig.odoo_host(name="fleet-a", prepare=broken_docker_host),
+        rig.odoo_host(name="fleet-b", prepare=broken_docker_host),
+    ]
+    outside = rig.outside_host()
+    # Per-host pillar: fleet-b runs Odoo threaded, so its route differs.
+    pillars = {
+        "fleet-a": own_site(hosts[0].sandbox.pillar()),
+        "fleet-b": own_site(hosts[1].sandbox.pillar(odoo={"workers": 0})),
+    }
+    pillar_dir, top_dir = tmp_path / "pillar", tmp_path / "top"
+    pillar_dir.mkdir()
+    top_dir.mkdir()
+    (pillar_dir / "top.sls").write_text("base:\n  'fleet-*':\n    - fleet\n")
+    (pillar_dir / "fleet.sls").write_text(
+        "{% set by_id = " + json.dumps(pillars) + " %}\n{{ by_id[grains['id']] | json }}\n"
+    )
+    (top_dir / "top.sls").write_text("base:\n  'fleet-*':\n    - odoo_websocket\n")
+
+    master = salt_factories.salt_master_daemon(
+        "fleet-master",
+        overrides={
+            "interface": rig.gateway,  # reachable from the hosts, over the bridge only
+            "auto_accept": True,
+            "file_roots": {"base": [REPO, str(top_dir)]},
+            "pillar_roots": {"base": [str(pillar_dir)]},
+        },
+    )
+    with master.started():
+        minions = [start_minion(host, master) for host in hosts]
+        try:
+            cli = master.salt_cli(timeout=180)
+            deadline = time.monotonic() + 120
+            while True:
+                ping = cli.run("-t", "5", "test.ping", minion_tgt="fleet-*")
+                if isinstance(ping.data, dict) and list(ping.data.values()) == [True, True]:
+                    break
+                assert time.monotonic() < deadline, f"minions never answered: {ping.stdout}"
+                time.sleep(1)
+            assert cli.run("saltutil.sync_all", minion_tgt="fleet-*").returncode == 0
+
+            result = cli.run("state.highstate", minion_tgt="fleet-*")
+            assert result.returncode == 0, result.stdout
+            assert set(result.data) == {"fleet-a", "fleet-b"}
+            for name, states in result.data.items():
+                assert all(s["result"] for s in states.values()), (name, states)
+        finally:
+            # nsenter does not pass signals on: stop the daemons inside.
+            for host, minion in zip(hosts, minions, strict=True):
+                host.exec("pkill", "-f", "salt-minion")
+                minion.wait(30)
+
+    for host in hosts:
+        after = check_from(outside, host)
+        assert after["through_nginx"]["status"] == 101 and after["through_nginx"]["subscribed"]
+        assert after["direct"] == {"8069": False, "8072": False}
+    routes = {
+        host.name: open(host.sandbox.root + "/etc/nginx/sites-available/odoo").read()
+        for host in hosts
+    }
+    assert "proxy_pass http://odoochat;" in routes["fleet-a"]
+    assert "upstream odoochat" not in routes["fleet-b"]
