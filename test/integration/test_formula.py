@@ -369,7 +369,7 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
     if reload:
         assert "nginx reloaded gracefully" in comment
     else:
-        assert "reloaded" not in comment
+        assert "nginx not reloaded (nginx:reload is false)" in comment
         assert status_of(box.http_port, "/websocket") == 404
 
 

@@ -29,8 +29,9 @@ def assert_fixed(outside, host, longpolling=False):
 
 def apply_ok(host, pillar):
     code, result = host.apply_formula(pillar)
-    assert code == 0, result
-    assert all(state["result"] for state in result.values()), result
+    assert isinstance(result, dict), result
+    failed = {s["__id__"]: s["comment"] for s in result.values() if not s["result"]}
+    assert code == 0 and not failed, failed
     return result
 
 

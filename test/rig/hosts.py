@@ -22,6 +22,7 @@ CLI (used by the demo):
 """
 
 import argparse
+import fcntl
 import ipaddress
 import json
 import os
@@ -205,6 +206,7 @@ class Rig:
         self.subnet = None
         self.hosts = []
         self.created_dirs = []
+        self._guard = None
 
     @property
     def gateway(self):
@@ -215,6 +217,10 @@ class Rig:
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
+        # Every live rig holds a shared lock on /etc: a rig removes the mount
+        # points it created only when no other rig still uses them.
+        self._guard = os.open("/etc", os.O_RDONLY)
+        fcntl.flock(self._guard, fcntl.LOCK_SH)
         # Mount points for the hosts' private folders must exist on the machine.
         for folder in PRIVATE_DIRS:
             path = "/" + folder
@@ -244,11 +250,23 @@ class Rig:
         for host in reversed(self.hosts):
             host.stop()
         run("ip", "link", "del", self.bridge, check=False)
-        for path in reversed(self.created_dirs):
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        if self._guard is None:
+            return
+        try:
+            fcntl.flock(self._guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._guard)
+            self._guard = None
+            return  # another rig's hosts still mount on them
+        try:
+            for path in reversed(self.created_dirs):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+        finally:
+            os.close(self._guard)
+            self._guard = None
 
     def state(self):
         return {
@@ -267,6 +285,8 @@ class Rig:
         rig = cls(state["workdir"], state["tag"])
         rig.subnet = ipaddress.ip_network(state["subnet"])
         rig.created_dirs = state["created_dirs"]
+        rig._guard = os.open("/etc", os.O_RDONLY)
+        fcntl.flock(rig._guard, fcntl.LOCK_SH)
         for item in state["hosts"]:
             host = Host(rig, item["name"], item["index"], item["root"])
             host.init_pid = item["init_pid"]

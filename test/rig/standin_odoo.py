@@ -378,6 +378,7 @@ class StandinOdoo:
         self.args = args
         self.servers = []
         self.config = None
+        self.restarting = asyncio.Lock()
 
     def listen_plan(self):
         """[(address, port, role)] for the current config."""
@@ -412,9 +413,12 @@ class StandinOdoo:
         self.servers = []
 
     async def restart(self):
-        log.info("restarting (SIGHUP)")
-        await self.stop()
-        await self.start()
+        # Two HUPs in a row (odoo.conf and compose both changed) restart twice,
+        # one after the other.
+        async with self.restarting:
+            log.info("restarting (SIGHUP)")
+            await self.stop()
+            await self.start()
 
     async def handle(self, reader, writer, role):
         peer = writer.get_extra_info("peername")[0]
