@@ -1137,6 +1137,11 @@ def apply_changes(
             )
         _fault("validated")
         if nginx:
+            # e.g. 'conflicting server name "odoo.example.com" on 0.0.0.0:80,
+            # ignored': another site already serves this name and wins.
+            for line in after.get("output", "").splitlines():
+                if "[warn]" in line:
+                    notes.append("nginx warns: " + line.split("[warn]", 1)[1].strip() + ".")
             try:
                 notes.append(_activate_nginx(nginx) + ".")
             except CommandExecutionError as exc:

@@ -99,8 +99,9 @@ class Sandbox:
         if self.inside:
             # The host sees its files at the real paths: pillar.example's. The
             # stand-in Odoo restarts on SIGHUP, within well under 0.3 s.
-            settings["odoo"]["config"]["restart_cmd"] = "kill -HUP $(cat /run/odoo.pid) && sleep 0.3"
-            settings["compose"]["recreate_cmd"] = "kill -HUP $(cat /run/odoo.pid) && sleep 0.3"
+            restart = "kill -HUP $(cat /run/odoo.pid) && sleep 0.3"
+            settings["odoo"]["config"]["restart_cmd"] = restart
+            settings["compose"]["recreate_cmd"] = restart
             merge(settings, overrides)
             return data
         settings["nginx"].update(

@@ -97,6 +97,8 @@ def test_test_mode_reports_and_changes_nothing(formula, sandbox):
     assert "+proxy_mode = True" in found[ODOO_ID]["changes"]["diff"]
     assert "127.0.0.1:8072:8072" in found[COMPOSE_ID]["changes"]["diff"]
     assert "location /websocket" in found[NGINX_ID]["changes"][sandbox.site_file]["diff"]
+    assert "Staged check: nginx accepts the new configuration." in found[NGINX_ID]["comment"]
+    assert not os.listdir(sandbox.backup_dir) or os.listdir(sandbox.backup_dir) == ["lock"]
 
 
 @pytest.mark.parametrize(
