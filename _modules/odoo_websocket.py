@@ -1118,7 +1118,12 @@ def apply_changes(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "nginx": nginx,
         }
-        replace_file(_journal(backup_dir), json.dumps(journal), 0o600)
+        try:
+            replace_file(_journal(backup_dir), json.dumps(journal), 0o600)
+        except OSError as exc:
+            shutil.rmtree(_set_dir(backup_dir, set_id), ignore_errors=True)
+            ret["changed"], ret["backup"] = [], None
+            return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
         _fault("journal")
         try:
             for index, change in enumerate(plan):
