@@ -116,14 +116,31 @@ def _covers(target, ports):
     return span is not None and any(span[0] <= port <= span[1] for port in ports)
 
 
-def _rebind_short(entry, ports, bind_address):
-    """Return the rebound entry, or None when it is not one of PORTS."""
+def _wanted_ports(ports):
+    """{container port: host port} from ints (same number) or [target, published]."""
+    wanted = {}
+    for port in ports:
+        target, published = (port, port) if isinstance(port, int) else port
+        wanted[int(target)] = int(published)
+    return wanted
+
+
+def _published_for(target, published, wanted):
+    """The host port an entry must publish on: the wanted one for a single
+    port (nginx's upstream points there; "8072" alone would even pick a random
+    one), the entry's own for ranges and ${VARIABLES}."""
+    span = _port_range(target)
+    if span[0] == span[1] and span[0] in wanted and "$" not in str(published or ""):
+        return str(wanted[span[0]])
+    return str(published) if published not in (None, "") else str(target)
+
+
+def _rebind_short(entry, wanted, bind_address):
+    """Return the rebound entry, or None when it is not one of the WANTED ports."""
     parsed = parse_short_port(entry)
-    if not _covers(parsed["target"], ports):
+    if not _covers(parsed["target"], wanted):
         return None
-    # "8072" alone publishes on a random host port: nginx could never find
-    # it, so publish the same port number.
-    published = parsed["published"] or parsed["target"]
+    published = _published_for(parsed["target"], parsed["published"], wanted)
     text = f"{_format_ip(bind_address)}:{published}:{parsed['target']}"
     if parsed["protocol"]:
         text += f"/{parsed['protocol']}"
@@ -178,10 +195,13 @@ def _service(document, service):
 
 def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     """
-    Return compose file TEXT with SERVICE's published PORTS (container ports)
-    bound to BIND_ADDRESS only. Short (``"8069:8069"``, ``"0.0.0.0:8072:8072"``,
-    ``"8072"``) and long (``target``/``published``/``host_ip``) entries are both
-    handled; ports that SERVICE does not publish yet are added. Only the port
+    Return compose file TEXT with SERVICE's PORTS published on BIND_ADDRESS
+    only. PORTS lists container ports (published on the same number) or
+    ``[container port, host port]`` pairs: nginx's upstreams point at the host
+    ports, so a single-port entry is made to publish exactly there. Short
+    (``"8069:8069"``, ``"0.0.0.0:8072:8072"``, ``"8072"``) and long
+    (``target``/``published``/``host_ip``) entries are both handled; ports
+    that SERVICE does not publish yet are added. Only the port
     scalars change: every other byte of the file (comments, anchors, order,
     quoting, indentation, other services) stays as it was.
 
@@ -191,6 +211,8 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
 
         salt '*' odoo_compose.bind_ports "$(cat docker-compose.yml)" odoo '[8069, 8072]'
     """
+    wanted = _wanted_ports(ports)
+    ports = list(wanted)
     definition = _service(_load(text), service)
     entries = definition.get("ports")
     if entries is not None and not isinstance(entries, list):
@@ -211,19 +233,23 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
             span = _port_range(target)
             covered.update(p for p in ports if span[0] <= p <= span[1])
             key_line, key_col = entry.lc.key("target")
-            for key, value in (("host_ip", bind_address), ("published", str(target))):
+            published = _published_for(target, entry.get("published"), wanted)
+            for key, value in (("host_ip", bind_address), ("published", published)):
                 if key in entry and entry[key] not in (None, ""):
-                    if key == "published" or str(entry[key]) == bind_address:
+                    if str(entry[key]) == value:
                         continue
                     line, col = entry.lc.value(key)
                     end = _token_end(lines[line].rstrip("\r\n"), col)
-                    edits.append((line, col, end, _quoted_like(lines[line][col:end], value)))
+                    old = lines[line][col:end]
+                    # A plain number stays a plain number.
+                    new = value if old.isdigit() else _quoted_like(old, value)
+                    edits.append((line, col, end, new))
                 elif key not in entry:
                     inserts.append((key_line + 1, [" " * key_col + f'{key}: "{value}"\n']))
                 else:
                     raise ComposeError(f"service {service!r}: empty {key} for port {target}")
         elif isinstance(entry, (str, int)):
-            rebound = _rebind_short(entry, ports, bind_address)
+            rebound = _rebind_short(entry, wanted, bind_address)
             if rebound is None:
                 continue
             span = _port_range(parse_short_port(entry)["target"])
@@ -243,7 +269,9 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
             prefix = lines[line][:col]
             if not prefix.strip() == "-":
                 raise ComposeError(f"service {service!r}: add ports {missing} by hand")
-            inserts.append((line, [f'{prefix}"{bound}:{port}:{port}"\n' for port in missing]))
+            inserts.append(
+                (line, [f'{prefix}"{bound}:{wanted[port]}:{port}"\n' for port in missing])
+            )
         elif "ports" in definition:
             raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
         else:
@@ -253,7 +281,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
                 (
                     line,
                     [" " * col + "ports:\n"]
-                    + [" " * col + f'  - "{bound}:{port}:{port}"\n' for port in missing],
+                    + [" " * col + f'  - "{bound}:{wanted[port]}:{port}"\n' for port in missing],
                 )
             )
 
@@ -266,14 +294,17 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
             lines[before - 1] += "\n"
         lines[before:before] = new
     result = "".join(lines)
-    _check_bound(result, service, ports, bind_address)
+    _check_bound(result, service, wanted, bind_address)
     return result
 
 
-def _check_bound(text, service, ports, bind_address):
+def _check_bound(text, service, wanted, bind_address):
     """Re-read the edited file: a bug here must fail loudly, not publish ports."""
     for entry in published_ports(text, service):
-        if _covers(entry["target"], ports) and entry["host_ip"] != bind_address:
+        if not _covers(entry["target"], wanted):
+            continue
+        expected = _published_for(entry["target"], entry["published"], wanted)
+        if entry["host_ip"] != bind_address or entry["published"] != expected:
             raise ComposeError(f"internal error: port {entry} left unbound")
 
 

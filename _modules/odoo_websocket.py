@@ -112,6 +112,12 @@ def _path(value):
         return "must be an absolute path"
 
 
+def _optional_port(value):
+    if value is None:
+        return None
+    return _port(value)
+
+
 def _optional_path(value):
     if value == "":
         return None
@@ -260,6 +266,8 @@ SCHEMA = {
         "file": _path,
         "service": _upstream,
         "bind_address": _ip,
+        "published_http_port": _optional_port,
+        "published_gevent_port": _optional_port,
         "recreate_cmd": _command,
     },
 }
@@ -393,8 +401,18 @@ def settings(data):
         )
     if not compose["recreate_cmd"]:
         compose["recreate_cmd"] = f"{compose_cmd} up -d {compose['service']}"
-    compose["ports"] = [odoo["http_port"], odoo["gevent_port"]]
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
+    # Where nginx reaches Odoo: the host ports the container is published on
+    # (docker), or Odoo's own ports (native).
+    published_http = compose["published_http_port"] or odoo["http_port"]
+    published_gevent = compose["published_gevent_port"] or odoo["gevent_port"]
+    compose["ports"] = [
+        [odoo["http_port"], published_http],
+        [odoo["gevent_port"], published_gevent],
+    ]
+    docker = result["deployment"] == "docker"
+    nginx["upstream_http_port"] = published_http if docker else odoo["http_port"]
+    nginx["upstream_evented_port"] = published_gevent if docker else odoo["gevent_port"]
     # A run killed mid-change is rolled back before this one plans anything.
     recover(result["backup"]["dir"], result["backup"]["lock_timeout"])
     return result

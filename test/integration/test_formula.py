@@ -304,6 +304,19 @@ def test_compose_ports_bound_to_loopback_only(formula, sandbox):
     assert load_yaml(sandbox.compose_file)["services"]["db"]["ports"] == ["5432:5432"]
 
 
+def test_published_ports_from_pillar_reach_compose_and_upstreams(formula, sandbox, host):
+    pillar = sandbox.pillar(compose={"published_http_port": 18069, "published_gevent_port": 18072})
+    result = formula.apply(pillar)
+    assert result.returncode == 0, result.stdout
+    assert nginx_ok(host, sandbox).rc == 0
+    upstreams, _ = parse_site(sandbox.site_file)
+    assert upstreams == {"odoo": ["127.0.0.1:18069"], "odoochat": ["127.0.0.1:18072"]}
+    ports = load_yaml(sandbox.compose_file)["services"]["odoo"]["ports"]
+    assert ports == ["127.0.0.1:18069:8069", "127.0.0.1:18072:8072"]
+    # odoo.conf keeps the container's own port.
+    assert odoo_conf.get_options(open(sandbox.odoo_conf).read())["gevent_port"] == "8072"
+
+
 def test_compose_service_and_bind_address_from_pillar(formula, sandbox):
     sandbox.write(
         sandbox.compose_file,

@@ -19,7 +19,8 @@ def service_ports(text, service="odoo"):
         ('"8069"', "127.0.0.1:8069:8069"),
         ("8069", "127.0.0.1:8069:8069"),
         ('"8069:8069/tcp"', "127.0.0.1:8069:8069/tcp"),
-        ('"18069:8069"', "127.0.0.1:18069:8069"),
+        # nginx's upstream is 8069: a different host port is brought in line.
+        ('"18069:8069"', "127.0.0.1:8069:8069"),
         ('"[::]:8069:8069"', "127.0.0.1:8069:8069"),
         ('"${WEB_PORT:-8069}:8069"', "127.0.0.1:${WEB_PORT:-8069}:8069"),
         ("'8069:8069'", "127.0.0.1:8069:8069"),
@@ -111,3 +112,17 @@ def test_validate_uses_docker_compose_config(tmp_path):
     assert compose_file in bad["message"]
     assert list(tmp_path.iterdir()) == []  # the candidate file is gone
     assert odoo_compose.validate("services: [\n", compose_file)["by"] == "parser"
+
+
+def test_host_ports_differing_from_container_ports():
+    text = (
+        "services:\n  odoo:\n    ports:\n      - '18069:8069'\n"
+        "      - target: 8072\n        published: 8072\n        host_ip: 0.0.0.0\n"
+    )
+    out = odoo_compose.bind_ports(text, "odoo", [[8069, 18069], [8072, 18072]])
+    ports = service_ports(out)
+    assert ports[0] == "127.0.0.1:18069:8069"
+    assert ports[1] == {"target": 8072, "published": 18072, "host_ip": "127.0.0.1"}
+    assert odoo_compose.bind_ports(out, "odoo", [[8069, 18069], [8072, 18072]]) == out
+    added = odoo_compose.bind_ports("services:\n  odoo:\n    image: x\n", "odoo", [[8069, 18069]])
+    assert service_ports(added) == ["127.0.0.1:18069:8069"]

@@ -138,3 +138,18 @@ def test_virtual_names_the_missing_library(monkeypatch):
     monkeypatch.setattr(odoo_compose, "HAS_RUAMEL", False)
     loaded, why = odoo_compose.__virtual__()
     assert loaded is False and "ruamel.yaml" in why
+
+
+def test_nginx_upstreams_follow_published_ports_in_docker_only():
+    data = settings_with(compose={"published_http_port": 18069, "published_gevent_port": 18072})
+    docker = mod.settings(copy.deepcopy(data))
+    assert docker["compose"]["ports"] == [[8069, 18069], [8072, 18072]]
+    assert (docker["nginx"]["upstream_http_port"], docker["nginx"]["upstream_evented_port"]) == (
+        18069,
+        18072,
+    )
+    native = mod.settings(merge(data, {"deployment": "native"}))
+    assert (native["nginx"]["upstream_http_port"], native["nginx"]["upstream_evented_port"]) == (
+        8069,
+        8072,
+    )
