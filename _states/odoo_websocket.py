@@ -2,13 +2,17 @@
 States of the odoo_websocket formula: the nginx change set, odoo.conf options
 and compose port bindings.
 
-Each state computes the wanted bytes first and touches nothing when they
-equal the live ones. nginx files are written as one change set: if the whole
-tree then fails ``nginx -t``, every file of the set is put back byte for byte
-(mode and owner too) and the state fails with nginx's own error lines.
+Each state computes the wanted bytes and hands them to the change engine
+(``odoo_websocket.apply_changes``): nothing is touched when they equal the
+live ones; otherwise the previous files go to a backup set, nginx candidates
+are validated on a staged copy of the whole tree first, and a failure puts
+every file of the set back byte for byte (mode and owner too), with nginx's
+own error lines in the comment.
 """
 
 import os
+
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_websocket"
 
@@ -54,16 +58,19 @@ def _diff_of(change):
 
 def _engine(changes, backup, label, nginx=None, secret_keys=()):
     """Run CHANGES through the change engine (lock, backup, journal, rollback)."""
-    return __salt__["odoo_websocket.apply_changes"](
-        changes,
-        nginx=nginx,
-        backup_dir=backup["dir"],
-        keep=backup["keep"],
-        lock_timeout=backup["lock_timeout"],
-        test=__opts__["test"],
-        label=label,
-        secret_keys=secret_keys,
-    )
+    try:
+        return __salt__["odoo_websocket.apply_changes"](
+            changes,
+            nginx=nginx,
+            backup_dir=backup["dir"],
+            keep=backup["keep"],
+            lock_timeout=backup["lock_timeout"],
+            test=__opts__["test"],
+            label=label,
+            secret_keys=secret_keys,
+        )
+    except CommandExecutionError as exc:  # lock timeout, unusable backup folder
+        return {"result": False, "comment": f"{exc}; nothing was touched.", "changed": []}
 
 
 def nginx_managed(

@@ -548,3 +548,18 @@ def test_execution_module_from_the_cli(formula, sandbox):
 
     test = cli.run("odoo_websocket.nginx_test", f"conf_file={sandbox.conf_file}", minion_tgt=target)
     assert test.data["ok"] is True and test.data["errors"] == []
+
+
+def test_unusable_backup_folder_fails_every_state_cleanly(formula, sandbox, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(backup={"dir": str(blocker / "backups")}))
+    found = states(result)
+    for sid in (NGINX_ID, ODOO_ID, COMPOSE_ID):
+        assert found[sid]["result"] is False
+        assert "cannot use backup folder" in found[sid]["comment"]
+        assert "nothing was touched" in found[sid]["comment"]
+        assert found[sid]["changes"] == {}
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
