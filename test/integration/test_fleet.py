@@ -48,10 +48,12 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
     pillar_dir, top_dir = tmp_path / "pillar", tmp_path / "top"
     pillar_dir.mkdir()
     top_dir.mkdir()
-    (pillar_dir / "top.sls").write_text("base:\n  'fleet-*':\n    - fleet\n")
-    (pillar_dir / "fleet.sls").write_text(
-        "{% set by_id = " + json.dumps(pillars) + " %}\n{{ by_id[grains['id']] | json }}\n"
-    )
+    top = "base:\n"
+    for minion_id, data in pillars.items():
+        name = minion_id.replace("-", "_")
+        top += f"  '{minion_id}':\n    - {name}\n"
+        (pillar_dir / f"{name}.sls").write_text(json.dumps(data))  # JSON is YAML
+    (pillar_dir / "top.sls").write_text(top)
     (top_dir / "top.sls").write_text("base:\n  'fleet-*':\n    - odoo_websocket\n")
 
     master = salt_factories.salt_master_daemon(
