@@ -125,9 +125,6 @@ class Sandbox:
         merge(settings, overrides)
         return data
 
-    def managed_files(self):
-        return [self.map_file, self.site_file, self.site_link, self.odoo_conf, self.compose_file]
-
     def fingerprint(self):
         """Bytes, mode, owner and link target of every file under the sandbox."""
         result = {}

@@ -330,3 +330,18 @@ def test_backups_are_private_and_diffs_masked(sandbox):
     assert secret not in diff and "new" not in diff
     assert "admin_passwd = ********" in diff
     assert "-db_password = ********" in diff
+
+
+def test_stage_check_judges_one_candidate_without_touching_anything(sandbox):
+    before = sandbox.fingerprint()
+    good = engine.stage_check(
+        sandbox.site_file, SITE.format(port=80, size="1m"), sandbox.conf_file, NGINX
+    )
+    assert good["ok"] is True and good["errors"] == []
+    # The stock default site is enabled: a broken candidate for it is caught,
+    # and nginx names the file as the live tree includes it.
+    default = os.path.join(sandbox.nginx_dir, "sites-available/default")
+    bad = engine.stage_check(default, "server {\n", sandbox.conf_file, NGINX)
+    assert bad["ok"] is False
+    assert bad["errors"][0]["file"] == os.path.join(sandbox.nginx_dir, "sites-enabled/default")
+    assert sandbox.fingerprint() == before
