@@ -120,23 +120,23 @@ class Host:
             self.init_pid = int(handle.read().split()[0])
         return self
 
+    def _inside(self):
+        """The command prefix that enters this host: all its namespaces when
+        it runs an init, its network namespace alone otherwise."""
+        if self.init_pid:
+            return ["nsenter", "-t", str(self.init_pid), "-m", "-p", "-n", "--"]
+        return ["ip", "netns", "exec", self.netns]
+
     def exec(self, *command, check=False, timeout=120):
         """Run COMMAND inside the host (its network, mounts and PIDs)."""
-        if self.init_pid:
-            prefix = ["nsenter", "-t", str(self.init_pid), "-m", "-p", "-n", "--"]
-        else:
-            prefix = ["ip", "netns", "exec", self.netns]
         return subprocess.run(
-            [*prefix, *command], capture_output=True, text=True, check=check, timeout=timeout
-        )
+            [*self._inside(), *command],
+            capture_output=True, text=True, check=check, timeout=timeout,
+        )  # fmt: skip
 
     def popen(self, *command, **kwargs):
         """Start COMMAND inside the host without waiting for it."""
-        if self.init_pid:
-            prefix = ["nsenter", "-t", str(self.init_pid), "-m", "-p", "-n", "--"]
-        else:
-            prefix = ["ip", "netns", "exec", self.netns]
-        return subprocess.Popen([*prefix, *command], **kwargs)
+        return subprocess.Popen([*self._inside(), *command], **kwargs)
 
     def python(self, *args, **kwargs):
         return self.exec(PYTHON, *args, **kwargs)
