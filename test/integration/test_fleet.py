@@ -84,9 +84,11 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
             for name, states in result.data.items():
                 assert all(s["result"] for s in states.values()), (name, states)
         finally:
-            # nsenter does not pass signals on: stop the daemons inside.
+            # nsenter does not pass signals on: end the daemons inside. SIGKILL,
+            # since a salt-minion may take longer than any timeout to shut down
+            # (its host is removed right after anyway).
             for host, minion in zip(hosts, minions, strict=True):
-                host.exec("pkill", "-f", "salt-minion")
+                host.exec("pkill", "-KILL", "-f", "salt-minion")
                 minion.wait(30)
 
     for host in hosts:
