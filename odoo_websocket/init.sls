@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Order matters: Odoo's side first (ports, odoo.conf), then nginx routes to it.
+# Each included SLS plans one concern; odoo_websocket.transaction (included by
+# each of them) then applies all of them at once and verifies the websocket.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
 
@@ -14,4 +15,4 @@ include:
 {%- if odoo_websocket.nginx.enabled %}
   - .nginx
 {%- endif %}
-  - .validated
+  - .transaction

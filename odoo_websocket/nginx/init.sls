@@ -1,24 +1,23 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# The map drop-in, the site and its sites-enabled link form one change set,
-# validated with nginx -t on the whole tree and rolled back on failure.
+# The formula's map drop-in, and its site with its sites-enabled link (or an
+# existing site for the same names, adopted). The transaction validates the
+# whole candidate tree before anything live is touched.
 {%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_transaction = tplroot ~ '.transaction' %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
-{%- set nginx = odoo_websocket.nginx %}
 
-odoo_websocket-nginx-config-managed:
-  odoo_websocket.nginx_managed:
-    - name: {{ nginx.site_file }}
-    - site_source: salt://{{ tplroot }}/files/default/site.conf.jinja
-    - map_source: salt://{{ tplroot }}/files/default/connection_upgrade_map.conf.jinja
-    - map_file: {{ nginx.map_file }}
-    - site_link: {{ nginx.site_link | json }}
-    - conf_file: {{ nginx.conf_file }}
-    - binary: {{ nginx.binary }}
-    - reload: {{ nginx.reload }}
-    - restart: {{ nginx.restart }}
-    - start: {{ nginx.start }}
-    - backup: {{ odoo_websocket.backup | json }}
+include:
+  - {{ sls_transaction }}
+
+odoo_websocket-nginx-site-planned:
+  odoo_websocket.nginx_site_planned:
+    - name: {{ odoo_websocket.nginx.site_file }}
+    - settings: {{ odoo_websocket | json }}
+    - site_source:
+      - salt://{{ tplroot }}/files/default/site.conf.jinja
+    - map_source:
+      - salt://{{ tplroot }}/files/default/map.conf.jinja
     - saltenv: {{ saltenv }}
-    - context:
-        settings: {{ odoo_websocket | json }}
+    - require_in:
+      - odoo_websocket: odoo_websocket-host-transaction-applied

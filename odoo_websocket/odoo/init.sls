@@ -1,21 +1,18 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # odoo.conf [options]: proxy_mode, workers, the evented port and extra keys.
-# Odoo is restarted only when the file changed.
+# The transaction restarts Odoo only when the file changed.
 {%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_transaction = tplroot ~ '.transaction' %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
-{%- set config = odoo_websocket.odoo.config %}
 
-odoo_websocket-odoo-config-managed:
-  odoo_websocket.odoo_conf_managed:
-    - name: {{ config.file }}
-    - options: {{ config.options | json }}
-    - renames: {{ config.renames | json }}
-    - secret_keys: {{ config.secret_keys | json }}
-    - backup: {{ odoo_websocket.backup | json }}
+include:
+  - {{ sls_transaction }}
 
-odoo_websocket-odoo-service-restarted:
-  cmd.run:
-    - name: {{ config.restart_cmd | json }}
-    - onchanges:
-      - odoo_websocket: odoo_websocket-odoo-config-managed
+odoo_websocket-odoo-config-planned:
+  odoo_websocket.odoo_conf_planned:
+    - name: {{ odoo_websocket.odoo.config.file }}
+    - settings: {{ odoo_websocket | json }}
+    - saltenv: {{ saltenv }}
+    - require_in:
+      - odoo_websocket: odoo_websocket-host-transaction-applied

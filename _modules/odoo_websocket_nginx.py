@@ -1,0 +1,369 @@
+"""
+nginx inspection and control for the odoo_websocket formula: ``nginx -t`` with
+its messages parsed, the parsed tree (crossplane, every include followed),
+which server blocks answer which names, a staged check of a candidate tree,
+and graceful reload or start.
+
+Nothing here writes a live file: the staged check writes into a private copy.
+
+:depends: crossplane (nginx config parser)
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    import crossplane
+
+    HAS_CROSSPLANE = True
+except ImportError:
+    HAS_CROSSPLANE = False
+
+__virtualname__ = "odoo_websocket_nginx"
+
+
+def __virtual__():
+    if not HAS_CROSSPLANE:
+        return (
+            False,
+            "odoo_websocket_nginx: the Python package 'crossplane' is missing from "
+            "Salt's Python (salt-pip install crossplane==0.5.8)",
+        )
+    return __virtualname__
+
+
+# "nginx: [emerg] MSG in FILE:LINE" before the error_log directive is read,
+# "2026/11/26 13:24:27 [emerg] 123#123: MSG in FILE:LINE" after it.
+_MESSAGE = re.compile(
+    r"^(?:nginx: |[0-9/]+ [0-9:]+ )\[(?P<level>emerg|alert|crit|error|warn|notice)\] "
+    r"(?:[0-9]+#[0-9]+: )?(?P<message>.*?)(?: in (?P<file>/\S+):(?P<line>[0-9]+))?$"
+)
+# Blocks whose "server" children are not virtual servers.
+_NOT_HTTP = ("upstream", "stream", "mail")
+_PARSE_OPTIONS = {"catch_errors": True, "check_ctx": False, "check_args": False, "comments": False}
+
+
+def parse_messages(output):
+    """
+    Turn nginx output into a list of ``{level, message, file, line}`` for its
+    errors (file and line are None when nginx names none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.parse_messages "$(nginx -t 2>&1)"
+    """
+    messages = []
+    for line in output.splitlines():
+        match = _MESSAGE.match(line.strip())
+        if match and match.group("level") in ("emerg", "alert", "crit", "error"):
+            found = match.groupdict()
+            found["line"] = int(found["line"]) if found["line"] else None
+            messages.append(found)
+    return messages
+
+
+def warnings(output):
+    """nginx's [warn] lines, e.g. 'conflicting server name ... ignored'."""
+    return [line.split("[warn]", 1)[1].strip() for line in output.splitlines() if "[warn]" in line]
+
+
+def _verdict(returncode, output):
+    errors = parse_messages(output)
+    if returncode != 0 and not errors:
+        errors = [{"level": "emerg", "message": output, "file": None, "line": None}]
+    return {"ok": returncode == 0, "errors": errors, "output": output}
+
+
+def configtest(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
+    """
+    Run ``nginx -t`` on the whole tree that CONF_FILE starts. Returns
+    ``{"ok": bool, "errors": [{level, message, file, line}], "output": str}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.configtest
+    """
+    try:
+        proc = subprocess.run(
+            [binary, "-t", "-c", conf_file], capture_output=True, text=True, timeout=60, check=False
+        )
+    except FileNotFoundError:
+        return _verdict(1, f"nginx binary not found: {binary}")
+    return _verdict(proc.returncode, (proc.stderr + proc.stdout).strip())
+
+
+def format_errors(errors):
+    """
+    One line per nginx error: ``FILE:LINE: MESSAGE``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.format_errors '[{"file": "/x", "line": 3, "message": "m"}]'
+    """
+    lines = []
+    for error in errors:
+        where = f"{error['file']}:{error['line']}: " if error.get("file") else ""
+        lines.append(f"{where}{error['message']}")
+    return "\n".join(lines)
+
+
+def tree(conf_file="/etc/nginx/nginx.conf"):
+    """
+    The whole live tree parsed by crossplane, every include followed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.tree
+    """
+    payload = crossplane.parse(conf_file, **_PARSE_OPTIONS)
+    for config in payload["config"]:
+        config["real"] = os.path.realpath(config["file"])
+    return payload
+
+
+def _listen_port(args):
+    """The port of a listen directive (80 when it names only an address)."""
+    if not args or args[0].startswith("unix:"):
+        return None
+    value = args[0].rsplit("]", 1)[-1]
+    value = value.rsplit(":", 1)[-1] if ":" in value else value
+    return int(value) if value.isdigit() else 80
+
+
+def _server(directive, filename, real):
+    block = directive["block"]
+    listens = [d["args"] for d in block if d["directive"] == "listen"]
+    ports = {_listen_port(args) for args in listens} - {None} if listens else {80}
+    names = [a.lower() for d in block if d["directive"] == "server_name" for a in d["args"]]
+    return {
+        "file": filename,
+        "real": real,
+        "line": directive["line"],
+        "names": names or [""],
+        "ports": ports,
+    }
+
+
+def server_blocks(payload):
+    """
+    Every virtual server of a parsed tree, following includes in nginx's order
+    and skipping upstream/stream/mail blocks: ``[{file, line, names, ports}]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.server_blocks "$(salt-call --out=json \\
+            odoo_websocket_nginx.tree)"
+    """
+    configs = payload["config"]
+    found, seen = [], set()
+
+    def walk(directives, config):
+        for directive in directives:
+            name = directive["directive"]
+            if name == "include":
+                for index in directive.get("includes", []):
+                    if index not in seen:
+                        seen.add(index)
+                        walk(configs[index]["parsed"], configs[index])
+            elif name == "server" and "block" in directive:
+                real = config.get("real") or os.path.realpath(config["file"])
+                found.append(_server(directive, config["file"], real))
+            elif "block" in directive and name not in _NOT_HTTP:
+                walk(directive["block"], config)
+
+    if configs:
+        seen.add(0)
+        walk(configs[0]["parsed"], configs[0])
+    return found
+
+
+def answering(payload, names, ports):
+    """
+    The server blocks that answer for one of NAMES (exact, case-insensitive)
+    on one of PORTS: where nginx would say "conflicting server name".
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.answering "$(...tree)" '[odoo.example.com]' '[80]'
+    """
+    wanted = {name.lower() for name in names}
+    return [
+        block
+        for block in server_blocks(payload)
+        if wanted & set(block["names"]) and set(ports) & block["ports"]
+    ]
+
+
+def loaded_files(payload):
+    """Real paths of every file the tree loads."""
+    return {config.get("real") or os.path.realpath(config["file"]) for config in payload["config"]}
+
+
+def _within(path, folder):
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
+def _materialize(change, path):
+    """Write CHANGE at PATH inside a private copy (never through a link)."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    if change["kind"] == "link":
+        os.symlink(change["target"], path)
+    elif change["kind"] == "file":
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(change["data"])
+
+
+# In a private mount namespace, the copy is bound over the live folder, so the
+# tree's absolute includes resolve in the copy: nginx -t, then crossplane.
+_STAGE_SCRIPT = (
+    'mount --bind "$1" "$2" || exit 97; "$3" -t -c "$4" || exit $?; exec "$5" -c "$6" "$4"'
+)
+# Paths are resolved inside the namespace, where the candidate's links exist.
+_PARSE_SCRIPT = (
+    "import crossplane, json, os, sys; p = crossplane.parse(sys.argv[1], catch_errors=True, "
+    "check_ctx=False, check_args=False, comments=False)\n"
+    "for c in p['config']: c['real'] = os.path.realpath(c['file'])\n"
+    "print(json.dumps(p))"
+)
+
+
+def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
+    """
+    Would nginx accept the whole tree with CHANGES applied? ``nginx -t`` runs on
+    a private copy of the config folder; nothing live is touched. Returns
+    configtest's dict plus ``payload`` (the candidate tree parsed, live paths),
+    with ``ok`` None when no private mount namespace can be made here.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.staged_check \\
+            '[{"path": "/etc/nginx/sites-available/odoo", "kind": "file", "data": "..."}]'
+    """
+    conf_dir = os.path.dirname(os.path.abspath(conf_file))
+    outside = [c["path"] for c in changes if not _within(c["path"], conf_dir)]
+    if outside:
+        return {"ok": None, "errors": [], "output": f"outside {conf_dir}: {', '.join(outside)}"}
+    stage = tempfile.mkdtemp(prefix="odoo_websocket-stage.")
+    try:
+        copy = os.path.join(stage, "tree")
+        shutil.copytree(conf_dir, copy, symlinks=True)
+        for change in changes:
+            _materialize(change, os.path.join(copy, os.path.relpath(change["path"], conf_dir)))
+        args = [copy, conf_dir, binary, conf_file, sys.executable, _PARSE_SCRIPT]
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", _STAGE_SCRIPT, "stage"]
+            + args,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        return {"ok": None, "errors": [], "output": "unshare is not installed"}
+    except OSError as exc:
+        return {"ok": False, "errors": [], "output": f"could not stage the candidate: {exc}"}
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if proc.returncode == 97 or proc.stderr.startswith("unshare:"):
+        return {"ok": None, "errors": [], "output": f"no private mount namespace: {proc.stderr}"}
+    verdict = _verdict(proc.returncode, proc.stderr.strip())
+    if verdict["ok"]:
+        verdict["payload"] = json.loads(proc.stdout)
+    return verdict
+
+
+def pid(conf_file="/etc/nginx/nginx.conf"):
+    """
+    The PID of the nginx master that CONF_FILE's ``pid`` file names, or None
+    when nginx is not running.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.pid
+    """
+    pid_file = "/run/nginx.pid"
+    try:
+        payload = crossplane.parse(conf_file, single=True, **_PARSE_OPTIONS)
+        for directive in payload["config"][0]["parsed"]:
+            if directive["directive"] == "pid" and directive["args"]:
+                pid_file = directive["args"][0]
+    except (IndexError, KeyError, OSError):
+        pass
+    if not os.path.isabs(pid_file):
+        pid_file = os.path.join(os.path.dirname(conf_file), pid_file)
+    try:
+        with open(pid_file, encoding="ascii") as handle:
+            master = int(handle.read().strip())
+        os.kill(master, 0)
+    except (OSError, ValueError):
+        return None
+    return master
+
+
+def _run(binary, *args):
+    proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise CommandExecutionError(f"nginx {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+
+
+def activate(
+    conf_file="/etc/nginx/nginx.conf",
+    binary="/usr/sbin/nginx",
+    reload=True,
+    restart=False,
+    start=True,
+):
+    """
+    Make a validated configuration live: a graceful reload (old workers finish
+    their open connections, websockets included), a start when nginx is not
+    running (START), or a restart only when RESTART asks. Returns a comment.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.activate
+    """
+    running = pid(conf_file) is not None
+    if running and restart:
+        _run(binary, "-s", "quit", "-c", conf_file)
+        deadline = time.monotonic() + 30
+        while pid(conf_file) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _run(binary, "-c", conf_file)
+        return "nginx restarted"
+    if not running:
+        if not start:
+            return "nginx is not running: not started (nginx:start is false)"
+        _run(binary, "-c", conf_file)
+        return "nginx started"
+    if not reload:
+        return "nginx not reloaded (nginx:reload is false)"
+    _run(binary, "-s", "reload", "-c", conf_file)
+    return "nginx reloaded gracefully"

@@ -1,0 +1,288 @@
+"""
+The planner of the odoo_websocket formula: from the settings, the bytes every
+managed file should hold (compose ports, odoo.conf, nginx map and site), the
+site it takes over, the restarts a change needs, and masked diffs.
+
+Read only: the change engine (``odoo_websocket_changes.apply``) runs the plan.
+"""
+
+import os
+import re
+
+import salt.utils.stringutils
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "odoo_websocket_plan"
+
+# First line of every file the formula renders: how it knows its own files.
+MARK = "Managed by Salt (odoo_websocket formula)"
+# Compose environment entries whose values are secrets (KEY: value, - KEY=value).
+_COMPOSE_SECRET = re.compile(
+    r"""(?im)^(\s*-?\s*["']?[\w.]*(?:passw|secret|token|key)[\w.]*["']?\s*[:=]\s*).+$"""
+)
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def diff(old, new, path):
+    """
+    A unified diff between two texts, labelled with PATH.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.diff "a" "b" /etc/example
+    """
+    return salt.utils.stringutils.get_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=path, tofile=path
+    )
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _ours(path):
+    text = _read(path) if os.path.isfile(path) else None
+    return bool(text) and MARK in "".join(text.splitlines(keepends=True)[:3])
+
+
+def build(settings, parts, saltenv="base"):
+    """
+    Plan the concerns in PARTS (compose, odoo_conf, nginx) for SETTINGS: the
+    change set, masked diffs, restarts, notes and the problems that stop the
+    run before anything is touched. Reads files; writes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.build "$(settings)" '{"odoo_conf": {}}'
+    """
+    plan = {
+        "changes": [],
+        "diffs": {},
+        "notes": [],
+        "errors": [],
+        "restarts": [],
+        "nginx": None,
+        "verify": settings["verify"],
+        "secret_keys": settings["odoo"]["config"]["secret_keys"],
+    }
+    for concern, planner in (("compose", _compose), ("odoo_conf", _odoo_conf), ("nginx", _nginx)):
+        if concern in parts:
+            planner(settings, parts[concern] or {}, plan, saltenv)
+    return plan
+
+
+def _add(plan, concern, path, data, shown):
+    plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
+    plan["diffs"][path] = dict(shown, concern=concern)
+
+
+def _compose(settings, part, plan, saltenv):
+    compose = settings["compose"]
+    path, service = compose["file"], compose["service"]
+    current = _read(path)
+    if current is None:
+        plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
+        return
+    try:
+        wanted = __salt__["odoo_compose.bind_ports"](
+            current, service, compose["ports"], compose["bind_address"]
+        )
+    except CommandExecutionError as exc:
+        plan["errors"].append(f"{path} left unchanged: {exc}")
+        return
+    plan["restarts"].append(
+        {
+            "concern": "compose",
+            "what": f"recreate {service}",
+            "cmd": compose["recreate_cmd"],
+            "cwd": os.path.dirname(path),
+        }
+    )
+    if wanted == current:
+        return
+    checked = __salt__["odoo_compose.validate"](wanted, path)
+    if not checked["ok"]:
+        plan["errors"].append(
+            f"{path}: {checked['by']} refuses the edited file: {checked['message']}"
+        )
+        return
+    shown = diff(
+        _COMPOSE_SECRET.sub(r"\1********", current),
+        _COMPOSE_SECRET.sub(r"\1********", wanted),
+        path,
+    )
+    _add(plan, "compose", path, wanted, {"diff": shown})
+
+
+def _masked_options(old, new, secret_keys):
+    secrets = {key.lower() for key in secret_keys}
+    changed = {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before, after = old.get(key), new.get(key)
+            if key in secrets:
+                before = None if before is None else "********"
+                after = None if after is None else "********"
+            changed[key] = {"old": before, "new": after}
+    return changed
+
+
+def _odoo_conf(settings, part, plan, saltenv):
+    config = settings["odoo"]["config"]
+    # A linked odoo.conf (compose project's config/ mounted in the container):
+    # the link stays and its target is edited, since that is what Odoo reads.
+    path = os.path.realpath(config["file"])
+    current = _read(path)
+    if current is None:
+        plan["errors"].append(
+            f"{config['file']} does not exist: install Odoo (or point odoo:config:file at it) first"
+        )
+        return
+    try:
+        wanted = __salt__["odoo_conf.set_options"](current, config["options"], config["renames"])
+    except CommandExecutionError as exc:
+        plan["errors"].append(f"{path} is not a valid odoo.conf, left unchanged: {exc}")
+        return
+    if any(key == "websocket_url" for key, _ in config["options"]):
+        plan["notes"].append(
+            "websocket_url written as asked, but no Odoo version reads it: the browser opens "
+            "the websocket on the origin of the page it loaded."
+        )
+    docker = settings["deployment"] == "docker"
+    plan["restarts"].append(
+        {
+            "concern": "odoo_conf",
+            "what": "restart Odoo",
+            "cmd": config["restart_cmd"],
+            "unless": "compose" if docker else None,
+        }
+    )
+    if wanted == current:
+        return
+    if path != config["file"]:
+        plan["notes"].append(f"{config['file']} is a link: its target {path} is edited.")
+    mask, options = __salt__["odoo_conf.mask"], __salt__["odoo_conf.get_options"]
+    keys = config["secret_keys"]
+    shown = {
+        "options": _masked_options(options(current), options(wanted), keys),
+        "diff": diff(mask(current, keys), mask(wanted, keys), path),
+    }
+    _add(plan, "odoo_conf", path, wanted, shown)
+
+
+def _render(sources, context, saltenv):
+    """The first of SOURCES (salt:// URLs, TOFS order) that exists, rendered."""
+    for source in [sources] if isinstance(sources, str) else sources:
+        template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
+        if template:
+            return __salt__["file.apply_template_on_contents"](
+                template, template="jinja", context=context, defaults={}, saltenv=saltenv
+            )
+    raise CommandExecutionError(f"none of these templates exists: {', '.join(sources)}")
+
+
+def _where(blocks):
+    return ", ".join(f"{block['file']}:{block['line']}" for block in blocks)
+
+
+def _site_target(nginx, names, ports, plan):
+    """Where the formula's site goes: its own site_file, or the file of a site
+    that already answers for its names (adopted). None when it must stop."""
+    nginx_mod = "odoo_websocket_nginx."
+    payload = __salt__[nginx_mod + "tree"](nginx["conf_file"])
+    own = os.path.realpath(nginx["site_file"])
+    found = [
+        b for b in __salt__[nginx_mod + "answering"](payload, names, ports) if b["real"] != own
+    ]
+    if not found:
+        return nginx["site_file"]
+    mode, listed = nginx["existing_site"], ", ".join(names)
+    if mode == "keep":
+        plan["notes"].append(
+            f"Kept, as nginx:existing_site asks: {_where(found)} also answer(s) for {listed}, "
+            "and nginx ignores the formula's site for those names."
+        )
+        return nginx["site_file"]
+    files = sorted({block["real"] for block in found})
+    stop = "Set nginx:existing_site to adopt (the formula replaces that file, backed up) or "
+    if mode == "fail":
+        plan["errors"].append(f"{_where(found)} already answer(s) for {listed}. {stop}keep.")
+        return None
+    if len(files) > 1 or files[0] == os.path.realpath(nginx["conf_file"]):
+        plan["errors"].append(
+            f"{_where(found)} answer for {listed}, in {len(files)} file(s) the formula cannot "
+            "take over as one site file (several files, or nginx.conf itself): remove all but "
+            "one, or set nginx:existing_site to keep or fail."
+        )
+        return None
+    wanted = {name.lower() for name in names}
+    others = [
+        b
+        for b in __salt__[nginx_mod + "server_blocks"](payload)
+        if b["real"] == files[0] and not set(b["names"]) <= wanted
+    ]
+    if others:
+        served = ", ".join(sorted({n for b in others for n in b["names"]} - wanted))
+        plan["errors"].append(
+            f"{files[0]} answers for {listed} but also serves {served or 'other names'} "
+            f"({_where(others)}): the formula replaces whole files. Move those server blocks "
+            "to a file of their own, or set nginx:existing_site to keep or fail."
+        )
+        return None
+    if not _ours(files[0]):
+        plan["notes"].append(
+            f"Adopting the existing site {files[0]} (it answered for {listed} at "
+            f"{_where(found)}): replaced by the formula's site; the old one is backed up."
+        )
+    return files[0]
+
+
+def _nginx(settings, part, plan, saltenv):
+    nginx = settings["nginx"]
+    names = nginx["server_name"]
+    ports = [nginx["http_port"]] + ([nginx["tls"]["port"]] if nginx["tls"]["enabled"] else [])
+    try:
+        site = _render(part["site_source"], {"settings": settings}, saltenv)
+        map_text = _render(part["map_source"], {"settings": settings}, saltenv)
+    except CommandExecutionError as exc:
+        plan["errors"].append(f"Could not render the nginx templates: {exc}")
+        return
+    target = _site_target(nginx, names, ports, plan)
+    if target is None:
+        return
+    _add_nginx_file(plan, target, site)
+    if target == nginx["site_file"]:
+        if nginx["site_link"]:
+            _add_link(plan, nginx["site_link"], nginx["site_file"])
+    else:  # adopted: the pillar's own site files must not serve the names twice
+        for own in (nginx["site_link"], nginx["site_file"]):
+            if own and os.path.lexists(own) and _ours(own):
+                plan["changes"].append({"concern": "nginx", "path": own, "kind": "absent"})
+                plan["diffs"][own] = {"concern": "nginx", "removed": "replaced by the adopted site"}
+    _add_nginx_file(plan, nginx["map_file"], map_text)
+    keys = ("conf_file", "binary", "reload", "restart", "start", "map_file", "existing_site")
+    plan["nginx"] = dict(
+        {key: nginx[key] for key in keys}, site_file=target, names=names, ports=ports
+    )
+
+
+def _add_nginx_file(plan, path, text):
+    current = "" if os.path.islink(path) else (_read(path) or "")
+    _add(plan, "nginx", path, text, {"diff": diff(current, text, path)})
+
+
+def _add_link(plan, path, target):
+    plan["changes"].append({"concern": "nginx", "path": path, "kind": "link", "target": target})
+    old = os.readlink(path) if os.path.islink(path) else None
+    plan["diffs"][path] = {"concern": "nginx", "old": old, "new": target}
