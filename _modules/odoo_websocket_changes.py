@@ -407,7 +407,13 @@ def _validate(plan, changes, notes, state):
             + __salt__["odoo_websocket_nginx.format_errors"](before["errors"])
         )
     conf_dir = os.path.dirname(os.path.abspath(conf_file))
-    staged_changes = [c for c in changes if _within(c["path"], conf_dir)]
+    # The nginx concern's files (all of them: one outside the folder makes
+    # staging impossible); a restore's set has no concerns: its nginx files.
+    staged_changes = [
+        c
+        for c in changes
+        if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
+    ]
     if not staged_changes:
         return None
     staged = __salt__["odoo_websocket_nginx.staged_check"](staged_changes, conf_file, binary)

@@ -231,8 +231,9 @@ def _materialize(change, path):
         os.symlink(change["target"], path)
     elif change["kind"] == "file":
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(change["data"])
+        data = change["data"]
+        with open(path, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 # In a private mount namespace, the copy is bound over the live folder, so the

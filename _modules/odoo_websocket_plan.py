@@ -10,7 +10,7 @@ import os
 import re
 
 import salt.utils.stringutils
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "odoo_websocket_plan"
 
@@ -183,13 +183,15 @@ def _odoo_conf(settings, part, plan, saltenv):
 
 def _render(sources, context, saltenv):
     """The first of SOURCES (salt:// URLs, TOFS order) that exists, rendered."""
-    for source in [sources] if isinstance(sources, str) else sources:
-        template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
-        if template:
-            return __salt__["file.apply_template_on_contents"](
-                template, template="jinja", context=context, defaults={}, saltenv=saltenv
-            )
-    raise CommandExecutionError(f"none of these templates exists: {', '.join(sources)}")
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    try:  # as file.managed picks its source: no error logged for the others
+        source = __salt__["file.source_list"](sources, "", saltenv)[0]
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        raise CommandExecutionError(f"none of these templates exists: {', '.join(sources)}") from exc
+    template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
+    return __salt__["file.apply_template_on_contents"](
+        template, template="jinja", context=context, defaults={}, saltenv=saltenv
+    )
 
 
 def _where(blocks):

@@ -20,7 +20,7 @@ BAD = [
     ({"odoo": {"config": {"extra_options": {"proxy_mode": False}}}}, "option 'proxy_mode' is set by the formula itself"),
     ({"odoo": {"config": {"extra_options": {"admin_passwd": "x\ny = 1"}}}}, "value of 'admin_passwd' must be on one line"),
     ({"compose": {"bind_address": "localhost"}}, "odoo_websocket:compose:bind_address: must be an IP address"),
-    ({"nginx": {"upstream_evented": "odoo"}}, "odoo_websocket:nginx:upstream_evented: must differ from upstream_http"),
+    ({"nginx": {"upstream_evented": "odoo_websocket_http"}}, "odoo_websocket:nginx:upstream_evented: must differ from upstream_http"),
     ({"odoo": {"workers": 2, "gevent_port": 8069}}, "odoo_websocket:odoo:gevent_port: must differ from http_port"),
     ({"nginx": {"listen_addresses": ["::"]}}, "odoo_websocket:nginx:listen_addresses: every entry must be an IPv4 address or a bracketed IPv6"),
     ({"nginx": "yes"}, "odoo_websocket:nginx: must be a mapping"),

@@ -120,8 +120,10 @@ class Sandbox:
         settings["compose"]["file"] = self.compose_file
         settings["compose"]["recreate_cmd"] = f"touch {self.marker('compose-recreated')}"
         settings["backup"]["dir"] = self.backup_dir
-        # Never start an nginx on the machine's own ports from a sandbox.
+        # Never start an nginx on the machine's own ports from a sandbox, and
+        # no websocket check: no Odoo runs here (the rig's hosts verify).
         settings["nginx"]["start"] = False
+        settings["verify"]["enabled"] = False
         merge(settings, overrides)
         return data
 

@@ -6,6 +6,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_transaction = tplroot ~ '.transaction' %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
+{%- from tplroot ~ "/libtofs.jinja" import files_switch with context %}
 
 include:
   - {{ sls_transaction }}
@@ -14,10 +15,8 @@ odoo_websocket-nginx-site-planned:
   odoo_websocket.nginx_site_planned:
     - name: {{ odoo_websocket.nginx.site_file }}
     - settings: {{ odoo_websocket | json }}
-    - site_source:
-      - salt://{{ tplroot }}/files/default/site.conf.jinja
-    - map_source:
-      - salt://{{ tplroot }}/files/default/map.conf.jinja
+    - site_source: {{ files_switch(['site.conf.jinja'], lookup='odoo_websocket-nginx-site-planned') }}
+    - map_source: {{ files_switch(['map.conf.jinja'], lookup='odoo_websocket-nginx-map-planned') }}
     - saltenv: {{ saltenv }}
     - require_in:
       - odoo_websocket: odoo_websocket-host-transaction-applied

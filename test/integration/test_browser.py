@@ -4,7 +4,7 @@ on a browser host that is not the Odoo host."""
 import json
 import os
 
-from rig.field import broken_docker_host, own_site
+from rig.field import broken_docker_host
 from sandbox import REPO
 
 BROWSER = os.path.join(REPO, "test", "rig", "browser.py")
@@ -36,7 +36,7 @@ def test_web_client_websocket_opens_and_subscribes_after_apply(rig):
     assert before["subscribed"] is False
     assert before["status"].startswith("Websocket connection lost. Trying to reconnect...")
 
-    code, result = host.apply_formula(own_site(host.sandbox.pillar()))
+    code, result = host.apply_formula(host.sandbox.pillar())
     assert code == 0, result
     after = load_page(outside, host, after_png, timeout=20)
     assert after["subscribed"] is True, after

@@ -1,4 +1,4 @@
-"""The change engine (odoo_websocket.apply_changes and friends) against the
+"""The change engine (odoo_websocket_changes: the transaction and friends) against the
 real nginx and real files: every failure leaves the old bytes, modes and
 owners in place, and nginx accepting its configuration."""
 
@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 
-import odoo_conf
 import pytest
+from loader import engine_apply, load
+from salt.exceptions import CommandExecutionError
 from sandbox import REPO, Sandbox
 
-import odoo_websocket as engine
-
-MODULES = os.path.join(REPO, "_modules")
+MODULES = load()
+engine = MODULES["odoo_websocket_changes"]
+cli = MODULES["odoo_websocket"]
+TEST_DIR = os.path.join(REPO, "test")
 NGINX = "/usr/sbin/nginx"
 SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
 server {{
@@ -43,11 +45,11 @@ def site_change(box, size="10m", text=None):
 
 def apply(box, changes, **kwargs):
     kwargs.setdefault("nginx", nginx_of(box))
-    return engine.apply_changes(changes, backup_dir=box.backup_dir, **kwargs)
+    return engine_apply(changes, backup_dir=box.backup_dir, **kwargs)
 
 
 def nginx_accepts(box):
-    return engine.nginx_test(box.conf_file, NGINX)["ok"]
+    return cli.nginx_test(box.conf_file, NGINX)["ok"]
 
 
 def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
@@ -66,6 +68,7 @@ def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
         "comment": "Nothing to change.",
         "changed": [],
         "backup": None,
+        "verdict": None,
     }
     assert len(engine.backups(sandbox.backup_dir)) == 1
 
@@ -113,10 +116,8 @@ def test_unusable_backup_dir(sandbox, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     before = sandbox.fingerprint()
-    with pytest.raises(engine.CommandExecutionError, match="cannot use backup folder"):
-        engine.apply_changes(
-            site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(blocker / "b")
-        )
+    with pytest.raises(CommandExecutionError, match="cannot use backup folder"):
+        engine_apply(site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(blocker / "b"))
     assert sandbox.fingerprint() == before
 
 
@@ -135,7 +136,7 @@ def test_full_disk_for_backups(sandbox, tmp_path):
         # A large live file to back up: the full disk refuses its copy.
         sandbox.write(sandbox.site_file, "# old\n" * 5000)
         before = sandbox.fingerprint()
-        result = engine.apply_changes(
+        result = engine_apply(
             site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(backup_dir)
         )
         assert result["result"] is False
@@ -164,11 +165,11 @@ def live_sandbox(tmp_path):
 
 def test_nginx_not_running_is_started_after_validation(live_sandbox):
     box = live_sandbox
-    assert engine.nginx_pid(box.conf_file) is None
+    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is None
     result = apply(box, site_change(box), nginx=nginx_of(box, start=True))
     assert result["result"] is True, result
     assert "nginx started." in result["comment"]
-    assert engine.nginx_pid(box.conf_file) is not None
+    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is not None
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
     assert "nginx reloaded gracefully." in again["comment"]
 
@@ -190,9 +191,9 @@ STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
 RUN = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import odoo_websocket
+from loader import engine_apply
 changes, nginx, backup_dir = json.load(sys.stdin)
-print(json.dumps(odoo_websocket.apply_changes(changes, nginx=nginx, backup_dir=backup_dir)))
+print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
 """
 
 
@@ -201,7 +202,7 @@ def run_apply(box, changes, fault=None, lock_timeout=None):
     if fault:
         env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
     return subprocess.Popen(
-        [sys.executable, "-c", RUN, MODULES],
+        [sys.executable, "-c", RUN, TEST_DIR],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -218,7 +219,11 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     assert proc.returncode == -9  # killed, as by the OOM killer or a power cut
     journal = os.path.join(sandbox.backup_dir, "journal.json")
     assert os.path.exists(journal) == (step != "backup")
-    # Any call of the module finds the journal first and puts the old files back.
+    # Reading never recovers: the journal stays until recovery runs.
+    assert ("rolls it back first" in engine.pending(sandbox.backup_dir)) == (step != "backup")
+    assert os.path.exists(journal) == (step != "backup")
+    # Recovery (a real run's first step, or the CLI) puts the old files back.
+    engine.recover(sandbox.backup_dir)
     listed = engine.backups(sandbox.backup_dir)
     assert not os.path.exists(journal)
     assert sandbox.fingerprint() == before
@@ -236,8 +241,8 @@ def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write("4242")
         handle.flush()
-        with pytest.raises(engine.CommandExecutionError) as raised:
-            engine.apply_changes(
+        with pytest.raises(CommandExecutionError) as raised:
+            engine_apply(
                 site_change(sandbox), nginx=nginx_of(sandbox),
                 backup_dir=sandbox.backup_dir, lock_timeout=1,
             )  # fmt: skip
@@ -273,7 +278,6 @@ def test_restore_round_trip_and_undo(sandbox):
     apply(sandbox, site_change(sandbox, size="6m"))
     after_second = sandbox.fingerprint()
 
-    engine.__salt__ = {"odoo_conf.mask": odoo_conf.mask}
     diff = engine.backup_diff(first["backup"], sandbox.backup_dir)
     assert (
         "+    location / { proxy_pass http://odoo; client_max_body_size 6m; }"
@@ -298,7 +302,7 @@ def test_restore_brings_back_mode_and_owner(sandbox):
     os.chmod(sandbox.odoo_conf, 0o640)
     before = sandbox.fingerprint()
     change = [{"path": sandbox.odoo_conf, "kind": "file", "data": "[options]\nworkers = 9\n"}]
-    result = engine.apply_changes(change, backup_dir=sandbox.backup_dir)
+    result = engine_apply(change, backup_dir=sandbox.backup_dir)
     os.chown(sandbox.odoo_conf, 0, 0)
     os.chmod(sandbox.odoo_conf, 0o666)
     engine.restore(result["backup"], sandbox.backup_dir)
@@ -317,7 +321,7 @@ def test_backups_are_private_and_diffs_masked(sandbox):
     change = [
         {"path": sandbox.odoo_conf, "kind": "file", "data": "[options]\nadmin_passwd = new\n"}
     ]
-    result = engine.apply_changes(
+    result = engine_apply(
         change, backup_dir=sandbox.backup_dir, secret_keys=["admin_passwd", "db_password"]
     )
     folder = os.path.join(sandbox.backup_dir, result["backup"])
@@ -325,7 +329,6 @@ def test_backups_are_private_and_diffs_masked(sandbox):
     assert os.stat(folder).st_mode & 0o777 == 0o700
     for name in os.listdir(folder):
         assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
-    engine.__salt__ = {"odoo_conf.mask": odoo_conf.mask}
     diff = engine.backup_diff(result["backup"], sandbox.backup_dir)[sandbox.odoo_conf]
     assert secret not in diff and "new" not in diff
     assert "admin_passwd = ********" in diff
@@ -334,14 +337,14 @@ def test_backups_are_private_and_diffs_masked(sandbox):
 
 def test_stage_check_judges_one_candidate_without_touching_anything(sandbox):
     before = sandbox.fingerprint()
-    good = engine.stage_check(
+    good = cli.stage_check(
         sandbox.site_file, SITE.format(port=80, size="1m"), sandbox.conf_file, NGINX
     )
     assert good["ok"] is True and good["errors"] == []
     # The stock default site is enabled: a broken candidate for it is caught,
     # and nginx names the file as the live tree includes it.
     default = os.path.join(sandbox.nginx_dir, "sites-available/default")
-    bad = engine.stage_check(default, "server {\n", sandbox.conf_file, NGINX)
+    bad = cli.stage_check(default, "server {\n", sandbox.conf_file, NGINX)
     assert bad["ok"] is False
     assert bad["errors"][0]["file"] == os.path.join(sandbox.nginx_dir, "sites-enabled/default")
     assert sandbox.fingerprint() == before

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from rig.field import broken_docker_host, own_site
+from rig.field import broken_docker_host
 from rig.probe import check_from
 from sandbox import REPO
 
@@ -42,8 +42,8 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
     outside = rig.outside_host()
     # Per-host pillar: fleet-b runs Odoo threaded, so its route differs.
     pillars = {
-        "fleet-a": own_site(hosts[0].sandbox.pillar()),
-        "fleet-b": own_site(hosts[1].sandbox.pillar(odoo={"workers": 0})),
+        "fleet-a": hosts[0].sandbox.pillar(),
+        "fleet-b": hosts[1].sandbox.pillar(odoo={"workers": 0}),
     }
     pillar_dir, top_dir = tmp_path / "pillar", tmp_path / "top"
     pillar_dir.mkdir()

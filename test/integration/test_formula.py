@@ -15,13 +15,14 @@ from bad_pillars import BAD
 from conftest import changed, load_yaml, states
 from sandbox import Sandbox
 
-NGINX_ID = "odoo_websocket-nginx-config-managed"
-ODOO_ID = "odoo_websocket-odoo-config-managed"
-COMPOSE_ID = "odoo_websocket-compose-ports-managed"
+NGINX_ID = "odoo_websocket-nginx-site-planned"
+ODOO_ID = "odoo_websocket-odoo-config-planned"
+COMPOSE_ID = "odoo_websocket-compose-ports-planned"
+TX_ID = "odoo_websocket-host-transaction-applied"
 
 FULL_HEADERS = {
     "Upgrade": "$http_upgrade",
-    "Connection": "$connection_upgrade",
+    "Connection": "$odoo_websocket_connection",
     "Host": "$host",
     "Origin": "$http_origin",
     "X-Forwarded-Host": "$http_host",
@@ -65,19 +66,20 @@ def test_pillar_example_applies_validates_and_is_idempotent(formula, sandbox, ho
     first = formula.apply(sandbox.pillar())
     assert first.returncode == 0, first.stdout
     assert all(state["result"] is True for state in states(first).values())
-    assert changed(first) == {
-        NGINX_ID,
-        ODOO_ID,
-        COMPOSE_ID,
-        "odoo_websocket-odoo-service-restarted",
-        "odoo_websocket-compose-service-recreated",
-    }
+    # One transaction applies every concern; the planning states only plan.
+    assert changed(first) == {TX_ID}
+    assert set(states(first)[TX_ID]["changes"]) == {
+        sandbox.site_file, sandbox.site_link, sandbox.map_file, sandbox.odoo_conf,
+        sandbox.compose_file, "backup",
+    }  # fmt: skip
+    # Recreating the container picks up odoo.conf too: no second restart.
+    assert os.path.exists(sandbox.marker("compose-recreated"))
+    assert not os.path.exists(sandbox.marker("odoo-restarted"))
     check = nginx_ok(host, sandbox)
     assert check.rc == 0, check.stderr
     assert host.file(sandbox.site_link).linked_to == sandbox.site_file
-    assert host.file(sandbox.map_file).contains(r"map \$http_upgrade \$connection_upgrade")
-    for marker in ("odoo-restarted", "compose-recreated"):
-        os.unlink(sandbox.marker(marker))
+    assert host.file(sandbox.map_file).contains(r"map \$http_upgrade \$odoo_websocket_connection")
+    os.unlink(sandbox.marker("compose-recreated"))
 
     second = formula.apply(sandbox.pillar())
     assert second.returncode == 0, second.stdout
@@ -94,21 +96,22 @@ def test_test_mode_reports_and_changes_nothing(formula, sandbox):
     found = states(result)
     for sid in (NGINX_ID, ODOO_ID, COMPOSE_ID):
         assert found[sid]["result"] is None
-    assert "+proxy_mode = True" in found[ODOO_ID]["changes"]["diff"]
-    assert "127.0.0.1:8072:8072" in found[COMPOSE_ID]["changes"]["diff"]
+    assert "+proxy_mode = True" in found[ODOO_ID]["changes"][sandbox.odoo_conf]["diff"]
+    assert "127.0.0.1:8072:8072" in found[COMPOSE_ID]["changes"][sandbox.compose_file]["diff"]
     assert "location /websocket" in found[NGINX_ID]["changes"][sandbox.site_file]["diff"]
-    assert "Staged check: nginx accepts the new configuration." in found[NGINX_ID]["comment"]
+    assert found[TX_ID]["result"] is None
+    assert "Staged check: nginx accepts the new configuration." in found[TX_ID]["comment"]
     assert not os.listdir(sandbox.backup_dir) or os.listdir(sandbox.backup_dir) == ["lock"]
 
 
 @pytest.mark.parametrize(
     "version, workers, path, upstream, option",
     [
-        ("17.0", 2, "/websocket", "odoochat", "gevent_port"),
-        ("17.0", 0, "/websocket", "odoo", "gevent_port"),
-        ("16.0", 4, "/websocket", "odoochat", "gevent_port"),
-        ("15.0", 2, "/longpolling", "odoochat", "longpolling_port"),
-        ("14.0", 0, "/longpolling", "odoo", "longpolling_port"),
+        ("17.0", 2, "/websocket", "odoo_websocket_evented", "gevent_port"),
+        ("17.0", 0, "/websocket", "odoo_websocket_http", "gevent_port"),
+        ("16.0", 4, "/websocket", "odoo_websocket_evented", "gevent_port"),
+        ("15.0", 2, "/longpolling", "odoo_websocket_evented", "longpolling_port"),
+        ("14.0", 0, "/longpolling", "odoo_websocket_http", "longpolling_port"),
     ],
 )
 def test_realtime_route_follows_version_and_workers(
@@ -118,9 +121,9 @@ def test_realtime_route_follows_version_and_workers(
     assert result.returncode == 0, result.stdout
     assert nginx_ok(host, sandbox).rc == 0
     upstreams, servers = parse_site(sandbox.site_file)
-    expected_upstreams = {"odoo": ["127.0.0.1:8069"]}
+    expected_upstreams = {"odoo_websocket_http": ["127.0.0.1:8069"]}
     if workers:
-        expected_upstreams["odoochat"] = ["127.0.0.1:8072"]
+        expected_upstreams["odoo_websocket_evented"] = ["127.0.0.1:8072"]
     assert upstreams == expected_upstreams
     routes = locations(servers[0])
     assert set(routes) == {path, "/"}
@@ -139,7 +142,8 @@ def test_every_location_carries_the_complete_header_set(formula, sandbox):
     for path, block in locations(servers[0]).items():
         assert headers(block) == FULL_HEADERS, path
         assert directives(block, "proxy_http_version") == [["1.1"]], path
-        assert directives(block, "proxy_read_timeout") == [["720s"]], path
+        assert directives(block, "proxy_read_timeout") == [], path  # inherited
+    assert directives(servers[0], "proxy_read_timeout") == [["720s"]]
     slash = locations(servers[0])["/"]
     assert directives(slash, "proxy_redirect") == [["off"]]
     assert directives(slash, "gzip") == [["on"]]
@@ -216,7 +220,8 @@ def test_parts_can_be_switched_off(formula, sandbox):
         )
     )
     assert result.returncode == 0, result.stdout
-    assert set(states(result)) == {"odoo_websocket-validated-pillar-valid"}
+    assert set(states(result)) == {TX_ID}
+    assert "No concern was planned" in states(result)[TX_ID]["comment"]
     assert sandbox.fingerprint() == before
 
 
@@ -284,8 +289,9 @@ def test_secrets_never_appear_in_output_or_logs(formula, sandbox, salt_minion):
         output = result.stdout + result.stderr + str(result.data)
         for secret in (new_secret, "Smtp%Pw", "Sup3r%Secret%%admin", "p%ss;word"):
             assert secret not in output
-        # The change is reported, masked.
-        reported = states(result)[ODOO_ID]["changes"]["options"]
+        # The change is reported, masked: planned in test mode, applied otherwise.
+        reported = states(result)[ODOO_ID if test else TX_ID]["changes"][sandbox.odoo_conf]
+        reported = reported["options"]
         assert reported["admin_passwd"] == {"old": "********", "new": "********"}
         assert reported["smtp_password"] == {"old": None, "new": "********"}
     with open(salt_minion.config["log_file"], encoding="utf-8", errors="replace") as handle:
@@ -310,7 +316,10 @@ def test_published_ports_from_pillar_reach_compose_and_upstreams(formula, sandbo
     assert result.returncode == 0, result.stdout
     assert nginx_ok(host, sandbox).rc == 0
     upstreams, _ = parse_site(sandbox.site_file)
-    assert upstreams == {"odoo": ["127.0.0.1:18069"], "odoochat": ["127.0.0.1:18072"]}
+    assert upstreams == {
+        "odoo_websocket_http": ["127.0.0.1:18069"],
+        "odoo_websocket_evented": ["127.0.0.1:18072"],
+    }
     ports = load_yaml(sandbox.compose_file)["services"]["odoo"]["ports"]
     assert ports == ["127.0.0.1:18069:8069", "127.0.0.1:18072:8072"]
     # odoo.conf keeps the container's own port.
@@ -337,7 +346,7 @@ def test_missing_nginx_binary_fails_and_touches_nothing(formula, sandbox):
             compose={"enabled": False},
         )
     )
-    state = states(result)[NGINX_ID]
+    state = states(result)[TX_ID]
     assert state["result"] is False
     assert "nginx binary /nonexistent/nginx not found; nothing was touched" in state["comment"]
     assert sandbox.fingerprint() == before
@@ -375,7 +384,7 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
     )
     result = formula.apply(pillar)
     assert result.returncode == 0, result.stdout
-    comment = states(result)[NGINX_ID]["comment"]
+    comment = states(result)[TX_ID]["comment"]
     # Nothing listens on port 1: once the new site is live, nginx answers 502.
     deadline = time.monotonic() + 10
     while reload and status_of(box.http_port, "/websocket") != 502:
@@ -388,32 +397,21 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
         assert status_of(box.http_port, "/websocket") == 404
 
 
-def test_existing_connection_upgrade_map_is_reused(formula, sandbox, host):
-    existing = os.path.join(sandbox.nginx_dir, "conf.d/websocket.conf")
-    sandbox.write(
-        existing, "map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n"
-    )
+def test_host_connection_upgrade_maps_never_clash_with_the_formulas(formula, sandbox, host):
+    # A host map (twice: nginx -t accepts that, the last one wins) stays as it
+    # is; the formula's own variable is always defined by its own drop-in.
+    for name in ("00-upgrade.conf", "websocket.conf"):
+        sandbox.write(
+            os.path.join(sandbox.nginx_dir, "conf.d", name),
+            "map $http_upgrade $connection_upgrade {\n  default close;\n}\n",
+        )
     result = formula.apply(sandbox.pillar())
     assert result.returncode == 0, result.stdout
-    assert not os.path.exists(sandbox.map_file)
-    assert (
-        f"Reusing the $connection_upgrade map already defined at {existing}:1"
-        in (states(result)[NGINX_ID]["comment"])
-    )
+    assert host.file(sandbox.map_file).contains(r"map \$http_upgrade \$odoo_websocket_connection")
     assert nginx_ok(host, sandbox).rc == 0
-
-
-def test_own_map_removed_when_another_file_defines_it(formula, sandbox, host):
-    assert formula.apply(sandbox.pillar()).returncode == 0
-    assert os.path.exists(sandbox.map_file)
-    sandbox.write(
-        os.path.join(sandbox.nginx_dir, "conf.d/00-upgrade.conf"),
-        "map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n",
-    )
-    result = formula.apply(sandbox.pillar())
-    assert result.returncode == 0, result.stdout
-    assert not os.path.exists(sandbox.map_file)
-    assert nginx_ok(host, sandbox).rc == 0
+    _, servers = parse_site(sandbox.site_file)
+    for block in locations(servers[0]).values():
+        assert headers(block)["Connection"] == "$odoo_websocket_connection"
 
 
 def test_tree_broken_before_the_run_is_left_untouched(formula, sandbox):
@@ -431,32 +429,34 @@ def test_tree_broken_before_the_run_is_left_untouched(formula, sandbox):
         broken.splitlines().index("\tmap $http_upgrade $connection_upgrade { default upgrade; }")
         + 1
     )
-    nginx_files = {p: v for p, v in sandbox.fingerprint().items() if "/etc/nginx/" in p}
+    before = sandbox.fingerprint()
     result = formula.apply(sandbox.pillar())
-    state = states(result)[NGINX_ID]
+    state = states(result)[TX_ID]
     assert state["result"] is False
     assert "already invalid before this change" in state["comment"]
     enabled = os.path.join(sandbox.nginx_dir, "sites-enabled/default")
     assert f'{enabled}:{line}: "map" directive is not allowed here' in state["comment"]
-    assert {p: v for p, v in sandbox.fingerprint().items() if "/etc/nginx/" in p} == nginx_files
+    # The whole host is left as found: compose file and odoo.conf included,
+    # and Odoo was not restarted.
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
 
 
 def test_candidate_rejected_by_nginx_is_rolled_back(formula, sandbox, host):
-    # Another site already defines upstream "odoo": the new site is valid alone
-    # but breaks the tree.
+    # Another file already defines the formula's upstream name: the new site
+    # is valid alone but breaks the tree.
     other = os.path.join(sandbox.nginx_dir, "conf.d/legacy.conf")
-    sandbox.write(other, "upstream odoo {\n    server 127.0.0.1:9999;\n}\n")
+    sandbox.write(other, "upstream odoo_websocket_http {\n    server 127.0.0.1:9999;\n}\n")
     before = sandbox.fingerprint()
-    result = formula.apply(
-        sandbox.pillar(odoo={"config": {"enabled": False}}, compose={"enabled": False})
-    )
-    state = states(result)[NGINX_ID]
+    result = formula.apply(sandbox.pillar())
+    state = states(result)[TX_ID]
     assert state["result"] is False
     assert "nginx would reject the new configuration (staged check" in state["comment"]
     assert "nothing was touched" in state["comment"]
-    assert 'duplicate upstream "odoo"' in state["comment"]
+    assert 'duplicate upstream "odoo_websocket_http"' in state["comment"]
     assert state["changes"] == {}
-    assert sandbox.fingerprint() == before
+    assert sandbox.fingerprint() == before  # odoo.conf and compose file too
+    assert not os.listdir(sandbox.marker_dir)
     assert nginx_ok(host, sandbox).rc == 0
     assert not os.path.exists(os.path.join(sandbox.backup_dir, "journal.json"))
 
@@ -472,11 +472,11 @@ def test_change_rejected_live_is_rolled_back(formula, sandbox, host, tmp_path):
         odoo={"config": {"enabled": False}},
         compose={"enabled": False},
     )
-    state = states(formula.apply(pillar))[NGINX_ID]
+    state = states(formula.apply(pillar))[TX_ID]
     assert state["result"] is False
     assert "Staged check not possible" in state["comment"]
-    assert "every file was restored as it was" in state["comment"]
-    assert 'unknown "connection_upgrade" variable' in state["comment"]
+    assert "Every file of the run was restored from backup" in state["comment"]
+    assert 'unknown "odoo_websocket_connection" variable' in state["comment"]
     assert sandbox.fingerprint() == before
     assert not os.path.exists(outside_map)
     assert nginx_ok(host, sandbox).rc == 0
@@ -531,9 +531,9 @@ def test_execution_module_from_the_cli(formula, sandbox):
     where = f"backup_dir={sandbox.backup_dir}"
 
     listed = cli.run("odoo_websocket.backups", where, minion_tgt=target).data
-    assert len(listed) == 3  # compose, odoo.conf and the nginx change set
-    nginx_set = next(s for s in listed if sandbox.site_file in s["paths"])
-    odoo_set = next(s for s in listed if sandbox.odoo_conf in s["paths"])
+    assert len(listed) == 1  # one transaction: compose, odoo.conf and nginx
+    nginx_set = odoo_set = listed[0]
+    assert sandbox.site_file in nginx_set["paths"] and sandbox.odoo_conf in odoo_set["paths"]
 
     diff = cli.run("odoo_websocket.backup_diff", odoo_set["id"], where, minion_tgt=target).data
     assert "+proxy_mode = True" in diff[sandbox.odoo_conf]
@@ -550,16 +550,15 @@ def test_execution_module_from_the_cli(formula, sandbox):
     assert test.data["ok"] is True and test.data["errors"] == []
 
 
-def test_unusable_backup_folder_fails_every_state_cleanly(formula, sandbox, tmp_path):
+def test_unusable_backup_folder_fails_the_transaction_cleanly(formula, sandbox, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     before = sandbox.fingerprint()
     result = formula.apply(sandbox.pillar(backup={"dir": str(blocker / "backups")}))
-    found = states(result)
-    for sid in (NGINX_ID, ODOO_ID, COMPOSE_ID):
-        assert found[sid]["result"] is False
-        assert "cannot use backup folder" in found[sid]["comment"]
-        assert "nothing was touched" in found[sid]["comment"]
-        assert found[sid]["changes"] == {}
+    found = states(result)[TX_ID]
+    assert found["result"] is False
+    assert "cannot use backup folder" in found["comment"]
+    assert "nothing was touched" in found["comment"]
+    assert found["changes"] == {}
     assert sandbox.fingerprint() == before
     assert not os.listdir(sandbox.marker_dir)

@@ -35,12 +35,6 @@ def odoo_conf(box, **options):
     box.write(box.odoo_conf, text, mode=0o640)
 
 
-def own_site(pillar):
-    """Point the formula at the site the host already has."""
-    pillar["odoo_websocket"]["nginx"].update({"site_file": SITE, "site_link": LINK})
-    return pillar
-
-
 def broken_docker_host(box):
     """The demo's host: upgrade headers hard-coded on "/" (the bus reaches a
     prefork worker on 8069), compose publishing 8069/8072 on every interface,
@@ -48,3 +42,49 @@ def broken_docker_host(box):
     site(box, HARDCODED)
     with open(box.odoo_conf, "a", encoding="utf-8") as handle:
         handle.write("workers = 2\ngevent_port = 8072\n")
+
+
+# Odoo's documented sample (deployment docs, 16+), adapted to plain http as
+# hosts without a certificate run it: its own upstream names and map.
+ODOO_SAMPLE = """upstream odoo {
+  server 127.0.0.1:8069;
+}
+upstream odoochat {
+  server 127.0.0.1:8072;
+}
+map $http_upgrade $connection_upgrade {
+  default upgrade;
+  ''      close;
+}
+
+server {
+  listen 80;
+  server_name odoo.example.com;
+
+  proxy_read_timeout 720s;
+  proxy_connect_timeout 720s;
+  proxy_send_timeout 720s;
+
+  location /websocket {
+    proxy_pass http://odoochat;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $connection_upgrade;
+    proxy_set_header X-Forwarded-Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Real-IP $remote_addr;
+  }
+
+  location / {
+    proxy_set_header X-Forwarded-Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_redirect off;
+    proxy_pass http://odoo;
+  }
+
+  gzip_types text/css text/scss text/plain text/xml application/xml application/json application/javascript;
+  gzip on;
+}
+"""

@@ -8,7 +8,8 @@ import yaml
 from bad_pillars import BAD
 from sandbox import REPO, load_pillar_example, merge
 
-import odoo_websocket as mod
+import odoo_websocket_nginx as nginx_mod
+import odoo_websocket_settings as mod
 
 
 def defaults():
@@ -38,11 +39,11 @@ def test_pillar_example_documents_every_default_key():
 @pytest.mark.parametrize(
     "workers, version, path, upstream, option",
     [
-        (2, "17.0", "/websocket", "odoochat", "gevent_port"),
-        (0, "17.0", "/websocket", "odoo", "gevent_port"),
-        (4, 16, "/websocket", "odoochat", "gevent_port"),
-        (2, "15.0", "/longpolling", "odoochat", "longpolling_port"),
-        (0, "14.0", "/longpolling", "odoo", "longpolling_port"),
+        (2, "17.0", "/websocket", "odoo_websocket_evented", "gevent_port"),
+        (0, "17.0", "/websocket", "odoo_websocket_http", "gevent_port"),
+        (4, 16, "/websocket", "odoo_websocket_evented", "gevent_port"),
+        (2, "15.0", "/longpolling", "odoo_websocket_evented", "longpolling_port"),
+        (0, "14.0", "/longpolling", "odoo_websocket_http", "longpolling_port"),
     ],
 )
 def test_routing_follows_workers_and_version(workers, version, path, upstream, option):
@@ -118,7 +119,7 @@ def test_every_error_is_reported_at_once():
 )
 def test_nginx_messages_are_parsed_in_both_formats(output):
     text = output + "\nnginx: configuration file /etc/nginx/nginx.conf test failed\n"
-    assert mod.parse_nginx_messages(text) == [
+    assert nginx_mod.parse_messages(text) == [
         {
             "level": "emerg",
             "message": '"map" directive is not allowed here',
@@ -131,9 +132,9 @@ def test_nginx_messages_are_parsed_in_both_formats(output):
 def test_virtual_names_the_missing_library(monkeypatch):
     import odoo_compose
 
-    assert mod.__virtual__() == "odoo_websocket"
-    monkeypatch.setattr(mod, "HAS_CROSSPLANE", False)
-    loaded, why = mod.__virtual__()
+    assert nginx_mod.__virtual__() == "odoo_websocket_nginx"
+    monkeypatch.setattr(nginx_mod, "HAS_CROSSPLANE", False)
+    loaded, why = nginx_mod.__virtual__()
     assert loaded is False and "crossplane" in why and "salt-pip install" in why
     monkeypatch.setattr(odoo_compose, "HAS_RUAMEL", False)
     loaded, why = odoo_compose.__virtual__()
