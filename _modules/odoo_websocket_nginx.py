@@ -74,7 +74,8 @@ def parse_messages(output):
 
 def warnings(output):
     """nginx's [warn] lines, e.g. 'conflicting server name ... ignored'."""
-    return [line.split("[warn]", 1)[1].strip() for line in output.splitlines() if "[warn]" in line]
+    found = [line.split("[warn]", 1)[1] for line in output.splitlines() if "[warn]" in line]
+    return [re.sub(r"^\s*[0-9]+#[0-9]+: ", "", text).strip() for text in found]
 
 
 def _verdict(returncode, output):

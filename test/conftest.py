@@ -31,9 +31,25 @@ def pillar_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_dir):
+def tofs_root(tmp_path_factory):
+    """An operator's own file_roots, after the formula's: a site template that
+    the pillar can select through TOFS (tofs:source_files)."""
+    root = tmp_path_factory.mktemp("operator_roots")
+    folder = root / "odoo_websocket" / "files" / "default"
+    folder.mkdir(parents=True)
+    with open(os.path.join(REPO, "odoo_websocket/files/default/site.conf.jinja")) as handle:
+        template = handle.read()
+    marker = "# Managed by Salt (odoo_websocket formula): local changes are overwritten."
+    (folder / "site-custom.conf.jinja").write_text(
+        template.replace(marker, marker + "\n# operator's own template")
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_dir, tofs_root):
     overrides = {
-        "file_roots": {"base": [REPO]},
+        "file_roots": {"base": [REPO, str(tofs_root)]},
         "pillar_roots": {"base": [str(pillar_dir)]},
     }
     factory = salt_factories.salt_master_daemon("odoo-ws-master", overrides=overrides)

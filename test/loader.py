@@ -6,7 +6,9 @@ mocks), for tests that drive the change engine without a minion.
 
 import importlib
 import inspect
+import json
 import os
+import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,3 +54,26 @@ def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60,
         ret = engine._transaction(plan, {"dir": backup_dir, "keep": keep}, test=test, label=label)
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
+
+
+_RUN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from loader import engine_apply
+changes, nginx, backup_dir = json.load(sys.stdin)
+print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
+"""
+
+
+def spawn_engine(changes, nginx, backup_dir, fault=None):
+    """engine_apply in a process of its own (FAULT: the step where it gets
+    SIGKILL). Returns (Popen, the payload to write to its stdin)."""
+    env = dict(os.environ)
+    if fault:
+        env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
+    test_dir = os.path.join(REPO, "test")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN, test_dir],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    return proc, json.dumps([changes, nginx, backup_dir])

@@ -8,17 +8,15 @@ import json
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
-from loader import engine_apply, load
+from loader import engine_apply, load, spawn_engine
 from salt.exceptions import CommandExecutionError
-from sandbox import REPO, Sandbox
+from sandbox import Sandbox
 
 MODULES = load()
 engine = MODULES["odoo_websocket_changes"]
 cli = MODULES["odoo_websocket"]
-TEST_DIR = os.path.join(REPO, "test")
 NGINX = "/usr/sbin/nginx"
 SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
 server {{
@@ -188,26 +186,10 @@ def test_nginx_not_running_is_started_after_validation(live_sandbox):
 
 
 STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
-RUN = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from loader import engine_apply
-changes, nginx, backup_dir = json.load(sys.stdin)
-print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
-"""
 
 
-def run_apply(box, changes, fault=None, lock_timeout=None):
-    env = dict(os.environ)
-    if fault:
-        env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN, TEST_DIR],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    ), json.dumps([changes, nginx_of(box), box.backup_dir])
+def run_apply(box, changes, fault=None):
+    return spawn_engine(changes, nginx_of(box), box.backup_dir, fault)
 
 
 @pytest.mark.parametrize("step", STEPS)

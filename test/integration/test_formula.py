@@ -3,6 +3,7 @@ sandbox of real files, checked with the real nginx (-t on the whole tree),
 crossplane (the rendered config parsed, not grepped) and testinfra."""
 
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,8 @@ import odoo_conf
 import pytest
 from bad_pillars import BAD
 from conftest import changed, load_yaml, states
+from loader import spawn_engine
+from rig.field import ODOO_SAMPLE
 from sandbox import Sandbox
 
 NGINX_ID = "odoo_websocket-nginx-site-planned"
@@ -562,3 +565,135 @@ def test_unusable_backup_folder_fails_the_transaction_cleanly(formula, sandbox, 
     assert found["changes"] == {}
     assert sandbox.fingerprint() == before
     assert not os.listdir(sandbox.marker_dir)
+
+
+# -- an existing site for the same names (the field's usual state) ------------
+
+
+def existing_site(box, text, name="odoo"):
+    """A plain file in sites-enabled, as many hosts have it (no link)."""
+    path = os.path.join(box.nginx_dir, "sites-enabled", name)
+    box.write(path, text.replace("listen 80;", f"listen {box.http_port};"))
+    return path
+
+
+def test_existing_sample_site_is_adopted_and_second_run_changes_nothing(formula, sandbox, host):
+    path = existing_site(sandbox, ODOO_SAMPLE)
+    sample = open(path, "rb").read()
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode == 0, result.stdout
+    tx = states(result)[TX_ID]
+    assert f"Adopting the existing site {path}" in tx["comment"]
+    # The formula's site now lives in the host's own file; no second site.
+    assert open(path).read().startswith("# Managed by Salt (odoo_websocket formula)")
+    assert not os.path.lexists(sandbox.site_file) and not os.path.lexists(sandbox.site_link)
+    check = nginx_ok(host, sandbox)
+    assert check.rc == 0 and "conflicting server name" not in check.stderr, check.stderr
+    upstreams, _ = parse_site(path)
+    assert set(upstreams) == {"odoo_websocket_http", "odoo_websocket_evented"}
+    # The sample is in the run's backup set, byte for byte.
+    backup = tx["changes"]["backup"]
+    manifest = json.load(open(os.path.join(sandbox.backup_dir, backup, "manifest.json")))
+    entry = next(e for e in manifest["files"] if e["path"] == path)
+    assert open(os.path.join(sandbox.backup_dir, backup, entry["blob"]), "rb").read() == sample
+
+    second = formula.apply(sandbox.pillar())
+    assert second.returncode == 0, second.stdout
+    assert changed(second) == set()
+
+
+def test_site_also_serving_other_names_fails_and_touches_nothing(formula, sandbox):
+    shop = ODOO_SAMPLE.split("server {")[1].replace("odoo.example.com", "shop.example.com")
+    path = existing_site(sandbox, ODOO_SAMPLE + "server {" + shop)
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar())
+    planned = states(result)[NGINX_ID]
+    assert planned["result"] is False
+    assert (
+        f"{path} answers for odoo.example.com but also serves shop.example.com"
+        in (planned["comment"])
+    )
+    assert "Nothing was changed" in planned["comment"]
+    assert "requisite failed" in states(result)[TX_ID]["comment"]
+    assert sandbox.fingerprint() == before and len(before) > 5
+    assert not os.listdir(sandbox.marker_dir)  # Odoo was not restarted
+    assert not os.path.exists(sandbox.backup_dir) or not os.listdir(sandbox.backup_dir)
+
+
+@pytest.mark.parametrize("mode", ["fail", "keep"])
+def test_existing_site_fail_and_keep(formula, sandbox, host, mode):
+    path = existing_site(sandbox, ODOO_SAMPLE)
+    line = ODOO_SAMPLE.splitlines().index("server {") + 1
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(nginx={"existing_site": mode}))
+    tx = states(result)[TX_ID]
+    if mode == "fail":
+        planned = states(result)[NGINX_ID]
+        assert planned["result"] is False and tx["result"] is False
+        assert f"{path}:{line} already answer(s) for odoo.example.com" in planned["comment"]
+        assert "nginx:existing_site" in planned["comment"]
+        assert sandbox.fingerprint() == before
+        return
+    assert tx["result"] is True, tx["comment"]
+    assert f"Kept, as nginx:existing_site asks: {path}:{line}" in tx["comment"]
+    assert "nginx warns: conflicting server name" in tx["comment"]
+    assert open(path).read() == ODOO_SAMPLE.replace("listen 80;", f"listen {sandbox.http_port};")
+    assert os.path.isfile(sandbox.site_file)
+
+
+def test_site_that_nginx_would_not_load_is_an_error(formula, sandbox):
+    # nginx.org's packages include conf.d/*.conf only: a sites-enabled link
+    # would be silently ignored.
+    conf = open(sandbox.conf_file).read()
+    include = next(line for line in conf.splitlines() if "sites-enabled" in line)
+    sandbox.write(sandbox.conf_file, conf.replace(include, ""))
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar())
+    tx = states(result)[TX_ID]
+    assert tx["result"] is False
+    assert f"{sandbox.site_file} is not loaded by {sandbox.conf_file}" in tx["comment"]
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
+
+
+def test_dry_runs_and_rendering_never_recover_or_change(formula, sandbox):
+    assert formula.apply(sandbox.pillar()).returncode == 0
+    # A run killed right after writing its journal leaves the host half done.
+    nginx = {"conf_file": sandbox.conf_file, "binary": "/usr/sbin/nginx", "start": False}
+    proc, payload = spawn_engine(
+        [{"path": sandbox.site_file, "kind": "file", "data": "# half\n"}],
+        nginx, sandbox.backup_dir, fault="write-0",
+    )  # fmt: skip
+    proc.communicate(payload, timeout=60)
+    assert proc.returncode == -9
+    journal = os.path.join(sandbox.backup_dir, "journal.json")
+    before = sandbox.fingerprint()
+    assert open(sandbox.site_file).read() == "# half\n" and os.path.exists(journal)
+
+    dry = formula.apply(sandbox.pillar(), test=True)
+    assert "A killed run left a journal" in states(dry)[TX_ID]["comment"]
+    shown = formula.cli.run("state.show_sls", "odoo_websocket", minion_tgt=formula.minion.id)
+    assert shown.returncode == 0 and TX_ID in shown.data
+    listed = formula.cli.run(
+        "odoo_websocket.backups", f"backup_dir={sandbox.backup_dir}", minion_tgt=formula.minion.id
+    )
+    assert len(listed.data) == 2
+    assert sandbox.fingerprint() == before and os.path.exists(journal)
+
+    real = formula.apply(sandbox.pillar())  # recovers first, then finds nothing to do
+    assert "was rolled back from backup" in states(real)[TX_ID]["comment"]
+    assert not os.path.exists(journal)
+    assert open(sandbox.site_file).read().startswith("# Managed by Salt")
+
+
+def test_site_template_overridden_from_file_roots(formula, sandbox, tofs_root):
+    custom = "site-custom.conf.jinja"
+    pillar = sandbox.pillar()
+    pillar["odoo_websocket"]["tofs"] = {
+        "source_files": {"odoo_websocket-nginx-site-planned": [custom]}
+    }
+    result = formula.apply(pillar)
+    assert result.returncode == 0, result.stdout
+    text = open(sandbox.site_file).read()
+    assert "# operator's own template" in text
+    assert "server_name odoo.example.com;" in text

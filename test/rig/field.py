@@ -84,7 +84,7 @@ server {
     proxy_pass http://odoo;
   }
 
-  gzip_types text/css text/scss text/plain text/xml application/xml application/json application/javascript;
+  gzip_types text/css text/plain application/json application/javascript;
   gzip on;
 }
 """

@@ -3,13 +3,12 @@
 import copy
 import os
 
+import odoo_websocket_nginx as nginx_mod
+import odoo_websocket_settings as mod
 import pytest
 import yaml
 from bad_pillars import BAD
 from sandbox import REPO, load_pillar_example, merge
-
-import odoo_websocket_nginx as nginx_mod
-import odoo_websocket_settings as mod
 
 
 def defaults():
