@@ -6,6 +6,7 @@ the module that owns the concern:
 - ``odoo_websocket_nginx``: nginx -t, the parsed tree, staged checks, reload;
 - ``odoo_websocket_plan``: what every managed file should hold (read only);
 - ``odoo_websocket_changes``: the change engine (lock, backups, rollback);
+- ``odoo_websocket_backups``: the backup sets, read only (list, diff);
 - ``odoo_websocket_verify``: the websocket check from the host;
 - ``odoo_conf``, ``odoo_compose``: the two file editors.
 """
@@ -78,7 +79,7 @@ def backups(backup_dir=None):
 
         salt '*' odoo_websocket.backups
     """
-    return __salt__["odoo_websocket_changes.backups"](_backup_dir(backup_dir))
+    return __salt__["odoo_websocket_backups.listing"](_backup_dir(backup_dir))
 
 
 def backup_diff(backup_id, backup_dir=None):
@@ -91,7 +92,7 @@ def backup_diff(backup_id, backup_dir=None):
 
         salt '*' odoo_websocket.backup_diff 20261126T140000123456-1234-abcdef
     """
-    return __salt__["odoo_websocket_changes.backup_diff"](backup_id, _backup_dir(backup_dir))
+    return __salt__["odoo_websocket_backups.diff"](backup_id, _backup_dir(backup_dir))
 
 
 def restore(backup_id, backup_dir=None, conf_file=None, binary="/usr/sbin/nginx", start=True):

@@ -18,13 +18,10 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
-import uuid
 
 from salt.exceptions import CommandExecutionError
 
@@ -33,13 +30,17 @@ __virtualname__ = "odoo_websocket_changes"
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
 _JOURNAL = "journal.json"
 _LOCK = "lock"
-_SET_NAME = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9]+-[0-9a-f]{6}")
 # Fault injection for the crash tests: ODOO_WEBSOCKET_FAULT=kill:<step>.
 _FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
 
 
 def __virtual__():
     return __virtualname__
+
+
+def _nginx(function):
+    """An odoo_websocket_nginx function (nginx inspection and control)."""
+    return __salt__[f"odoo_websocket_nginx.{function}"]
 
 
 def _fault(step):
@@ -140,34 +141,6 @@ def _apply_change(change):
         )
 
 
-def differs(change):
-    """
-    Whether CHANGE (``{path, kind, data|target}``) would change its path.
-    Read only.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.differs '{"path": "/etc/x", "kind": "absent"}'
-    """
-    path = change["path"]
-    if change["kind"] == "absent":
-        return os.path.lexists(path)
-    if change["kind"] == "link":
-        return not (os.path.islink(path) and os.readlink(path) == change["target"])
-    if os.path.islink(path) or not os.path.isfile(path):
-        return True
-    stat = os.stat(path)
-    wanted = [change.get(k) for k in ("mode", "uid", "gid")]
-    actual = [stat.st_mode & 0o7777, stat.st_uid, stat.st_gid]
-    if any(w is not None and w != a for w, a in zip(wanted, actual, strict=True)):
-        return True
-    data = change["data"]
-    with open(path, "rb") as handle:
-        return handle.read() != (data.encode("utf-8") if isinstance(data, str) else data)
-
-
 # -- backup sets, lock and journal -------------------------------------------
 
 
@@ -212,63 +185,10 @@ def _locked(backup_dir, timeout):
         os.close(fd)  # closing releases the lock
 
 
-def _set_dir(backup_dir, set_id):
-    if not _SET_NAME.fullmatch(str(set_id)):
-        raise CommandExecutionError(f"no backup set named {set_id!r}")
-    return os.path.join(backup_dir, set_id)
-
-
-def _sets(backup_dir):
-    """The formula's own backup sets, oldest first: nothing else in the folder."""
-    if not os.path.isdir(backup_dir):
-        return []
-    return sorted(
-        name
-        for name in os.listdir(backup_dir)
-        if _SET_NAME.fullmatch(name)
-        and os.path.isfile(os.path.join(backup_dir, name, "manifest.json"))
-    )
-
-
-def _read_manifest(backup_dir, set_id):
-    try:
-        with open(os.path.join(_set_dir(backup_dir, set_id), "manifest.json"), "rb") as handle:
-            return json.loads(handle.read())
-    except FileNotFoundError:
-        raise CommandExecutionError(f"no backup set {set_id!r} in {backup_dir}") from None
-
-
-def _read_blob(backup_dir, set_id, entry):
-    """A saved file's bytes, checked against the manifest's sha256."""
-    with open(os.path.join(_set_dir(backup_dir, set_id), entry["blob"]), "rb") as handle:
-        data = handle.read()
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise CommandExecutionError(f"backup {set_id}: {entry['path']} is corrupt")
-    return data
-
-
-def _set_changes(backup_dir, set_id):
-    """A backup set as the change set that puts it back."""
-    manifest = _read_manifest(backup_dir, set_id)
-    changes = []
-    for entry in manifest["files"]:
-        change = {
-            key: entry[key]
-            for key in ("path", "kind", "target", "mode", "uid", "gid")
-            if key in entry
-        }
-        if entry["kind"] == "file":
-            change["data"] = _read_blob(backup_dir, set_id, entry)
-        changes.append(change)
-    return manifest, changes
-
-
 def _write_backup(backup_dir, paths, label, secret_keys=()):
     """Save what PATHS are now; return the new set's id. Nothing live is touched."""
-    now = time.time()  # UTC ids sort by creation time, whatever the DST
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
-    set_id = f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    folder = _set_dir(backup_dir, set_id)
+    set_id = __salt__["odoo_websocket_backups.new_id"]()
+    folder = os.path.join(backup_dir, set_id)
     os.mkdir(folder, 0o700)
     try:
         entries = []
@@ -296,8 +216,7 @@ def _write_backup(backup_dir, paths, label, secret_keys=()):
 
 
 def _restore_set(backup_dir, set_id):
-    _, changes = _set_changes(backup_dir, set_id)
-    for change in reversed(changes):
+    for change in reversed(__salt__["odoo_websocket_backups.changes"](set_id, backup_dir)):
         _apply_change(change)
 
 
@@ -335,12 +254,9 @@ def _recover_locked(backup_dir):
         return ""
     _restore_set(backup_dir, journal["backup"])
     nginx = journal.get("nginx")
-    if (
-        nginx
-        and __salt__["odoo_websocket_nginx.configtest"](nginx["conf_file"], nginx["binary"])["ok"]
-    ):
-        if __salt__["odoo_websocket_nginx.pid"](nginx["conf_file"]) is not None:
-            __salt__["odoo_websocket_nginx.activate"](nginx["conf_file"], nginx["binary"])
+    if nginx and _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
+        if _nginx("pid")(nginx["conf_file"]) is not None:
+            _nginx("activate")(nginx["conf_file"], nginx["binary"])
     _drop_journal(backup_dir)
     return (
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
@@ -349,7 +265,7 @@ def _recover_locked(backup_dir):
 
 
 def _prune(backup_dir, keep):
-    sets = _sets(backup_dir)
+    sets = __salt__["odoo_websocket_backups.sets"](backup_dir)
     for name in sets[: max(0, len(sets) - keep)]:
         shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
 
@@ -367,75 +283,23 @@ def _failed(ret, notes, message):
     return ret
 
 
-def _site_problem(nginx, payload):
-    """After the change, nginx must load the formula's map and site, and no
-    other server block may answer for its names (nginx would ignore ours)."""
-    loaded = __salt__["odoo_websocket_nginx.loaded_files"](payload)
-    problems = [
-        f"{nginx[key]} is not loaded by {nginx['conf_file']} (set nginx:{key} to a file it "
-        "includes, e.g. in conf.d/ where nginx.conf includes only conf.d/*.conf)"
-        for key in ("map_file", "site_file")
-        if os.path.realpath(nginx[key]) not in loaded
-    ]
-    site = os.path.realpath(nginx["site_file"])
-    if nginx.get("existing_site") == "keep":
-        return "\n".join(problems)
-    for block in __salt__["odoo_websocket_nginx.answering"](
-        payload, nginx["names"], nginx["ports"]
-    ):
-        if block["real"] != site:
-            problems.append(
-                f"{block['file']}:{block['line']} still answers for {', '.join(block['names'])}: "
-                "nginx would ignore the formula's site"
-            )
-    return "\n".join(problems)
-
-
 def _validate(plan, changes, notes, state):
     """Everything checked before anything live is touched. Returns a problem."""
     nginx = plan.get("nginx")
     if not nginx:
         return None
-    conf_file, binary = nginx["conf_file"], nginx["binary"]
-    if not os.access(binary, os.X_OK):
-        return f"nginx binary {binary} not found; nothing was touched."
-    before = __salt__["odoo_websocket_nginx.configtest"](conf_file, binary)
-    if not before["ok"]:
-        return (
-            "The nginx configuration was already invalid before this change; nothing was "
-            "touched. Fix it first:\n"
-            + __salt__["odoo_websocket_nginx.format_errors"](before["errors"])
-        )
-    conf_dir = os.path.dirname(os.path.abspath(conf_file))
+    conf_dir = os.path.dirname(os.path.abspath(nginx["conf_file"]))
     # The nginx concern's files (all of them: one outside the folder makes
     # staging impossible); a restore's set has no concerns: its nginx files.
-    staged_changes = [
+    candidate = [
         c
         for c in changes
         if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
     ]
-    if not staged_changes:
-        return None
-    staged = __salt__["odoo_websocket_nginx.staged_check"](staged_changes, conf_file, binary)
-    state["staged"] = staged["ok"]
-    if staged["ok"] is False:
-        return (
-            "nginx would reject the new configuration (staged check on a copy of the whole "
-            "tree); nothing was touched:\n"
-            + __salt__["odoo_websocket_nginx.format_errors"](staged["errors"])
-        )
-    if staged["ok"] is None:
-        notes.append(f"Staged check not possible ({staged['output']}).")
-        return None
-    notes.append("Staged check: nginx accepts the new configuration.")
-    notes.extend(
-        f"nginx warns: {w}." for w in __salt__["odoo_websocket_nginx.warnings"](staged["output"])
-    )
-    if "site_file" in nginx:
-        problem = _site_problem(nginx, staged["payload"])
-        if problem:
-            return problem + "\nNothing was touched."
-    return None
+    verdict = _nginx("candidate_check")(nginx, candidate)
+    state["staged"] = verdict["staged"]
+    notes.extend(verdict["notes"])
+    return verdict["problem"]
 
 
 def _verify(plan, wait):
@@ -453,18 +317,11 @@ def _verify(plan, wait):
 
 def _restart(restart):
     """Run a restart/recreate command from the pillar; its failure fails the run."""
-    proc = subprocess.run(
-        restart["cmd"],
-        shell=True,
-        cwd=restart.get("cwd") or None,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        last = ((proc.stderr or proc.stdout).strip().splitlines() or [""])[-1]
-        raise CommandExecutionError(f"{restart['what']} failed (exit {proc.returncode}): {last}")
+    done = __salt__["cmd.run_all"](restart["cmd"], cwd=restart.get("cwd") or None,
+                                   python_shell=True, timeout=600)  # fmt: skip
+    if done["retcode"] != 0:
+        last = ((done["stderr"] or done["stdout"]).strip().splitlines() or [""])[-1]
+        raise CommandExecutionError(f"{restart['what']} failed (exit {done['retcode']}): {last}")
     return f"{restart['what']}: done."
 
 
@@ -487,13 +344,11 @@ def _go_live(plan, changes, notes, state):
     except OSError as exc:
         return f"Writing failed: {exc}"
     if nginx:
-        after = __salt__["odoo_websocket_nginx.configtest"](nginx["conf_file"], nginx["binary"])
+        after = _nginx("configtest")(nginx["conf_file"], nginx["binary"])
         if not after["ok"]:
-            return __salt__["odoo_websocket_nginx.format_errors"](after["errors"])
+            return _nginx("format_errors")(after["errors"])
         if state.get("staged") is None and "site_file" in nginx:
-            problem = _site_problem(
-                nginx, __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
-            )
+            problem = _nginx("site_problems")(nginx, _nginx("tree")(nginx["conf_file"]))
             if problem:
                 return problem
     _fault("validated")
@@ -503,7 +358,7 @@ def _go_live(plan, changes, notes, state):
             notes.append(_restart(restart))
         if nginx:
             state["nginx"] = True
-            notes.append(__salt__["odoo_websocket_nginx.activate"](**_nginx_args(nginx)) + ".")
+            notes.append(_nginx("activate")(**_nginx_args(nginx)) + ".")
     except CommandExecutionError as exc:
         return str(exc)
     _fault("activated")
@@ -535,11 +390,9 @@ def _roll_back(plan, backup_dir, set_id, state):
             lines.append(f"{exc} (while restoring)")
     nginx = plan.get("nginx")
     if nginx and state["nginx"]:
-        if __salt__["odoo_websocket_nginx.configtest"](nginx["conf_file"], nginx["binary"])["ok"]:
+        if _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
             args = dict(_nginx_args(nginx), start=False, restart=False, reload=True)
-            lines.append(
-                __salt__["odoo_websocket_nginx.activate"](**args) + " (old configuration)."
-            )
+            lines.append(_nginx("activate")(**args) + " (old configuration).")
     if state.get("verdict"):
         verify = dict(plan["verify"], timeout=min(plan["verify"]["timeout"], 10))
         after = _verify(dict(plan, verify=verify), wait=True)
@@ -554,7 +407,9 @@ def _transaction(plan, backup, test=False, label=""):
     notes = list(plan.get("notes", []))
     if plan.get("errors"):
         return _failed(ret, notes, "Nothing was changed:\n" + "\n".join(plan["errors"]))
-    changes = [change for change in plan["changes"] if differs(change)]
+    changes = [
+        change for change in plan["changes"] if __salt__["odoo_websocket_plan.differs"](change)
+    ]
     state = {"staged": None, "restarted": [], "nginx": False, "verdict": None}
     problem = _validate(plan, changes, notes, state)
     if problem:
@@ -594,7 +449,7 @@ def _commit(ret, plan, changes, backup, label, notes, state):
     try:
         _write_journal(backup_dir, journal)
     except OSError as exc:
-        shutil.rmtree(_set_dir(backup_dir, set_id), ignore_errors=True)
+        shutil.rmtree(os.path.join(backup_dir, set_id), ignore_errors=True)
         ret["changed"], ret["backup"] = [], None
         return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
     _fault("journal")
@@ -684,62 +539,6 @@ def pending(backup_dir=DEFAULT_BACKUP_DIR):
     return _pending_note(backup_dir)
 
 
-def backups(backup_dir=DEFAULT_BACKUP_DIR):
-    """
-    The backup sets, newest first: id, created, label and paths. Read only.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.backups
-    """
-    result = []
-    for name in reversed(_sets(backup_dir)):
-        manifest = _read_manifest(backup_dir, name)
-        result.append(
-            {
-                "id": name,
-                "created": manifest["created"],
-                "label": manifest["label"],
-                "paths": [entry["path"] for entry in manifest["files"]],
-            }
-        )
-    return result
-
-
-def _as_text(change):
-    if change["kind"] == "file":
-        return change["data"].decode("utf-8", "replace")
-    return f"-> {change['target']}\n" if change["kind"] == "link" else ""
-
-
-def backup_diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
-    """
-    Unified diff from a backup set to the live files (what restoring it would
-    undo), secrets masked. Read only.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.backup_diff 20261126T140000123456-1234-abcdef
-    """
-    manifest, changes = _set_changes(backup_dir, backup_id)
-    mask = __salt__["odoo_conf.mask"]
-    diffs = {}
-    for change in changes:
-        live = _snapshot(change["path"])
-        if live["kind"] == "file":
-            live["data"] = live["data"]
-        old = mask(_as_text(change), manifest["secret_keys"])
-        new = mask(_as_text(live), manifest["secret_keys"])
-        diff = __salt__["odoo_websocket_plan.diff"](old, new, change["path"])
-        if diff:
-            diffs[change["path"]] = diff
-    return diffs
-
-
 def restore(
     backup_id,
     backup_dir=DEFAULT_BACKUP_DIR,
@@ -763,9 +562,12 @@ def restore(
     """
     with _locked(backup_dir, lock_timeout):
         note = _recover_locked(backup_dir)
-        manifest, changes = _set_changes(backup_dir, backup_id)
+        changes = __salt__["odoo_websocket_backups.changes"](backup_id, backup_dir)
+        secret_keys = __salt__["odoo_websocket_backups.manifest"](backup_id, backup_dir)[
+            "secret_keys"
+        ]
         nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-        plan = {"changes": changes, "nginx": nginx, "secret_keys": manifest["secret_keys"]}
+        plan = {"changes": changes, "nginx": nginx, "secret_keys": secret_keys}
         backup = {"dir": backup_dir, "keep": keep}
         ret = _transaction(plan, backup, label=f"restore of {backup_id}")
     ret["comment"] = f"{note} {ret['comment']}".strip()

@@ -220,6 +220,85 @@ def loaded_files(payload):
     return {config.get("real") or os.path.realpath(config["file"]) for config in payload["config"]}
 
 
+def site_problems(nginx, payload):
+    """
+    What keeps a parsed candidate tree from serving the formula's site: its
+    map or site file not loaded by nginx, or another server block answering
+    for its names (nginx would ignore the formula's). NGINX: the plan's nginx
+    part (conf_file, map_file, site_file, names, ports, existing_site).
+    Returns one problem per line, or an empty string.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.site_problems '{...}' "$(...tree)"
+    """
+    loaded = loaded_files(payload)
+    problems = [
+        f"{nginx[key]} is not loaded by {nginx['conf_file']} (set nginx:{key} to a file it "
+        "includes, e.g. in conf.d/ where nginx.conf includes only conf.d/*.conf)"
+        for key in ("map_file", "site_file")
+        if os.path.realpath(nginx[key]) not in loaded
+    ]
+    site = os.path.realpath(nginx["site_file"])
+    if nginx.get("existing_site") == "keep":
+        return "\n".join(problems)
+    for block in answering(payload, nginx["names"], nginx["ports"]):
+        if block["real"] != site:
+            problems.append(
+                f"{block['file']}:{block['line']} still answers for {', '.join(block['names'])}: "
+                "nginx would ignore the formula's site"
+            )
+    return "\n".join(problems)
+
+
+def candidate_check(nginx, changes):
+    """
+    Everything nginx says about a candidate before anything live is touched:
+    the binary exists, the live tree is valid now, the whole tree with CHANGES
+    passes a staged ``nginx -t``, and the formula's map and site are loaded
+    with no other site answering for its names. NGINX: the plan's nginx part.
+    Returns ``{"problem": str or None, "notes": [...], "staged": True, False
+    or None (staging impossible here)}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.candidate_check '{"conf_file": ...}' '[...]'
+    """
+    conf_file, binary = nginx["conf_file"], nginx["binary"]
+    verdict = {"problem": None, "notes": [], "staged": None}
+    if not os.access(binary, os.X_OK):
+        return dict(verdict, problem=f"nginx binary {binary} not found; nothing was touched.")
+    before = configtest(conf_file, binary)
+    if not before["ok"]:
+        problem = (
+            "The nginx configuration was already invalid before this change; nothing was "
+            "touched. Fix it first:\n" + format_errors(before["errors"])
+        )
+        return dict(verdict, problem=problem)
+    if not changes:
+        return verdict
+    staged = staged_check(changes, conf_file, binary)
+    verdict["staged"] = staged["ok"]
+    if staged["ok"] is False:
+        verdict["problem"] = (
+            "nginx would reject the new configuration (staged check on a copy of the whole "
+            "tree); nothing was touched:\n" + format_errors(staged["errors"])
+        )
+    elif staged["ok"] is None:
+        verdict["notes"].append(f"Staged check not possible ({staged['output']}).")
+    else:
+        verdict["notes"].append("Staged check: nginx accepts the new configuration.")
+        verdict["notes"].extend(f"nginx warns: {w}." for w in warnings(staged["output"]))
+        problem = site_problems(nginx, staged["payload"]) if "site_file" in nginx else ""
+        if problem:
+            verdict["problem"] = problem + "\nNothing was touched."
+    return verdict
+
+
 def _within(path, folder):
     return os.path.commonpath([os.path.abspath(path), folder]) == folder
 

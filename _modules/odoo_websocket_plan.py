@@ -41,6 +41,34 @@ def diff(old, new, path):
     )
 
 
+def differs(change):
+    """
+    Whether CHANGE (``{path, kind, data|target}``) would change its path.
+    Read only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.differs '{"path": "/etc/x", "kind": "absent"}'
+    """
+    path = change["path"]
+    if change["kind"] == "absent":
+        return os.path.lexists(path)
+    if change["kind"] == "link":
+        return not (os.path.islink(path) and os.readlink(path) == change["target"])
+    if os.path.islink(path) or not os.path.isfile(path):
+        return True
+    stat = os.stat(path)
+    wanted = [change.get(k) for k in ("mode", "uid", "gid")]
+    actual = [stat.st_mode & 0o7777, stat.st_uid, stat.st_gid]
+    if any(w is not None and w != a for w, a in zip(wanted, actual, strict=True)):
+        return True
+    data = change["data"]
+    with open(path, "rb") as handle:
+        return handle.read() != (data.encode("utf-8") if isinstance(data, str) else data)
+
+
 def _read(path):
     try:
         with open(path, encoding="utf-8", newline="") as handle:
@@ -187,7 +215,9 @@ def _render(sources, context, saltenv):
     try:  # as file.managed picks its source: no error logged for the others
         source = __salt__["file.source_list"](sources, "", saltenv)[0]
     except (CommandExecutionError, SaltInvocationError) as exc:
-        raise CommandExecutionError(f"none of these templates exists: {', '.join(sources)}") from exc
+        raise CommandExecutionError(
+            f"none of these templates exists: {', '.join(sources)}"
+        ) from exc
     template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
     return __salt__["file.apply_template_on_contents"](
         template, template="jinja", context=context, defaults={}, saltenv=saltenv

@@ -52,7 +52,7 @@ def _planned(name, concern, settings, part, saltenv):
 
 def _differs(plan, path):
     change = next(c for c in plan["changes"] if c["path"] == path)
-    return __salt__["odoo_websocket_changes.differs"](change)
+    return __salt__["odoo_websocket_plan.differs"](change)
 
 
 def compose_ports_planned(name, settings, saltenv="base"):

@@ -19,6 +19,7 @@ NAMES = (
     "odoo_websocket_settings",
     "odoo_websocket_nginx",
     "odoo_websocket_plan",
+    "odoo_websocket_backups",
     "odoo_websocket_changes",
     "odoo_websocket_verify",
     "odoo_websocket",

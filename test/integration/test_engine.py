@@ -17,6 +17,7 @@ from sandbox import Sandbox
 MODULES = load()
 engine = MODULES["odoo_websocket_changes"]
 cli = MODULES["odoo_websocket"]
+backups = MODULES["odoo_websocket_backups"]
 NGINX = "/usr/sbin/nginx"
 SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
 server {{
@@ -58,7 +59,7 @@ def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
         [sandbox.site_file, sandbox.site_link, sandbox.map_file]
     )
     assert nginx_accepts(sandbox)
-    sets = engine.backups(sandbox.backup_dir)
+    sets = backups.listing(sandbox.backup_dir)
     assert [s["id"] for s in sets] == [first["backup"]]
     second = apply(sandbox, site_change(sandbox))
     assert second == {
@@ -68,7 +69,7 @@ def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
         "backup": None,
         "verdict": None,
     }
-    assert len(engine.backups(sandbox.backup_dir)) == 1
+    assert len(backups.listing(sandbox.backup_dir)) == 1
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_rejected_candidates_touch_nothing(sandbox, text, error):
     assert "nginx would reject the new configuration" in result["comment"]
     assert error in result["comment"]
     assert sandbox.fingerprint() == before
-    assert engine.backups(sandbox.backup_dir) == []
+    assert backups.listing(sandbox.backup_dir) == []
 
 
 def test_test_mode_gives_the_staged_verdict_and_touches_nothing(sandbox):
@@ -99,7 +100,7 @@ def test_test_mode_gives_the_staged_verdict_and_touches_nothing(sandbox):
     bad = apply(sandbox, site_change(sandbox, text="server {\n"), test=True)
     assert bad["result"] is False and "nginx would reject" in bad["comment"]
     assert sandbox.fingerprint() == before
-    assert engine.backups(sandbox.backup_dir) == []
+    assert backups.listing(sandbox.backup_dir) == []
 
 
 def test_missing_nginx_binary(sandbox):
@@ -206,7 +207,7 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     assert os.path.exists(journal) == (step != "backup")
     # Recovery (a real run's first step, or the CLI) puts the old files back.
     engine.recover(sandbox.backup_dir)
-    listed = engine.backups(sandbox.backup_dir)
+    listed = backups.listing(sandbox.backup_dir)
     assert not os.path.exists(journal)
     assert sandbox.fingerprint() == before
     assert nginx_accepts(sandbox)
@@ -242,12 +243,12 @@ def test_concurrent_runs_never_interleave(sandbox):
     for proc, _ in runs:
         proc.wait(60)
     assert all(r["result"] is True for r in results), results
-    sets = engine.backups(sandbox.backup_dir)
+    sets = backups.listing(sandbox.backup_dir)
     assert len(sets) == 2
     # The second run backed up exactly what the first one wrote: serialised.
     final = open(sandbox.site_file).read()
     assert final in (SITE.format(port=80, size="3m"), SITE.format(port=80, size="4m"))
-    older = engine._read_manifest(sandbox.backup_dir, sets[0]["id"])
+    older = backups.manifest(sets[0]["id"], sandbox.backup_dir)
     site_entry = next(e for e in older["files"] if e["path"] == sandbox.site_file)
     blob = open(os.path.join(sandbox.backup_dir, sets[0]["id"], site_entry["blob"])).read()
     assert {blob, final} == {SITE.format(port=80, size=s) for s in ("3m", "4m")}
@@ -260,7 +261,7 @@ def test_restore_round_trip_and_undo(sandbox):
     apply(sandbox, site_change(sandbox, size="6m"))
     after_second = sandbox.fingerprint()
 
-    diff = engine.backup_diff(first["backup"], sandbox.backup_dir)
+    diff = backups.diff(first["backup"], sandbox.backup_dir)
     assert (
         "+    location / { proxy_pass http://odoo; client_max_body_size 6m; }"
         in diff[sandbox.site_file]
@@ -295,7 +296,7 @@ def test_retention_keeps_the_newest_sets(sandbox):
     ids = [
         apply(sandbox, site_change(sandbox, size=f"{n}m"), keep=3)["backup"] for n in range(1, 6)
     ]
-    assert [s["id"] for s in engine.backups(sandbox.backup_dir)] == ids[:1:-1]
+    assert [s["id"] for s in backups.listing(sandbox.backup_dir)] == ids[:1:-1]
 
 
 def test_backups_are_private_and_diffs_masked(sandbox):
@@ -311,7 +312,7 @@ def test_backups_are_private_and_diffs_masked(sandbox):
     assert os.stat(folder).st_mode & 0o777 == 0o700
     for name in os.listdir(folder):
         assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
-    diff = engine.backup_diff(result["backup"], sandbox.backup_dir)[sandbox.odoo_conf]
+    diff = backups.diff(result["backup"], sandbox.backup_dir)[sandbox.odoo_conf]
     assert secret not in diff and "new" not in diff
     assert "admin_passwd = ********" in diff
     assert "-db_password = ********" in diff
