@@ -23,13 +23,7 @@ try:
 except ImportError:
     HAS_RUAMEL = False
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # the pure functions are also used without Salt installed
-
-    class CommandExecutionError(Exception):
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_compose"
 

@@ -10,19 +10,16 @@ what RawConfigParser itself would reject, so a file Odoo cannot read is never
 
 import re
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # the pure functions are also used without Salt installed
-
-    class CommandExecutionError(Exception):
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_conf"
 
 MASK = "********"
 
 _SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
+# Keys whose values are secrets whatever the pillar lists: admin_passwd,
+# db_password, smtp_password, and the passwords, tokens and keys of modules.
+SECRET_KEY = re.compile(r"passw|secret|token|key", re.IGNORECASE)
 _OPTION = re.compile(r"^(?P<key>[^=:\s][^=:]*?)(?P<sep>\s*[=:]\s*)(?P<value>.*?)\s*$")
 
 
@@ -210,10 +207,25 @@ def set_options(text, options, renames=None):
     return "".join(out)
 
 
+def is_secret(key, secret_keys=()):
+    """
+    Whether odoo.conf option KEY holds a secret: listed in SECRET_KEYS, or
+    naming a password, secret, token or key.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_conf.is_secret smtp_password
+    """
+    return key.lower() in {k.lower() for k in secret_keys} or bool(SECRET_KEY.search(key))
+
+
 def mask(text, secret_keys):
     """
-    Return odoo.conf TEXT with the values of SECRET_KEYS replaced by
-    ``********`` (continuation lines of a secret too), for diffs and logs.
+    Return odoo.conf TEXT with the values of SECRET_KEYS, and of every key
+    naming a password, secret, token or key, replaced by ``********``
+    (continuation lines of a secret too), for diffs and logs.
     Text that does not parse is masked line by line as best it can.
 
     CLI Example:
@@ -222,14 +234,17 @@ def mask(text, secret_keys):
 
         salt '*' odoo_conf.mask "$(cat /etc/odoo/odoo.conf)" '[admin_passwd, db_password]'
     """
-    secrets = {key.lower() for key in secret_keys}
     out = []
+
+    def secret(key):
+        return is_secret(key, secret_keys)
+
     current = None  # the option a continuation line belongs to
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         stripped = body.strip()
         if body[:1].isspace() and stripped:
-            if current in secrets:
+            if current and secret(current):
                 line = f"    {MASK}{_ending(line)}"
             out.append(line)
             continue
@@ -241,7 +256,7 @@ def mask(text, secret_keys):
             key = match.group("key").strip().lower()
             if not prefix:
                 current = key
-            if key in secrets:
+            if secret(key):
                 line = f"{prefix}{match.group('key')}{match.group('sep')}{MASK}{_ending(line)}"
         out.append(line)
     return "".join(out)

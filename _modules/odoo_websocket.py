@@ -13,6 +13,7 @@ the module that owns the concern:
 
 import os
 
+import salt.utils.data
 import salt.utils.yaml
 
 __virtualname__ = "odoo_websocket"
@@ -36,16 +37,19 @@ def _settings(saltenv="base"):
         osfamilymap.get(__grains__.get("os_family"), {}) or {},
         strategy="recurse",
     )
-    merged = __salt__["slsutil.merge"](
-        merged, __salt__["pillar.get"]("odoo_websocket", {}), strategy="recurse"
-    )
+    merged = __salt__["slsutil.merge"](merged, _pillar("odoo_websocket", {}), strategy="recurse")
+    merged.pop("tofs", None)  # read by libtofs.jinja, not a setting
     return __salt__["odoo_websocket_settings.settings"](merged)
 
 
+def _pillar(key, default):
+    """A pillar value as stored: pillar.get outside a template masks values
+    ("**********") since Salt 3008."""
+    return salt.utils.data.traverse_dict_and_list(__pillar__, key, default)
+
+
 def _backup_dir(backup_dir):
-    return backup_dir or __salt__["pillar.get"](
-        "odoo_websocket:backup:dir", "/var/backups/odoo_websocket"
-    )
+    return backup_dir or _pillar("odoo_websocket:backup:dir", "/var/backups/odoo_websocket")
 
 
 def verify(saltenv="base"):
@@ -95,20 +99,34 @@ def backup_diff(backup_id, backup_dir=None):
     return __salt__["odoo_websocket_backups.diff"](backup_id, _backup_dir(backup_dir))
 
 
-def restore(backup_id, backup_dir=None, conf_file=None, binary="/usr/sbin/nginx", start=True):
+def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
     """
-    Put a backup set back: validated like any change, nginx reloaded, and a
+    Put a backup set back: validated like any change (nginx's whole tree, from
+    the pillar's nginx:conf_file unless CONF_FILE is given), Odoo restarted
+    when odoo.conf or the compose file comes back, nginx reloaded, and a
     backup of what it replaces, so it can be undone.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket.restore 20261126T140000123456-1234-abcdef \\
-            conf_file=/etc/nginx/nginx.conf
+        salt '*' odoo_websocket.restore 20261126T140000123456-1234-abcdef
     """
+    settings = _settings(saltenv)
+    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
+    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
+                 "cmd": config["restart_cmd"]}]  # fmt: skip
+    if compose["enabled"]:
+        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
+                         "what": f"recreate {compose['service']}",
+                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
     return __salt__["odoo_websocket_changes.restore"](
-        backup_id, _backup_dir(backup_dir), conf_file=conf_file, binary=binary, start=start
+        backup_id,
+        backup_dir or settings["backup"]["dir"],
+        conf_file=conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
+        binary=binary or nginx["binary"],
+        start=start,
+        restarts=restarts,
     )
 
 

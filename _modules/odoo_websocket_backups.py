@@ -157,7 +157,7 @@ def diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
         salt '*' odoo_websocket_backups.diff 20261127T093000123456-1234-abcdef
     """
     secret_keys = manifest(backup_id, backup_dir)["secret_keys"]
-    mask = __salt__["odoo_conf.mask"]
+    mask = __salt__["odoo_websocket_plan.masked"]
     diffs = {}
     for change in changes(backup_id, backup_dir):
         path = change["path"]

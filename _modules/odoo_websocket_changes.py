@@ -154,13 +154,18 @@ def _write_private(path, data):
 
 
 @contextlib.contextmanager
-def _locked(backup_dir, timeout):
+def _locked(backup_dir, timeout, dry=False):
+    """The host's lock. DRY (test=True): never create the folder or the lock,
+    nor write the pid, just wait for a real run to finish."""
+    if dry and not os.path.isdir(backup_dir):
+        yield
+        return
     try:
-        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-        os.chmod(backup_dir, 0o700)
+        if not os.path.isdir(backup_dir):  # an existing folder keeps its mode
+            os.makedirs(backup_dir, mode=0o700)
         # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-        fd = os.open(os.path.join(backup_dir, _LOCK), flags, 0o600)
+        fd = os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)
     except OSError as exc:
         raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
     deadline = time.monotonic() + timeout
@@ -178,6 +183,8 @@ def _locked(backup_dir, timeout):
                     ) from None
                 time.sleep(0.1)
         with contextlib.suppress(OSError):  # who holds it, for the next run's message
+            if dry:
+                raise OSError
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -245,23 +252,26 @@ def _pending(backup_dir):
 
 
 def _recover_locked(backup_dir):
-    """Finish what a dead run left: put its backup set back. Returns a note."""
+    """Finish what a dead run left: put its backup set back. Returns a note and
+    the concerns whose services the dead run had restarted (the caller, which
+    knows their commands from the pillar, restarts them again)."""
     journal = _pending(backup_dir)
     if journal is None:
-        return ""
+        return "", []
     if journal.get("torn"):  # written atomically: a torn one never existed
         _drop_journal(backup_dir)
-        return ""
+        return "", []
     _restore_set(backup_dir, journal["backup"])
     nginx = journal.get("nginx")
     if nginx and _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
         if _nginx("pid")(nginx["conf_file"]) is not None:
             _nginx("activate")(nginx["conf_file"], nginx["binary"])
     _drop_journal(backup_dir)
-    return (
+    note = (
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
         f"back from backup {journal['backup']}."
     )
+    return note, journal.get("restarted", [])
 
 
 def _prune(backup_dir, keep):
@@ -297,7 +307,7 @@ def _validate(plan, changes, notes, state):
         if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
     ]
     verdict = _nginx("candidate_check")(nginx, candidate)
-    state["staged"] = verdict["staged"]
+    state["staged"], state["nginx_changed"] = verdict["staged"], bool(candidate)
     notes.extend(verdict["notes"])
     return verdict["problem"]
 
@@ -335,19 +345,25 @@ def _due_restarts(plan, changes):
 
 
 def _go_live(plan, changes, notes, state):
-    """Write, check live, restart what changed, reload nginx, verify."""
-    nginx = plan.get("nginx")
+    """Write, check live, restart what changed, reload nginx, verify. Returns
+    a problem (the caller rolls everything back) or None."""
     try:
-        for index, change in enumerate(changes):
-            _apply_change(change)
-            _fault(f"write-{index}")
-    except OSError as exc:
-        return f"Writing failed: {exc}"
+        return _go_live_steps(plan, changes, notes, state)
+    except Exception as exc:  # pylint: disable=broad-except
+        # Whatever broke (a timeout, a full disk), the host goes back as it was.
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _go_live_steps(plan, changes, notes, state):
+    nginx = plan.get("nginx")
+    for index, change in enumerate(changes):
+        _apply_change(change)
+        _fault(f"write-{index}")
     if nginx:
         after = _nginx("configtest")(nginx["conf_file"], nginx["binary"])
         if not after["ok"]:
             return _nginx("format_errors")(after["errors"])
-        if state.get("staged") is None and "site_file" in nginx:
+        if state["staged"] is None and "site_file" in nginx:
             problem = _nginx("site_problems")(nginx, _nginx("tree")(nginx["conf_file"]))
             if problem:
                 return problem
@@ -355,15 +371,21 @@ def _go_live(plan, changes, notes, state):
     try:
         for restart in _due_restarts(plan, changes):
             state["restarted"].append(restart)
+            # Recorded first: a run killed mid-restart is restarted again on recovery.
+            state["journal"]["restarted"] = [r["concern"] for r in state["restarted"]]
+            _write_journal(state["backup_dir"], state["journal"])
             notes.append(_restart(restart))
-        if nginx:
+        if nginx and state["nginx_changed"]:
             state["nginx"] = True
-            notes.append(_nginx("activate")(**_nginx_args(nginx)) + ".")
+            activated = _nginx("activate")(**_nginx_args(nginx))
+            notes.append(activated + ".")
+            _fault("activated")
+            if activated.startswith(("nginx not reloaded", "nginx is not running")):
+                notes.append("Not verified: the new nginx configuration is not live.")
+                return None
     except CommandExecutionError as exc:
         return str(exc)
-    _fault("activated")
-    verdict = _verify(plan, wait=True)
-    state["verdict"] = verdict
+    verdict = state["verdict"] = _verify(plan, wait=True)
     if verdict and not verdict["ok"] and plan["verify"]["rollback"]:
         return "The websocket check failed after the change: " + _summary(verdict)
     return None
@@ -410,7 +432,8 @@ def _transaction(plan, backup, test=False, label=""):
     changes = [
         change for change in plan["changes"] if __salt__["odoo_websocket_plan.differs"](change)
     ]
-    state = {"staged": None, "restarted": [], "nginx": False, "verdict": None}
+    state = {"staged": None, "nginx_changed": False, "restarted": [], "nginx": False,
+             "verdict": None}  # fmt: skip
     problem = _validate(plan, changes, notes, state)
     if problem:
         return _failed(ret, notes, problem)
@@ -453,12 +476,18 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         ret["changed"], ret["backup"] = [], None
         return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
     _fault("journal")
+    state.update(journal=journal, backup_dir=backup_dir)
     problem = _go_live(plan, changes, notes, state)
     ret["verdict"] = state["verdict"]
     if problem:
-        restored = _roll_back(plan, backup_dir, set_id, state)
-        _drop_journal(backup_dir)
         ret["changed"] = []
+        try:
+            restored = _roll_back(plan, backup_dir, set_id, state)
+        except Exception as exc:  # pylint: disable=broad-except
+            # The journal stays: the next run (or odoo_websocket.recover) retries.
+            return _failed(ret, notes, f"The change failed: {problem}\nROLLBACK FAILED: {exc}; "
+                           "the journal is kept, run odoo_websocket.recover")  # fmt: skip
+        _drop_journal(backup_dir)
         return _failed(ret, notes, f"The change failed: {problem}\n{restored}")
     if state["verdict"]:
         notes.append(_summary(state["verdict"]))
@@ -498,9 +527,14 @@ def apply(settings, parts, saltenv="base", test=False):
         salt '*' state.apply odoo_websocket
     """
     backup = settings["backup"]
-    with _locked(backup["dir"], backup["lock_timeout"]):
-        note = _pending_note(backup["dir"]) if test else _recover_locked(backup["dir"])
+    with _locked(backup["dir"], backup["lock_timeout"], dry=test):
+        note, restarted = _pending_note(backup["dir"]), []
+        if not test:
+            note, restarted = _recover_locked(backup["dir"])
         plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
+        for restart in plan["restarts"]:
+            if restart["concern"] in restarted:  # the dead run restarted it
+                note += " " + _restart(restart)
         label = "odoo_websocket: " + ", ".join(sorted(parts))
         ret = _transaction(plan, backup, test=test, label=label)
     if note:
@@ -523,7 +557,13 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60):
     if not os.path.exists(_journal(backup_dir)):
         return ""
     with _locked(backup_dir, lock_timeout):
-        return _recover_locked(backup_dir)
+        note, restarted = _recover_locked(backup_dir)
+    if restarted:
+        note += (
+            f" The interrupted run had restarted {', '.join(restarted)}: restart it again "
+            "(a state.apply does) so that it reads the restored files."
+        )
+    return note
 
 
 def pending(backup_dir=DEFAULT_BACKUP_DIR):
@@ -539,19 +579,13 @@ def pending(backup_dir=DEFAULT_BACKUP_DIR):
     return _pending_note(backup_dir)
 
 
-def restore(
-    backup_id,
-    backup_dir=DEFAULT_BACKUP_DIR,
-    conf_file=None,
-    binary="/usr/sbin/nginx",
-    keep=10,
-    lock_timeout=60,
-    start=True,
-):
+def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",
+            keep=10, lock_timeout=60, start=True, restarts=None):  # fmt: skip
     """
     Put a backup set back through the same transaction (checksums checked,
-    nginx validated staged and live when CONF_FILE is given, reloaded), with a
-    backup set of what it replaces, so a restore can itself be undone.
+    nginx validated staged and live when CONF_FILE is given, reloaded, the
+    RESTARTS run for the files they name: ``[{"path", "what", "cmd", "cwd"}]``),
+    with a backup set of what it replaces, so a restore can itself be undone.
 
     CLI Example:
 
@@ -560,15 +594,17 @@ def restore(
         salt '*' odoo_websocket_changes.restore 20261126T140000123456-1234-abcdef \\
             conf_file=/etc/nginx/nginx.conf
     """
+    restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     with _locked(backup_dir, lock_timeout):
-        note = _recover_locked(backup_dir)
+        note, _ = _recover_locked(backup_dir)
         changes = __salt__["odoo_websocket_backups.changes"](backup_id, backup_dir)
-        secret_keys = __salt__["odoo_websocket_backups.manifest"](backup_id, backup_dir)[
-            "secret_keys"
-        ]
+        for change in changes:  # a file a restart follows is that restart's concern
+            if any(r["path"] == change["path"] for r in restarts):
+                change["concern"] = change["path"]
+        manifest = __salt__["odoo_websocket_backups.manifest"](backup_id, backup_dir)
         nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-        plan = {"changes": changes, "nginx": nginx, "secret_keys": secret_keys}
-        backup = {"dir": backup_dir, "keep": keep}
-        ret = _transaction(plan, backup, label=f"restore of {backup_id}")
+        plan = {"changes": changes, "nginx": nginx, "restarts": restarts,
+                "secret_keys": manifest["secret_keys"]}  # fmt: skip
+        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret

@@ -9,6 +9,7 @@ Read only: the change engine (``odoo_websocket_changes.apply``) runs the plan.
 import os
 import re
 
+import salt.utils.data
 import salt.utils.stringutils
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -16,14 +17,33 @@ __virtualname__ = "odoo_websocket_plan"
 
 # First line of every file the formula renders: how it knows its own files.
 MARK = "Managed by Salt (odoo_websocket formula)"
-# Compose environment entries whose values are secrets (KEY: value, - KEY=value).
+# Compose entries whose values are secrets (KEY: value, - KEY=value), and
+# passwords in URLs (scheme://user:password@host).
 _COMPOSE_SECRET = re.compile(
-    r"""(?im)^(\s*-?\s*["']?[\w.]*(?:passw|secret|token|key)[\w.]*["']?\s*[:=]\s*).+$"""
+    r"""(?im)^(\s*-?\s*["']?[\w.]*(?:passw|_pass\b|secret|token|key)[\w.]*["']?\s*[:=]\s*).+$"""
 )
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
 
 def __virtual__():
     return __virtualname__
+
+
+def masked(text, secret_keys=()):
+    """
+    TEXT with every secret value replaced by ``********``: odoo.conf keys
+    (listed, or naming a password, secret, token or key), compose environment
+    entries of the same kind, and passwords in URLs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.masked "$(cat /opt/odoo/docker-compose.yml)"
+    """
+    text = __salt__["odoo_conf.mask"](text, secret_keys)
+    text = _COMPOSE_SECRET.sub(r"\1********", text)
+    return _URL_PASSWORD.sub(r"\1********@", text)
 
 
 def diff(old, new, path):
@@ -117,7 +137,8 @@ def _add(plan, concern, path, data, shown):
 
 def _compose(settings, part, plan, saltenv):
     compose = settings["compose"]
-    path, service = compose["file"], compose["service"]
+    # A linked compose file: the link stays, its target is edited.
+    path, service = os.path.realpath(compose["file"]), compose["service"]
     current = _read(path)
     if current is None:
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
@@ -145,25 +166,31 @@ def _compose(settings, part, plan, saltenv):
             f"{path}: {checked['by']} refuses the edited file: {checked['message']}"
         )
         return
-    shown = diff(
-        _COMPOSE_SECRET.sub(r"\1********", current),
-        _COMPOSE_SECRET.sub(r"\1********", wanted),
-        path,
-    )
+    shown = diff(masked(current), masked(wanted), path)
     _add(plan, "compose", path, wanted, {"diff": shown})
 
 
 def _masked_options(old, new, secret_keys):
-    secrets = {key.lower() for key in secret_keys}
     changed = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             before, after = old.get(key), new.get(key)
-            if key in secrets:
+            if __salt__["odoo_conf.is_secret"](key, secret_keys):
                 before = None if before is None else "********"
                 after = None if after is None else "********"
             changed[key] = {"old": before, "new": after}
     return changed
+
+
+def _extra_options(keys):
+    """odoo:config:extra_options from the pillar: the settings carry only their
+    names (values may be secrets), validated when map.jinja rendered."""
+    # __pillar__ itself: pillar.get outside a template returns masked values
+    # ("**********") since Salt 3008, and those must never reach odoo.conf.
+    values = salt.utils.data.traverse_dict_and_list(
+        __pillar__, "odoo_websocket:odoo:config:extra_options", {}
+    )
+    return [[key, str(values[key])] for key in keys]  # str(True) == "True", as Odoo writes it
 
 
 def _odoo_conf(settings, part, plan, saltenv):
@@ -177,12 +204,13 @@ def _odoo_conf(settings, part, plan, saltenv):
             f"{config['file']} does not exist: install Odoo (or point odoo:config:file at it) first"
         )
         return
+    options = config["options"] + _extra_options(config["extra_options"])
     try:
-        wanted = __salt__["odoo_conf.set_options"](current, config["options"], config["renames"])
+        wanted = __salt__["odoo_conf.set_options"](current, options, config["renames"])
     except CommandExecutionError as exc:
         plan["errors"].append(f"{path} is not a valid odoo.conf, left unchanged: {exc}")
         return
-    if any(key == "websocket_url" for key, _ in config["options"]):
+    if "websocket_url" in config["extra_options"]:
         plan["notes"].append(
             "websocket_url written as asked, but no Odoo version reads it: the browser opens "
             "the websocket on the origin of the page it loaded."
@@ -200,11 +228,10 @@ def _odoo_conf(settings, part, plan, saltenv):
         return
     if path != config["file"]:
         plan["notes"].append(f"{config['file']} is a link: its target {path} is edited.")
-    mask, options = __salt__["odoo_conf.mask"], __salt__["odoo_conf.get_options"]
-    keys = config["secret_keys"]
+    read, keys = __salt__["odoo_conf.get_options"], config["secret_keys"]
     shown = {
-        "options": _masked_options(options(current), options(wanted), keys),
-        "diff": diff(mask(current, keys), mask(wanted, keys), path),
+        "options": _masked_options(read(current), read(wanted), keys),
+        "diff": diff(masked(current, keys), masked(wanted, keys), path),
     }
     _add(plan, "odoo_conf", path, wanted, shown)
 
@@ -228,15 +255,12 @@ def _where(blocks):
     return ", ".join(f"{block['file']}:{block['line']}" for block in blocks)
 
 
-def _site_target(nginx, names, ports, plan):
+def _site_target(nginx, names, ports, payload, plan):
     """Where the formula's site goes: its own site_file, or the file of a site
     that already answers for its names (adopted). None when it must stop."""
-    nginx_mod = "odoo_websocket_nginx."
-    payload = __salt__[nginx_mod + "tree"](nginx["conf_file"])
     own = os.path.realpath(nginx["site_file"])
-    found = [
-        b for b in __salt__[nginx_mod + "answering"](payload, names, ports) if b["real"] != own
-    ]
+    answering = __salt__["odoo_websocket_nginx.answering"](payload, names, ports)
+    found = [block for block in answering if block["real"] != own]
     if not found:
         return nginx["site_file"]
     mode, listed = nginx["existing_site"], ", ".join(names)
@@ -247,9 +271,11 @@ def _site_target(nginx, names, ports, plan):
         )
         return nginx["site_file"]
     files = sorted({block["real"] for block in found})
-    stop = "Set nginx:existing_site to adopt (the formula replaces that file, backed up) or "
     if mode == "fail":
-        plan["errors"].append(f"{_where(found)} already answer(s) for {listed}. {stop}keep.")
+        plan["errors"].append(
+            f"{_where(found)} already answer(s) for {listed}. Set nginx:existing_site to adopt "
+            "(the formula replaces that file, backed up) or keep."
+        )
         return None
     if len(files) > 1 or files[0] == os.path.realpath(nginx["conf_file"]):
         plan["errors"].append(
@@ -258,19 +284,9 @@ def _site_target(nginx, names, ports, plan):
             "one, or set nginx:existing_site to keep or fail."
         )
         return None
-    wanted = {name.lower() for name in names}
-    others = [
-        b
-        for b in __salt__[nginx_mod + "server_blocks"](payload)
-        if b["real"] == files[0] and not set(b["names"]) <= wanted
-    ]
-    if others:
-        served = ", ".join(sorted({n for b in others for n in b["names"]} - wanted))
-        plan["errors"].append(
-            f"{files[0]} answers for {listed} but also serves {served or 'other names'} "
-            f"({_where(others)}): the formula replaces whole files. Move those server blocks "
-            "to a file of their own, or set nginx:existing_site to keep or fail."
-        )
+    problem = _foreign_servers(files[0], names, ports, payload)
+    if problem:
+        plan["errors"].append(problem)
         return None
     if not _ours(files[0]):
         plan["notes"].append(
@@ -278,6 +294,47 @@ def _site_target(nginx, names, ports, plan):
             f"{_where(found)}): replaced by the formula's site; the old one is backed up."
         )
     return files[0]
+
+
+def _foreign_servers(path, names, ports, payload):
+    """The formula replaces whole files: a server block in PATH for other
+    names, or on ports the formula does not serve (an https block while
+    nginx:tls is off), would be lost. Returns why, or None."""
+    wanted = {name.lower() for name in names}
+    others = [
+        b
+        for b in __salt__["odoo_websocket_nginx.server_blocks"](payload)
+        if b["real"] == path and not (set(b["names"]) <= wanted and b["ports"] <= set(ports))
+    ]
+    if not others:
+        return None
+    served = sorted({n for b in others for n in b["names"]} - wanted) or sorted(
+        {n for b in others for n in b["names"]}
+    )
+    on = sorted({p for b in others for p in b["ports"]} - set(ports))
+    return (
+        f"{path} answers for {', '.join(names)} but also serves {', '.join(served)}"
+        + (f" on port {', '.join(map(str, on))}" if on else "")
+        + f" ({_where(others)}): the formula replaces whole files. Move those server blocks "
+        "to a file of their own (or enable nginx:tls for an https block), or set "
+        "nginx:existing_site to keep or fail."
+    )
+
+
+def _stale_sites(payload, target, plan):
+    """Sites the formula wrote earlier that no longer answer for its names
+    (server_name changed): removed, with the link that loads them, so their
+    upstreams do not clash with the new site's."""
+    loaded = {}
+    for block in __salt__["odoo_websocket_nginx.server_blocks"](payload):
+        loaded.setdefault(block["real"], set()).add(block["file"])
+    for real, paths in sorted(loaded.items()):
+        if real == os.path.realpath(target) or not _ours(real):
+            continue
+        for path in sorted(paths | {real}):
+            if path == real or os.path.islink(path):
+                plan["changes"].append({"concern": "nginx", "path": path, "kind": "absent"})
+                plan["diffs"][path] = {"concern": "nginx", "removed": "an earlier formula site"}
 
 
 def _nginx(settings, part, plan, saltenv):
@@ -290,18 +347,14 @@ def _nginx(settings, part, plan, saltenv):
     except CommandExecutionError as exc:
         plan["errors"].append(f"Could not render the nginx templates: {exc}")
         return
-    target = _site_target(nginx, names, ports, plan)
+    payload = __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
+    target = _site_target(nginx, names, ports, payload, plan)
     if target is None:
         return
     _add_nginx_file(plan, target, site)
-    if target == nginx["site_file"]:
-        if nginx["site_link"]:
-            _add_link(plan, nginx["site_link"], nginx["site_file"])
-    else:  # adopted: the pillar's own site files must not serve the names twice
-        for own in (nginx["site_link"], nginx["site_file"]):
-            if own and os.path.lexists(own) and _ours(own):
-                plan["changes"].append({"concern": "nginx", "path": own, "kind": "absent"})
-                plan["diffs"][own] = {"concern": "nginx", "removed": "replaced by the adopted site"}
+    if target == nginx["site_file"] and nginx["site_link"]:
+        _add_link(plan, nginx["site_link"], nginx["site_file"])
+    _stale_sites(payload, target, plan)
     _add_nginx_file(plan, nginx["map_file"], map_text)
     keys = ("conf_file", "binary", "reload", "restart", "start", "map_file", "existing_site")
     plan["nginx"] = dict(

@@ -301,19 +301,14 @@ def validate(data):
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket.validate "$(salt-call --out=json pillar.get odoo_websocket)"
+        salt '*' odoo_websocket_settings.validate "$(salt-call --out=json \\
+            pillar.get odoo_websocket)"
     """
     errors = []
     _check(SCHEMA, data, "odoo_websocket", errors)
     if not errors:
         _cross_checks(data, errors)
     return errors
-
-
-def _option_value(value):
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    return str(value)
 
 
 def settings(data):
@@ -327,7 +322,7 @@ def settings(data):
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket.settings "{...}"
+        salt '*' odoo_websocket_settings.settings "{...}"
     """
     errors = validate(data)
     if errors:
@@ -359,11 +354,14 @@ def settings(data):
         # In a container Odoo must listen on all of its interfaces; the compose
         # port binding keeps it off the host's public ones instead.
         options.append(["http_interface", odoo["http_interface"]])
-    for key, value in config["extra_options"].items():
-        options.append([key, _option_value(value)])
     config["options"] = options
+    # Only the names travel in the settings (state arguments, show_sls,
+    # _mapdata): values may be secrets, the planner reads them from the pillar.
+    config["secret_keys"] = sorted(
+        set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"]) | set(config["extra_options"])
+    )
+    config["extra_options"] = sorted(config["extra_options"])
     config["renames"] = {"longpolling_port": "gevent_port"} if major >= 16 else {}
-    config["secret_keys"] = sorted(set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"]))
     compose_cmd = f"docker compose -f {shlex.quote(compose['file'])}"
     if not config["restart_cmd"]:
         config["restart_cmd"] = (

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+import crossplane
 import pytest
 import yaml
 
@@ -102,6 +103,20 @@ def states(result):
 
 def changed(result):
     return {sid for sid, value in states(result).items() if value["changes"]}
+
+
+def parse_site(path):
+    """The site file as crossplane sees it: {upstreams, servers}."""
+    payload = crossplane.parse(path, single=True, check_ctx=False, comments=False)
+    assert payload["status"] == "ok", payload["errors"]
+    parsed = payload["config"][0]["parsed"]
+    upstreams = {
+        d["args"][0]: [s["args"][0] for s in d["block"] if s["directive"] == "server"]
+        for d in parsed
+        if d["directive"] == "upstream"
+    }
+    servers = [d["block"] for d in parsed if d["directive"] == "server"]
+    return upstreams, servers
 
 
 def load_yaml(path):

@@ -51,7 +51,7 @@ def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60,
     plan = {"changes": changes, "nginx": nginx, "secret_keys": list(secret_keys),
             "restarts": list(restarts), "verify": verify}  # fmt: skip
     with engine._locked(backup_dir, lock_timeout):
-        note = engine._recover_locked(backup_dir)
+        note, _ = engine._recover_locked(backup_dir)
         ret = engine._transaction(plan, {"dir": backup_dir, "keep": keep}, test=test, label=label)
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret

@@ -1,14 +1,13 @@
 """Expected output of the `odoo_websocket._mapdata` state: the settings
 map.jinja renders (defaults.yaml < osfamilymap.yaml < pillar, then
-odoo_websocket_settings.settings), with the odoo.conf extra_options values
-masked as _mapdata/init.sls masks them.
+odoo_websocket_settings.settings), which carry the names of odoo.conf's
+extra_options but never their values.
 
 `.venv/bin/python test/mapdata.py` rewrites test/fixtures/mapdata/<family>.yaml
 for the defaults and an empty pillar; test/unit/test_mapdata.py fails until the
 committed fixtures match what the formula renders.
 """
 
-import copy
 import os
 import sys
 
@@ -24,7 +23,6 @@ sys.path.insert(0, os.path.join(REPO, "_modules"))
 import odoo_websocket_settings  # noqa: E402
 
 FAMILIES = ("Debian", "RedHat")
-MASK = "********"
 HEADER = (
     "# yamllint disable rule:indentation rule:line-length\n"
     "# {family}: defaults, empty pillar (written by test/mapdata.py)\n"
@@ -42,29 +40,16 @@ def _merge(base, update):
     return salt.utils.dictupdate.merge(base, update or {}, strategy="recurse")
 
 
-def masked(settings):
-    """A copy of SETTINGS with every odoo:config:extra_options value, and its
-    entry in the derived odoo.conf option list, replaced by MASK."""
-    shown = copy.deepcopy(settings)
-    config = shown["odoo"]["config"]
-    config["extra_options"] = {key: MASK for key in config["extra_options"]}
-    config["options"] = [
-        [key, MASK] if key in config["extra_options"] else [key, value]
-        for key, value in config.get("options", [])
-    ]
-    return shown
-
-
 def rendered_settings(os_family, pillar=None):
     """The settings map.jinja exports on a minion of OS_FAMILY with PILLAR
-    (the content of pillar:odoo_websocket), unmasked."""
+    (the content of pillar:odoo_websocket)."""
     merged = _merge(_load("defaults.yaml")["odoo_websocket"], _load("osfamilymap.yaml")[os_family])
     return odoo_websocket_settings.settings(_merge(merged, pillar))
 
 
 def expected_mapdata(os_family, pillar=None):
-    """The YAML text of the masked settings for OS_FAMILY and PILLAR."""
-    data = masked(rendered_settings(os_family, pillar))
+    """The YAML text of the settings for OS_FAMILY and PILLAR."""
+    data = rendered_settings(os_family, pillar)
     body = yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
     return HEADER.format(family=os_family) + body
 

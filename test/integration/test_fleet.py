@@ -7,10 +7,12 @@ import os
 import sys
 import time
 
+from conftest import parse_site
 from rig.field import broken_docker_host
 from rig.probe import check_from
 from sandbox import REPO
 
+TX_ID = "odoo_websocket-host-transaction-applied"
 SALT_MINION = os.path.join(os.path.dirname(sys.executable), "salt-minion")
 
 
@@ -40,6 +42,8 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
         rig.odoo_host(name="fleet-b", prepare=broken_docker_host),
     ]
     outside = rig.outside_host()
+    for host in hosts:  # both broken before: a fleet run that did nothing fails below
+        assert check_from(outside, host)["through_nginx"]["status"] == 500
     # Per-host pillar: fleet-b runs Odoo threaded, so its route differs.
     pillars = {
         "fleet-a": hosts[0].sandbox.pillar(),
@@ -81,8 +85,12 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
             result = cli.run("state.highstate", minion_tgt="fleet-*")
             assert result.returncode == 0, result.stdout
             assert set(result.data) == {"fleet-a", "fleet-b"}
+            site = "/etc/nginx/sites-available/odoo"  # each host's own site, adopted
             for name, states in result.data.items():
                 assert all(s["result"] for s in states.values()), (name, states)
+                tx = next(s for s in states.values() if s["__id__"] == TX_ID)
+                assert site in tx["changes"], (name, tx["comment"])
+                assert "websocket verified" in tx["comment"], (name, tx["comment"])
         finally:
             # nsenter does not pass signals on: end the daemons inside. SIGKILL,
             # since a salt-minion may take longer than any timeout to shut down
@@ -96,8 +104,15 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
         assert after["through_nginx"]["status"] == 101 and after["through_nginx"]["subscribed"]
         assert after["direct"] == {"8069": False, "8072": False}
     routes = {
-        host.name: open(host.sandbox.root + "/etc/nginx/sites-available/odoo").read()
+        host.name: {
+            d["args"][0]: d["block"]
+            for d in parse_site(host.sandbox.root + "/etc/nginx/sites-available/odoo")[1][0]
+            if d["directive"] == "location"
+        }
         for host in hosts
     }
-    assert "proxy_pass http://odoochat;" in routes["fleet-a"]
-    assert "upstream odoochat" not in routes["fleet-b"]
+    proxied = {name: r["/websocket"][0]["args"] for name, r in routes.items()}
+    assert proxied == {
+        "fleet-a": ["http://odoo_websocket_evented"],  # prefork: the evented port
+        "fleet-b": ["http://odoo_websocket_http"],  # threaded: the HTTP port
+    }

@@ -9,11 +9,10 @@ import socket
 import subprocess
 import time
 
-import crossplane
 import odoo_conf
 import pytest
 from bad_pillars import BAD
-from conftest import changed, load_yaml, states
+from conftest import changed, load_yaml, parse_site, states
 from loader import spawn_engine
 from rig.field import ODOO_SAMPLE
 from sandbox import Sandbox
@@ -37,20 +36,6 @@ FULL_HEADERS = {
 
 def nginx_ok(host, sandbox):
     return host.run(f"nginx -t -c {sandbox.conf_file}")
-
-
-def parse_site(path):
-    """The site file as crossplane sees it: {upstreams, servers}."""
-    payload = crossplane.parse(path, single=True, check_ctx=False, comments=False)
-    assert payload["status"] == "ok", payload["errors"]
-    parsed = payload["config"][0]["parsed"]
-    upstreams = {
-        d["args"][0]: [s["args"][0] for s in d["block"] if s["directive"] == "server"]
-        for d in parsed
-        if d["directive"] == "upstream"
-    }
-    servers = [d["block"] for d in parsed if d["directive"] == "server"]
-    return upstreams, servers
 
 
 def directives(block, name):
@@ -282,24 +267,43 @@ def test_odoo_conf_keeps_comments_percent_order_owner_and_mode(formula, sandbox,
 
 def test_secrets_never_appear_in_output_or_logs(formula, sandbox, salt_minion):
     new_secret = "N3w%Secret-Value"
+    # Secrets the pillar never names: a module's smtp_password in odoo.conf, and
+    # compose environment values, sitting next to the lines the formula edits.
+    with open(sandbox.odoo_conf, "a") as handle:
+        handle.write("smtp_password = Smtp%Ctx\n")
+    compose = open(sandbox.compose_file).read()
+    compose = compose.replace("POSTGRES_PASSWORD=odoo", "POSTGRES_PASSWORD=Pg%Secret")
+    compose = compose.replace(
+        "    volumes:", "    environment:\n      HOST_KEY: Key%Secret\n    volumes:"
+    )
+    sandbox.write(sandbox.compose_file, compose)
     pillar = sandbox.pillar(
-        odoo={"config": {"extra_options": {"admin_passwd": new_secret, "smtp_password": "Smtp%Pw"},
-                         "secret_keys": ["smtp_password"]}}
+        odoo={"config": {"extra_options": {"admin_passwd": new_secret, "smtp_password": "Smtp%Pw",
+                                           "mail_token": "Tok%Pw"}}}
     )  # fmt: skip
+    secrets = (new_secret, "Smtp%Pw", "Tok%Pw", "Sup3r%Secret%%admin", "p%ss;word",
+               "Smtp%Ctx", "Pg%Secret", "Key%Secret")  # fmt: skip
+    shown = formula.cli.run("state.show_sls", "odoo_websocket", minion_tgt=formula.minion.id)
+    assert shown.returncode == 0 and TX_ID in shown.data
+    assert not [s for s in secrets if s in shown.stdout + str(shown.data)]
     for test in (True, False):
         result = formula.apply(pillar, test=test)
         assert result.returncode == 0, result.stdout
         output = result.stdout + result.stderr + str(result.data)
-        for secret in (new_secret, "Smtp%Pw", "Sup3r%Secret%%admin", "p%ss;word"):
-            assert secret not in output
+        assert not [s for s in secrets if s in output]
         # The change is reported, masked: planned in test mode, applied otherwise.
-        reported = states(result)[ODOO_ID if test else TX_ID]["changes"][sandbox.odoo_conf]
-        reported = reported["options"]
+        found = states(result)[ODOO_ID if test else TX_ID]["changes"]
+        reported = found[sandbox.odoo_conf]["options"]
         assert reported["admin_passwd"] == {"old": "********", "new": "********"}
-        assert reported["smtp_password"] == {"old": None, "new": "********"}
+        assert reported["smtp_password"] == {"old": "********", "new": "********"}
+        assert reported["mail_token"] == {"old": None, "new": "********"}
+        composed = states(result)[COMPOSE_ID if test else TX_ID]["changes"]
+        assert "HOST_KEY: ********" in composed[sandbox.compose_file]["diff"]
+    text = open(sandbox.odoo_conf).read()  # the real values did reach the file
+    assert f"admin_passwd = {new_secret}" in text and "mail_token = Tok%Pw" in text
     with open(salt_minion.config["log_file"], encoding="utf-8", errors="replace") as handle:
         log = handle.read()
-    assert new_secret not in log and "Sup3r%Secret%%admin" not in log
+    assert not [s for s in secrets if s in log]
 
 
 def test_compose_ports_bound_to_loopback_only(formula, sandbox):
@@ -697,3 +701,42 @@ def test_site_template_overridden_from_file_roots(formula, sandbox, tofs_root):
     text = open(sandbox.site_file).read()
     assert "# operator's own template" in text
     assert "server_name odoo.example.com;" in text
+
+
+def test_adopting_a_site_with_an_https_block_needs_tls(formula, sandbox, tmp_path):
+    """The sample's usual shape: port 80 redirects, 443 serves. With nginx:tls
+    off the formula would drop the https server: it refuses, naming it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=odoo.example.com", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    https = (
+        "server {\n  listen 8443 ssl;\n  server_name odoo.example.com;\n"
+        f"  ssl_certificate {cert};\n  ssl_certificate_key {key};\n"
+        "  location / { return 204; }\n}\n"
+    )
+    path = existing_site(sandbox, ODOO_SAMPLE + https)
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar())
+    planned = states(result)[NGINX_ID]
+    assert planned["result"] is False
+    assert (
+        f"{path} answers for odoo.example.com but also serves odoo.example.com on port 8443"
+        in (planned["comment"])
+    )
+    assert sandbox.fingerprint() == before
+
+
+def test_server_name_change_removes_the_formulas_earlier_site(formula, sandbox, host):
+    path = existing_site(sandbox, ODOO_SAMPLE)
+    assert formula.apply(sandbox.pillar()).returncode == 0  # adopted
+    result = formula.apply(sandbox.pillar(nginx={"server_name": ["erp.example.com"]}))
+    assert result.returncode == 0, result.stdout
+    tx = states(result)[TX_ID]
+    assert tx["changes"][path] == {"concern": "nginx", "removed": "an earlier formula site"}
+    assert not os.path.exists(path)
+    _, servers = parse_site(sandbox.site_file)
+    assert directives(servers[0], "server_name") == [["erp.example.com"]]
+    assert nginx_ok(host, sandbox).rc == 0

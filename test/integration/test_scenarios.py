@@ -125,7 +125,15 @@ def test_origin_not_forwarded_gives_odoo_400(rig):
     before = check_from(outside, host)["through_nginx"]
     assert before["status"] == 400
     assert "Empty or missing header(s): origin" in before["body"]
+    # The operator's own check, and the dry run, tell the same from the host.
+    code, verdict = host.salt_call("odoo_websocket.verify")
+    assert code == 0 and verdict["ok"] is False, verdict
+    assert "HTTP 400 BAD REQUEST: Empty or missing header(s): origin" in verdict["summary"]
+    code, dry = host.apply_formula(host.sandbox.pillar(), test=True)
+    assert "Now: websocket check FAILED: HTTP 400" in tx_comment(dry)
     apply_ok(host, host.sandbox.pillar())
+    code, verdict = host.salt_call("odoo_websocket.verify")
+    assert verdict["ok"] is True and verdict["summary"].startswith("websocket verified"), verdict
     # The map lived in the replaced site: the formula's drop-in takes over.
     assert os.path.exists(host.sandbox.map_file)
     assert "$connection_upgrade" not in open(host.sandbox.root + SITE).read().split("server {")[0]
