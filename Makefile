@@ -5,7 +5,7 @@ setup:
 	bin/setup
 
 demo: setup
-	.venv/bin/python bin/demo
+	bin/demo
 
 test: setup
 	bin/test

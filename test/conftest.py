@@ -4,18 +4,12 @@ master and minion (pytest-salt-factories) serving this repository."""
 import json
 import logging
 import os
-import sys
 
 import crossplane
 import pytest
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "_modules"))
-sys.path.insert(0, HERE)
-
-from sandbox import Sandbox  # noqa: E402
+from rig.sandbox import REPO, Sandbox
 
 
 @pytest.fixture

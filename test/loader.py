@@ -59,7 +59,6 @@ def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60,
 
 _RUN = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from loader import engine_apply
 changes, nginx, backup_dir = json.load(sys.stdin)
 print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
@@ -69,12 +68,11 @@ print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
 def spawn_engine(changes, nginx, backup_dir, fault=None):
     """engine_apply in a process of its own (FAULT: the step where it gets
     SIGKILL). Returns (Popen, the payload to write to its stdin)."""
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "test"))
     if fault:
         env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
-    test_dir = os.path.join(REPO, "test")
     proc = subprocess.Popen(
-        [sys.executable, "-c", _RUN, test_dir],
+        [sys.executable, "-c", _RUN],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     return proc, json.dumps([changes, nginx, backup_dir])

@@ -5,9 +5,9 @@ import json
 import os
 
 from rig.field import broken_docker_host
-from sandbox import REPO
+from rig.sandbox import REPO
 
-BROWSER = os.path.join(REPO, "test", "rig", "browser.py")
+BROWSER = os.path.join(REPO, "rig", "browser.py")
 ARTIFACTS = os.path.join(REPO, "artifacts")
 
 

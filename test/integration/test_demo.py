@@ -3,9 +3,8 @@ from another host, leaving nothing behind."""
 
 import os
 import subprocess
-import sys
 
-from sandbox import REPO
+from rig.sandbox import REPO
 
 
 def namespaces():
@@ -15,7 +14,7 @@ def namespaces():
 def test_demo_shows_the_failure_then_the_fix_and_cleans_up():
     before = namespaces()
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "bin", "demo")],
+        [os.path.join(REPO, "bin", "demo")],
         capture_output=True,
         text=True,
         timeout=300,

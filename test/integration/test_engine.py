@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from loader import engine_apply, load, spawn_engine
 from salt.exceptions import CommandExecutionError
-from sandbox import Sandbox
+
+from rig.sandbox import Sandbox
 
 MODULES = load()
 engine = MODULES["odoo_websocket_changes"]

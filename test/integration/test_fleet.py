@@ -8,9 +8,10 @@ import sys
 import time
 
 from conftest import parse_site
+
 from rig.field import broken_docker_host
 from rig.probe import check_from
-from sandbox import REPO
+from rig.sandbox import REPO
 
 TX_ID = "odoo_websocket-host-transaction-applied"
 SALT_MINION = os.path.join(os.path.dirname(sys.executable), "salt-minion")

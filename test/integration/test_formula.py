@@ -14,8 +14,9 @@ import pytest
 from bad_pillars import BAD
 from conftest import changed, load_yaml, parse_site, states
 from loader import spawn_engine
+
 from rig.field import ODOO_SAMPLE
-from sandbox import Sandbox
+from rig.sandbox import Sandbox
 
 NGINX_ID = "odoo_websocket-nginx-site-planned"
 ODOO_ID = "odoo_websocket-odoo-config-planned"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from rig.hosts import Rig
+from rig.sandbox import REPO
 
 
 def links():
@@ -36,14 +37,12 @@ def test_hosts_are_isolated_and_teardown_leaves_nothing(tmp_path):
 
 def test_cli_up_and_down(tmp_path):
     state = tmp_path / "rig.json"
-    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "hosts.py")
-    up = subprocess.run([sys.executable, script, "up", str(state)], capture_output=True, text=True)
+    cli = [sys.executable, "-m", "rig.hosts"]  # as an operator runs it from the repository
+    up = subprocess.run([*cli, "up", str(state)], capture_output=True, text=True, cwd=REPO)
     assert up.returncode == 0, up.stderr
     data = json.loads(state.read_text())
     assert [h["name"] for h in data["hosts"]] == ["odoo", "outside"]
-    down = subprocess.run(
-        [sys.executable, script, "down", str(state)], capture_output=True, text=True
-    )
+    down = subprocess.run([*cli, "down", str(state)], capture_output=True, text=True, cwd=REPO)
     assert down.returncode == 0, down.stderr
     assert data["tag"] not in links()
     assert not state.exists()

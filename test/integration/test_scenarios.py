@@ -12,10 +12,12 @@ import sys
 import time
 
 import pytest
+
 from rig.field import HARDCODED, LINK, ODOO_SAMPLE, SITE, odoo_conf, site
 from rig.probe import check_from, whoami_from
+from rig.sandbox import REPO
 
-PROBE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "probe.py")
+PROBE = os.path.join(REPO, "rig", "probe.py")
 TX_ID = "odoo_websocket-host-transaction-applied"
 
 

@@ -8,7 +8,8 @@ import odoo_websocket_settings as mod
 import pytest
 import yaml
 from bad_pillars import BAD
-from sandbox import REPO, load_pillar_example, merge
+
+from rig.sandbox import REPO, load_pillar_example, merge
 
 
 def defaults():

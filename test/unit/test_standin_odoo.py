@@ -10,10 +10,12 @@ import sys
 import time
 
 import pytest
+
 from rig import probe
+from rig.sandbox import REPO
 from rig.standin_odoo import BIND_ERROR, handshake_problem
 
-STANDIN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "standin_odoo.py")
+STANDIN = os.path.join(REPO, "rig", "standin_odoo.py")
 
 
 def free_port():

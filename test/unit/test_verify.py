@@ -1,5 +1,5 @@
 """odoo_websocket_verify against real servers on loopback: the stand-in Odoo
-(test/rig/standin_odoo.py) run as a subprocess, a websockets server for close
+(rig/standin_odoo.py) run as a subprocess, a websockets server for close
 codes, and a one-request recorder that shows exactly what was sent. No network
 mocks; only network.ip_addrs(6) of __salt__ is faked, to test address choice."""
 
@@ -16,7 +16,9 @@ import odoo_websocket_verify as verify
 import pytest
 from websockets.sync.server import serve
 
-STANDIN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rig", "standin_odoo.py")
+from rig.sandbox import REPO
+
+STANDIN = os.path.join(REPO, "rig", "standin_odoo.py")
 SITE = "odoo.example.com"
 WERKZEUG_400 = (
     "<!doctype html>\n<html lang=en>\n<title>400 Bad Request</title>\n"

@@ -33,14 +33,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TEST = os.path.dirname(HERE)
-sys.path.insert(0, TEST)
+REPO = os.path.dirname(HERE)
 
-from sandbox import Sandbox  # noqa: E402
+from rig.sandbox import Sandbox  # noqa: E402
 
 PYTHON = sys.executable
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
-REPO = os.path.dirname(TEST)
 # Folders a host gets its own copy of; the machine's stay untouched.
 PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log", "var/backups")
 
@@ -96,7 +94,7 @@ class Host:
         args = [
             "ip", "netns", "exec", self.netns,
             "unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-            PYTHON, os.path.join(HERE, "init.py"), "--root", self.root,
+            PYTHON, "-m", "rig.init", "--root", self.root,
             "--odoo-version", odoo_version,
         ]  # fmt: skip
         if docker:
@@ -107,7 +105,12 @@ class Host:
         # The init outlives the caller's pipes (the CLI returns while it runs).
         with open(os.path.join(self.root, "init.log"), "ab") as log:
             self.init = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=REPO,  # python -m rig.init
             )
         deadline = time.monotonic() + 10
         while not os.path.exists(ready):

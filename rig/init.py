@@ -13,10 +13,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from rig.hosts import PRIVATE_DIRS  # noqa: E402
 
-from hosts import PRIVATE_DIRS  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def mount_private(root):
