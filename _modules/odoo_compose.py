@@ -187,6 +187,87 @@ def _service(document, service):
     return definition
 
 
+def _covered_ports(target, wanted):
+    """The WANTED container ports that an entry's TARGET (port or range) publishes."""
+    span = _port_range(target)
+    return {port for port in wanted if span[0] <= port <= span[1]}
+
+
+def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
+    """Queue the edits that bind one long-syntax entry; return the ports it covers."""
+    target = entry.get("target")
+    if target is None:
+        raise ComposeError(f"service {service!r}: a long port entry has no target")
+    if not _covers(target, wanted):
+        return set()
+    key_line, key_col = entry.lc.key("target")
+    published = _published_for(target, entry.get("published"), wanted)
+    for key, value in (("host_ip", bind_address), ("published", published)):
+        if key in entry and entry[key] not in (None, ""):
+            if str(entry[key]) == value:
+                continue
+            line, col = entry.lc.value(key)
+            end = _token_end(lines[line].rstrip("\r\n"), col)
+            old = lines[line][col:end]
+            # A plain number stays a plain number.
+            new = value if old.isdigit() else _quoted_like(old, value)
+            edits.append((line, col, end, new))
+        elif key not in entry:
+            inserts.append((key_line + 1, [" " * key_col + f'{key}: "{value}"\n']))
+        else:
+            raise ComposeError(f"service {service!r}: empty {key} for port {target}")
+    return _covered_ports(target, wanted)
+
+
+def _bind_short(entries, index, wanted, bind_address, lines, edits):
+    """Queue the edit that rebinds one short-syntax entry; return the ports it covers."""
+    entry = entries[index]
+    rebound = _rebind_short(entry, wanted, bind_address)
+    if rebound is None:
+        return set()
+    if rebound != str(entry):
+        line, col = entries.lc.item(index)
+        end = _token_end(lines[line].rstrip("\r\n"), col)
+        edits.append((line, col, end, _quoted_like(lines[line][col:end], rebound)))
+    return _covered_ports(parse_short_port(entry)["target"], wanted)
+
+
+def _add_missing(definition, service, missing, wanted, bind_address, lines, inserts):
+    """Queue new entries for the MISSING ports, creating the 'ports' list if absent."""
+    entries = definition.get("ports")
+    bound = _format_ip(bind_address)
+    if entries:
+        # New entries go above the first one, with its indentation.
+        line, col = entries.lc.item(0)
+        prefix = lines[line][:col]
+        if not prefix.strip() == "-":
+            raise ComposeError(f"service {service!r}: add ports {missing} by hand")
+        inserts.append((line, [f'{prefix}"{bound}:{wanted[port]}:{port}"\n' for port in missing]))
+    elif "ports" in definition:
+        raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
+    else:
+        first = next(iter(definition))
+        line, col = definition.lc.key(first)
+        inserts.append(
+            (
+                line,
+                [" " * col + "ports:\n"]
+                + [" " * col + f'  - "{bound}:{wanted[port]}:{port}"\n' for port in missing],
+            )
+        )
+
+
+def _apply(lines, edits, inserts):
+    """Join LINES after the queued edits, inserting bottom-up so indexes stay valid."""
+    for line, start, end, replacement in edits:
+        lines[line] = lines[line][:start] + replacement + lines[line][end:]
+    for before, new in sorted(inserts, key=lambda item: item[0], reverse=True):
+        if before > 0 and not lines[before - 1].endswith("\n"):
+            lines[before - 1] += "\n"
+        lines[before:before] = new
+    return "".join(lines)
+
+
 def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     """
     Return compose file TEXT with SERVICE's PORTS published on BIND_ADDRESS
@@ -206,7 +287,6 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
         salt '*' odoo_compose.bind_ports "$(cat docker-compose.yml)" odoo '[8069, 8072]'
     """
     wanted = _wanted_ports(ports)
-    ports = list(wanted)
     definition = _service(_load(text), service)
     entries = definition.get("ports")
     if entries is not None and not isinstance(entries, list):
@@ -214,80 +294,23 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     lines = text.splitlines(keepends=True)
     edits = []  # (line, start, end, replacement)
     inserts = []  # (before line, [new lines])
-    bound = _format_ip(bind_address)
     covered = set()
 
     for index, entry in enumerate(entries or []):
         if isinstance(entry, dict):
-            target = entry.get("target")
-            if target is None:
-                raise ComposeError(f"service {service!r}: a long port entry has no target")
-            if not _covers(target, ports):
-                continue
-            span = _port_range(target)
-            covered.update(p for p in ports if span[0] <= p <= span[1])
-            key_line, key_col = entry.lc.key("target")
-            published = _published_for(target, entry.get("published"), wanted)
-            for key, value in (("host_ip", bind_address), ("published", published)):
-                if key in entry and entry[key] not in (None, ""):
-                    if str(entry[key]) == value:
-                        continue
-                    line, col = entry.lc.value(key)
-                    end = _token_end(lines[line].rstrip("\r\n"), col)
-                    old = lines[line][col:end]
-                    # A plain number stays a plain number.
-                    new = value if old.isdigit() else _quoted_like(old, value)
-                    edits.append((line, col, end, new))
-                elif key not in entry:
-                    inserts.append((key_line + 1, [" " * key_col + f'{key}: "{value}"\n']))
-                else:
-                    raise ComposeError(f"service {service!r}: empty {key} for port {target}")
+            covered |= _bind_long(entry, service, wanted, bind_address, lines, edits, inserts)
         elif isinstance(entry, (str, int)):
-            rebound = _rebind_short(entry, wanted, bind_address)
-            if rebound is None:
-                continue
-            span = _port_range(parse_short_port(entry)["target"])
-            covered.update(p for p in ports if span[0] <= p <= span[1])
-            if rebound != str(entry):
-                line, col = entries.lc.item(index)
-                end = _token_end(lines[line].rstrip("\r\n"), col)
-                edits.append((line, col, end, _quoted_like(lines[line][col:end], rebound)))
+            covered |= _bind_short(entries, index, wanted, bind_address, lines, edits)
         else:
             raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
 
-    missing = [port for port in ports if port not in covered]
+    missing = [port for port in wanted if port not in covered]
     if missing:
-        if entries:
-            # New entries go above the first one, with its indentation.
-            line, col = entries.lc.item(0)
-            prefix = lines[line][:col]
-            if not prefix.strip() == "-":
-                raise ComposeError(f"service {service!r}: add ports {missing} by hand")
-            inserts.append(
-                (line, [f'{prefix}"{bound}:{wanted[port]}:{port}"\n' for port in missing])
-            )
-        elif "ports" in definition:
-            raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
-        else:
-            first = next(iter(definition))
-            line, col = definition.lc.key(first)
-            inserts.append(
-                (
-                    line,
-                    [" " * col + "ports:\n"]
-                    + [" " * col + f'  - "{bound}:{wanted[port]}:{port}"\n' for port in missing],
-                )
-            )
+        _add_missing(definition, service, missing, wanted, bind_address, lines, inserts)
 
     if not edits and not inserts:
         return text
-    for line, start, end, replacement in edits:
-        lines[line] = lines[line][:start] + replacement + lines[line][end:]
-    for before, new in sorted(inserts, key=lambda item: item[0], reverse=True):
-        if before > 0 and not lines[before - 1].endswith("\n"):
-            lines[before - 1] += "\n"
-        lines[before:before] = new
-    result = "".join(lines)
+    result = _apply(lines, edits, inserts)
     _check_bound(result, service, wanted, bind_address)
     return result
 

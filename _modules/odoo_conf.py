@@ -39,6 +39,36 @@ def _ending(line):
     return ""
 
 
+def _section_name(match, number, seen_sections):
+    """The name of a [section] line; RawConfigParser rejects a section seen before."""
+    section = match.group("name")
+    if section in seen_sections:
+        raise OdooConfError(f"line {number}: section [{section}] appears twice")
+    seen_sections.add(section)
+    return section
+
+
+def _option_record(body, index, section, seen_options):
+    """The record of a 'key = value' line, rejected where RawConfigParser would."""
+    number = index + 1
+    if section is None:
+        raise OdooConfError(f"line {number}: text before the first [section]")
+    match = _OPTION.match(body)
+    if not match:
+        raise OdooConfError(f"line {number}: neither 'key = value', a [section] nor a comment")
+    key = match.group("key").strip().lower()
+    if (section, key) in seen_options:
+        raise OdooConfError(f"line {number}: option '{key}' appears twice in [{section}]")
+    seen_options.add((section, key))
+    return {
+        "kind": "option",
+        "section": section,
+        "key": key,
+        "value": match.group("value"),
+        "index": index,
+    }
+
+
 def parse(text):
     """
     Split odoo.conf TEXT into line records and check it the way Odoo's
@@ -79,32 +109,12 @@ def parse(text):
             continue
         match = _SECTION.match(body)
         if match:
-            section = match.group("name")
-            if section in seen_sections:
-                raise OdooConfError(f"line {number}: section [{section}] appears twice")
-            seen_sections.add(section)
+            section = _section_name(match, number, seen_sections)
             records.append({"kind": "section", "section": section})
             last_option = None
             continue
-        if section is None:
-            raise OdooConfError(f"line {number}: text before the first [section]")
-        match = _OPTION.match(body)
-        if not match:
-            raise OdooConfError(f"line {number}: neither 'key = value', a [section] nor a comment")
-        key = match.group("key").strip().lower()
-        if (section, key) in seen_options:
-            raise OdooConfError(f"line {number}: option '{key}' appears twice in [{section}]")
-        seen_options.add((section, key))
-        records.append(
-            {
-                "kind": "option",
-                "section": section,
-                "key": key,
-                "value": match.group("value"),
-                "index": index,
-            }
-        )
-        last_option = key
+        records.append(_option_record(body, index, section, seen_options))
+        last_option = records[-1]["key"]
     if "options" not in seen_sections:
         raise OdooConfError("no [options] section: Odoo reads its settings from there")
     return records
@@ -125,6 +135,52 @@ def get_options(text):
         for record in parse(text)
         if record["kind"] == "option" and record["section"] == "options"
     }
+
+
+def _continuation_indexes(records, key):
+    """Line indexes of KEY's continuation lines in [options]: they go with its value."""
+    return [
+        i
+        for i, r in enumerate(records)
+        if r["kind"] == "continuation" and r["section"] == "options" and r["key"] == key
+    ]
+
+
+def _option_line(line, old_key, key, value, newline):
+    """LINE with VALUE, keeping its spacing and key spelling unless KEY renames OLD_KEY."""
+    match = _OPTION.match(line.rstrip("\r\n"))
+    return (
+        f"{key if old_key != key else match.group('key')}"
+        f"{match.group('sep')}{value}{_ending(line) or newline}"
+    )
+
+
+def _last_options_line(records):
+    """Index of the last option (or continuation) line of [options]: new keys go after it."""
+    return max(
+        (
+            i
+            for i, r in enumerate(records)
+            if r["section"] == "options" and r["kind"] in ("option", "continuation", "section")
+        ),
+    )
+
+
+def _rebuild(lines, drop, replace, last, append, newline):
+    """Join LINES without DROP, with REPLACE applied and APPEND after line LAST."""
+    out = []
+    for index, line in enumerate(lines):
+        if index in drop:
+            continue
+        line = replace.get(index, line)
+        if index == last and append:
+            if not _ending(line):
+                line += newline
+            out.append(line)
+            out.extend(append)
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 def set_options(text, options, renames=None):
@@ -153,13 +209,6 @@ def set_options(text, options, renames=None):
     replace = {}  # line index -> new line
     append = []
 
-    def continuation_indexes(key):
-        return [
-            i
-            for i, r in enumerate(records)
-            if r["kind"] == "continuation" and r["section"] == "options" and r["key"] == key
-        ]
-
     wanted = {key.lower(): str(value) for key, value in options}
     for key, value in wanted.items():
         old_keys = [old for old, new in renames.items() if new == key and old in present]
@@ -167,44 +216,20 @@ def set_options(text, options, renames=None):
             record = present[key]
             for old in old_keys:
                 drop.add(present[old]["index"])
-                drop.update(continuation_indexes(old))
+                drop.update(_continuation_indexes(records, old))
         elif old_keys:
             record = present[old_keys[0]]
         else:
             append.append(f"{key} = {value}{newline}")
             continue
-        line = lines[record["index"]]
-        match = _OPTION.match(line.rstrip("\r\n"))
         unchanged = record["key"] == key and record["value"] == value
-        if unchanged and not continuation_indexes(record["key"]):
+        if unchanged and not _continuation_indexes(records, record["key"]):
             continue
-        replace[record["index"]] = (
-            f"{key if record['key'] != key else match.group('key')}"
-            f"{match.group('sep')}{value}{_ending(line) or newline}"
-        )
-        drop.update(continuation_indexes(record["key"]))
+        line = lines[record["index"]]
+        replace[record["index"]] = _option_line(line, record["key"], key, value, newline)
+        drop.update(_continuation_indexes(records, record["key"]))
 
-    # New keys go after the last option (or continuation) line of [options].
-    last = max(
-        (
-            i
-            for i, r in enumerate(records)
-            if r["section"] == "options" and r["kind"] in ("option", "continuation", "section")
-        ),
-    )
-    out = []
-    for index, line in enumerate(lines):
-        if index in drop:
-            continue
-        line = replace.get(index, line)
-        if index == last and append:
-            if not _ending(line):
-                line += newline
-            out.append(line)
-            out.extend(append)
-            continue
-        out.append(line)
-    return "".join(out)
+    return _rebuild(lines, drop, replace, _last_options_line(records), append, newline)
 
 
 def is_secret(key, secret_keys=()):

@@ -161,8 +161,9 @@ def _locked(backup_dir, timeout, dry=False):
         yield
         return
     try:
-        if not os.path.isdir(backup_dir):  # an existing folder keeps its mode
-            os.makedirs(backup_dir, mode=0o700)
+        # A new folder is private; an existing one keeps its mode (it may be
+        # shared). exist_ok: two first runs may race to create it.
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
         # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
         fd = os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)

@@ -330,9 +330,18 @@ def settings(data):
             "Invalid pillar, nothing was changed:\n  " + "\n  ".join(errors)
         )
     result = copy.deepcopy(data)
-    odoo, nginx, compose = result["odoo"], result["nginx"], result["compose"]
-    config = odoo["config"]
+    _derive_odoo(result)
+    _derive_options(result)
+    _derive_commands(result)
+    _derive_upstream_ports(result)
+    _derive_verify(result)
+    return result
 
+
+def _derive_odoo(result):
+    """What the Odoo version and worker count decide: the bus path, the evented
+    port option and the upstream that serves the bus."""
+    odoo, nginx = result["odoo"], result["nginx"]
     major = int(_VERSION.match(str(odoo["version"])).group(1))
     odoo["major"] = major
     # Odoo 16 moved the bus from long polling to a websocket, and renamed the
@@ -345,10 +354,15 @@ def settings(data):
         nginx["upstream_evented"] if odoo["workers"] > 0 else nginx["upstream_http"]
     )
 
+
+def _derive_options(result):
+    """The odoo.conf options the formula writes, and the keys masked in diffs."""
+    odoo = result["odoo"]
+    config = odoo["config"]
     options = [
         ["proxy_mode", "True"],
         ["workers", str(odoo["workers"])],
-        [evented_option, str(odoo["gevent_port"])],
+        [odoo["evented_option"], str(odoo["gevent_port"])],
     ]
     if result["deployment"] == "native":
         # In a container Odoo must listen on all of its interfaces; the compose
@@ -361,7 +375,12 @@ def settings(data):
         set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"]) | set(config["extra_options"])
     )
     config["extra_options"] = sorted(config["extra_options"])
-    config["renames"] = {"longpolling_port": "gevent_port"} if major >= 16 else {}
+    config["renames"] = {"longpolling_port": "gevent_port"} if odoo["major"] >= 16 else {}
+
+
+def _derive_commands(result):
+    """Default restart and recreate commands for the deployment, when left empty."""
+    config, compose = result["odoo"]["config"], result["compose"]
     compose_cmd = f"docker compose -f {shlex.quote(compose['file'])}"
     if not config["restart_cmd"]:
         config["restart_cmd"] = (
@@ -372,8 +391,12 @@ def settings(data):
     if not compose["recreate_cmd"]:
         compose["recreate_cmd"] = f"{compose_cmd} up -d {compose['service']}"
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
-    # Where nginx reaches Odoo: the host ports the container is published on
-    # (docker), or Odoo's own ports (native).
+
+
+def _derive_upstream_ports(result):
+    """Where nginx reaches Odoo: the host ports the container is published on
+    (docker), or Odoo's own ports (native)."""
+    odoo, nginx, compose = result["odoo"], result["nginx"], result["compose"]
     published_http = compose["published_http_port"] or odoo["http_port"]
     published_gevent = compose["published_gevent_port"] or odoo["gevent_port"]
     compose["ports"] = [
@@ -383,8 +406,6 @@ def settings(data):
     docker = result["deployment"] == "docker"
     nginx["upstream_http_port"] = published_http if docker else odoo["http_port"]
     nginx["upstream_evented_port"] = published_gevent if docker else odoo["gevent_port"]
-    _derive_verify(result)
-    return result
 
 
 def _derive_verify(result):

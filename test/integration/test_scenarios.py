@@ -38,6 +38,11 @@ def managed_files(box):
     return {p: v for p, v in box.fingerprint().items() if any(k in p for k in kept)}
 
 
+def nginx_workers(host):
+    """PIDs of nginx's workers: a reload replaces them all."""
+    return sorted(host.exec("pgrep", "-f", "nginx: worker").stdout.split())
+
+
 def apply_ok(host, pillar):
     code, result = host.apply_formula(pillar)
     assert isinstance(result, dict), result
@@ -131,8 +136,11 @@ def test_origin_not_forwarded_gives_odoo_400(rig):
     code, verdict = host.salt_call("odoo_websocket.verify")
     assert code == 0 and verdict["ok"] is False, verdict
     assert "HTTP 400 BAD REQUEST: Empty or missing header(s): origin" in verdict["summary"]
+    files, workers = managed_files(host.sandbox), nginx_workers(host)
     code, dry = host.apply_formula(host.sandbox.pillar(), test=True)
     assert "Now: websocket check FAILED: HTTP 400" in tx_comment(dry)
+    # The dry run changed nothing: files, and nginx's workers (no reload).
+    assert managed_files(host.sandbox) == files and nginx_workers(host) == workers
     apply_ok(host, host.sandbox.pillar())
     code, verdict = host.salt_call("odoo_websocket.verify")
     assert verdict["ok"] is True and verdict["summary"].startswith("websocket verified"), verdict
