@@ -36,7 +36,7 @@ def _ending(line):
         return "\r\n"
     if line.endswith("\n"):
         return "\n"
-    return ""
+    return "\r" if line.endswith("\r") else ""
 
 
 def _section_name(match, number, seen_sections):
@@ -91,7 +91,7 @@ def parse(text):
     seen_sections = set()
     seen_options = set()
     last_option = None
-    for index, line in enumerate(text.splitlines(keepends=True)):
+    for index, line in enumerate(_lines(text)):
         body = line.rstrip("\r\n")
         stripped = body.strip()
         number = index + 1
@@ -166,20 +166,22 @@ def _last_options_line(records):
     )
 
 
+def _lines(text):
+    """TEXT's lines, with their endings, split where Odoo's reader splits
+    them (\\n, \\r\\n, \\r), not at the other breaks str.splitlines knows."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
+
+
 def _rebuild(lines, drop, replace, last, append, newline):
     """Join LINES without DROP, with REPLACE applied and APPEND after line LAST."""
     out = []
     for index, line in enumerate(lines):
-        if index in drop:
-            continue
-        line = replace.get(index, line)
-        if index == last and append:
-            if not _ending(line):
-                line += newline
-            out.append(line)
+        if index not in drop:
+            out.append(replace.get(index, line))
+        if index == last and append:  # even when LAST itself was dropped
+            if out and not _ending(out[-1]):
+                out[-1] += newline
             out.extend(append)
-            continue
-        out.append(line)
     return "".join(out)
 
 
@@ -202,7 +204,7 @@ def set_options(text, options, renames=None):
     """
     renames = renames or {}
     records = parse(text)
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     newline = _ending(lines[0]) if lines and _ending(lines[0]) else "\n"
     present = {r["key"]: r for r in records if r["kind"] == "option" and r["section"] == "options"}
     drop = set()  # line indexes to delete
@@ -265,7 +267,7 @@ def mask(text, secret_keys):
         return is_secret(key, secret_keys)
 
     current = None  # the option a continuation line belongs to
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text):
         body = line.rstrip("\r\n")
         stripped = body.strip()
         if body[:1].isspace() and stripped:

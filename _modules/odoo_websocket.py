@@ -130,17 +130,27 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
     )
 
 
-def recover(backup_dir=None):
+def recover(backup_dir=None, force=False, saltenv="base"):
     """
-    Roll back a run that was killed mid-change. Real runs do it first anyway.
+    Roll back a run that was killed mid-change (real runs do it first anyway).
+    A file changed since that run is reported and left as it is, unless
+    FORCE=True.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' odoo_websocket.recover
+        salt '*' odoo_websocket.recover force=True
     """
-    return __salt__["odoo_websocket_changes.recover"](_backup_dir(backup_dir))
+    settings = _settings(saltenv)
+    nginx = settings["nginx"]
+    return __salt__["odoo_websocket_changes.recover"](
+        backup_dir or settings["backup"]["dir"],
+        conf_file=nginx["conf_file"] if nginx["enabled"] else None,
+        binary=nginx["binary"],
+        force=force,
+    )
 
 
 def nginx_test(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):

@@ -51,7 +51,8 @@ def _set_dir(backup_dir, set_id):
 
 def sets(backup_dir=DEFAULT_BACKUP_DIR):
     """
-    The formula's own set ids, oldest first (name pattern and manifest).
+    The formula's own set ids, oldest first: in a folder holding the formula's
+    mark (``.odoo_websocket``), names of its pattern with a manifest.
 
     CLI Example:
 
@@ -59,7 +60,8 @@ def sets(backup_dir=DEFAULT_BACKUP_DIR):
 
         salt '*' odoo_websocket_backups.sets
     """
-    if not os.path.isdir(backup_dir):
+    # Only a folder the formula marked as its own, only names it gives sets.
+    if not os.path.isfile(os.path.join(backup_dir, ".odoo_websocket")):
         return []
     return sorted(
         name

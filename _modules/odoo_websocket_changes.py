@@ -30,6 +30,7 @@ __virtualname__ = "odoo_websocket_changes"
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
 _JOURNAL = "journal.json"
 _LOCK = "lock"
+_MARK = ".odoo_websocket"
 # Fault injection for the crash tests: ODOO_WEBSOCKET_FAULT=kill:<step>.
 _FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
 
@@ -153,6 +154,25 @@ def _write_private(path, data):
         os.fsync(handle.fileno())
 
 
+def _unsafe_folder(backup_dir):
+    """Why BACKUP_DIR cannot hold the lock, journal and backups, or None: it
+    and every parent must be owned by root (or this user) and writable by no
+    one else (a sticky parent like /tmp is fine), and it may not be a link."""
+    path = os.path.abspath(backup_dir)
+    if os.path.islink(path):
+        return f"{path} is a symbolic link"
+    while True:
+        stat = os.lstat(path)
+        if stat.st_uid not in (0, os.geteuid()):
+            return f"{path} is owned by uid {stat.st_uid}, not root"
+        sticky_parent = path != os.path.abspath(backup_dir) and stat.st_mode & 0o1000
+        if stat.st_mode & 0o022 and not sticky_parent:
+            return f"{path} is writable by group or others (mode {stat.st_mode & 0o7777:o})"
+        if path == os.path.dirname(path):
+            return None
+        path = os.path.dirname(path)
+
+
 @contextlib.contextmanager
 def _locked(backup_dir, timeout, dry=False):
     """The host's lock. DRY (test=True): never create the folder or the lock,
@@ -161,11 +181,16 @@ def _locked(backup_dir, timeout, dry=False):
         yield
         return
     try:
-        # A new folder is private; an existing one keeps its mode (it may be
-        # shared). exist_ok: two first runs may race to create it.
+        # A new folder is private; an existing one keeps its mode. exist_ok:
+        # two first runs may race to create it.
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        unsafe = _unsafe_folder(backup_dir)
+        if unsafe:
+            raise OSError(f"{unsafe}: another user could plant or swap files there")
         # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        if not dry:  # the mark that the formula's sets live here
+            os.close(os.open(os.path.join(backup_dir, _MARK), flags, 0o600))
         fd = os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)
     except OSError as exc:
         raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
@@ -252,18 +277,50 @@ def _pending(backup_dir):
         return {"torn": True}
 
 
-def _recover_locked(backup_dir):
-    """Finish what a dead run left: put its backup set back. Returns a note and
-    the concerns whose services the dead run had restarted (the caller, which
-    knows their commands from the pillar, restarts them again)."""
+def _fingerprint(change_or_path):
+    """What a path holds (or a change would make it hold), in a few bytes:
+    absent, a link and its target, or the sha256 of a file's bytes."""
+    if isinstance(change_or_path, str):
+        change_or_path = _snapshot(change_or_path)
+    kind = change_or_path["kind"]
+    if kind == "file":
+        data = change_or_path["data"]
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    return f"link:{change_or_path['target']}" if kind == "link" else "absent"
+
+
+def _set_aside(backup_dir, why):
+    """A journal recovery cannot trust: kept for a person, out of the way."""
+    aside = _journal(backup_dir) + time.strftime(".%Y%m%dT%H%M%SZ.aside", time.gmtime())
+    os.rename(_journal(backup_dir), aside)
+    return f"WARNING: the journal of an interrupted run was {why}: moved aside to {aside}; " \
+        "check the files it names by hand."  # fmt: skip
+
+
+def _recover_locked(backup_dir, nginx=None, force=False):
+    """Finish what a dead run left: put back, from its backup set, each path
+    that still holds what the run wrote (or had not reached yet); a path
+    changed since (an operator's hotfix) is reported and left, unless FORCE.
+    NGINX (the caller's settings, never the journal's) is reloaded. Returns a
+    note and the concerns the dead run had restarted (the caller restarts
+    them again: it knows their commands from the pillar)."""
     journal = _pending(backup_dir)
     if journal is None:
         return "", []
-    if journal.get("torn"):  # written atomically: a torn one never existed
-        _drop_journal(backup_dir)
-        return "", []
-    _restore_set(backup_dir, journal["backup"])
-    nginx = journal.get("nginx")
+    if journal.get("torn"):
+        return _set_aside(backup_dir, "unreadable"), []
+    try:
+        changes = __salt__["odoo_websocket_backups.changes"](journal["backup"], backup_dir)
+    except (CommandExecutionError, KeyError, OSError) as exc:
+        return _set_aside(backup_dir, f"unusable ({exc})"), []
+    planned, kept = journal.get("paths", {}), []
+    for change in reversed(changes):
+        expected = planned.get(change["path"], {})
+        if force or _fingerprint(change["path"]) in (expected.get("before"), expected.get("after")):
+            _apply_change(change)
+        else:
+            kept.append(change["path"])
     if nginx and _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
         if _nginx("pid")(nginx["conf_file"]) is not None:
             _nginx("activate")(nginx["conf_file"], nginx["binary"])
@@ -272,6 +329,11 @@ def _recover_locked(backup_dir):
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
         f"back from backup {journal['backup']}."
     )
+    if kept:
+        note += (
+            f" Left as they are, changed since that run: {', '.join(kept)} (recover "
+            "force=True puts them back too)."
+        )
     return note, journal.get("restarted", [])
 
 
@@ -463,13 +525,14 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
     ret["backup"] = set_id
     _fault("backup")
-    nginx = plan.get("nginx")
     journal = {
         "backup": set_id,
         "pid": os.getpid(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "nginx": {k: nginx[k] for k in ("conf_file", "binary")} if nginx else None,
-    }
+        # What each path held and will hold: recovery restores only those two.
+        "paths": {c["path"]: {"before": _fingerprint(c["path"]), "after": _fingerprint(c)}
+                  for c in changes},
+    }  # fmt: skip
     try:
         _write_journal(backup_dir, journal)
     except OSError as exc:
@@ -531,7 +594,8 @@ def apply(settings, parts, saltenv="base", test=False):
     with _locked(backup["dir"], backup["lock_timeout"], dry=test):
         note, restarted = _pending_note(backup["dir"]), []
         if not test:
-            note, restarted = _recover_locked(backup["dir"])
+            nginx = settings["nginx"] if settings["nginx"]["enabled"] else None
+            note, restarted = _recover_locked(backup["dir"], nginx=nginx)
         plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
         for restart in plan["restarts"]:
             if restart["concern"] in restarted:  # the dead run restarted it
@@ -544,21 +608,26 @@ def apply(settings, parts, saltenv="base", test=False):
     return ret
 
 
-def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60):
+def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
+            binary="/usr/sbin/nginx", force=False):  # fmt: skip
     """
     Roll back a change that a killed run left half done (its journal names the
-    backup set). Real runs do this first, under the lock. Returns what it did.
+    backup set): each path that still holds what that run wrote is put back;
+    a path changed since is reported and left, unless FORCE. nginx
+    (CONF_FILE, BINARY) is reloaded when running. Real runs do this first,
+    under the lock. Returns what it did.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket_changes.recover
+        salt '*' odoo_websocket_changes.recover conf_file=/etc/nginx/nginx.conf
     """
     if not os.path.exists(_journal(backup_dir)):
         return ""
+    nginx = {"conf_file": conf_file, "binary": binary} if conf_file else None
     with _locked(backup_dir, lock_timeout):
-        note, restarted = _recover_locked(backup_dir)
+        note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force)
     if restarted:
         note += (
             f" The interrupted run had restarted {', '.join(restarted)}: restart it again "
@@ -597,13 +666,13 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
     """
     restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     with _locked(backup_dir, lock_timeout):
-        note, _ = _recover_locked(backup_dir)
+        nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
+        note, _ = _recover_locked(backup_dir, nginx=nginx)
         changes = __salt__["odoo_websocket_backups.changes"](backup_id, backup_dir)
         for change in changes:  # a file a restart follows is that restart's concern
             if any(r["path"] == change["path"] for r in restarts):
                 change["concern"] = change["path"]
         manifest = __salt__["odoo_websocket_backups.manifest"](backup_id, backup_dir)
-        nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
         plan = {"changes": changes, "nginx": nginx, "restarts": restarts,
                 "secret_keys": manifest["secret_keys"]}  # fmt: skip
         ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")

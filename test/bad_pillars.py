@@ -8,7 +8,7 @@ BAD = [
     ({"nginx": {"http_port": "80"}}, "odoo_websocket:nginx:http_port: must be an integer"),
     ({"odoo": {"gevent_port": 70000}}, "odoo_websocket:odoo:gevent_port: must be an integer from 1"),
     ({"odoo": {"workers": -1}}, "odoo_websocket:odoo:workers: must be an integer >= 0"),
-    ({"nginx": {"server_name": ["odoo.example.com; return 200"]}}, "odoo_websocket:nginx:server_name: every entry must not contain whitespace"),
+    ({"nginx": {"server_name": ["odoo.example.com; return 200"]}}, "odoo_websocket:nginx:server_name: every entry must be a host name, an IP address or an nginx wildcard like *.example.com (bad entry: 'odoo.example.com; return 200')"),
     ({"nginx": {"server_name": []}}, "odoo_websocket:nginx:server_name: must list at least one entry"),
     ({"nginx": {"site_file": "relative/odoo.conf"}}, "odoo_websocket:nginx:site_file: must be an absolute path"),
     ({"nginx": {"map_file": "/etc/nginx/conf.d/a{b}.conf"}}, "odoo_websocket:nginx:map_file: must not contain"),
@@ -24,5 +24,16 @@ BAD = [
     ({"odoo": {"workers": 2, "gevent_port": 8069}}, "odoo_websocket:odoo:gevent_port: must differ from http_port"),
     ({"nginx": {"listen_addresses": ["::"]}}, "odoo_websocket:nginx:listen_addresses: every entry must be an IPv4 address or a bracketed IPv6"),
     ({"nginx": "yes"}, "odoo_websocket:nginx: must be a mapping"),
+    # Hostile values (issue 9): the best of test/unit/test_hostile_input.py.
+    ({"nginx": {"server_name": ["https://odoo.example.com/"]}}, "odoo_websocket:nginx:server_name: every entry must be a host name, an IP address or an nginx wildcard like *.example.com (bad entry: 'https://odoo.example.com/')"),
+    ({"nginx": {"server_name": ["../../etc/nginx"]}}, "odoo_websocket:nginx:server_name: every entry must be a host name, an IP address or an nginx wildcard like *.example.com (bad entry: '../../etc/nginx')"),
+    ({"nginx": {"server_name": ["\u043edoo.example.com"]}}, "odoo_websocket:nginx:server_name: every entry must be ASCII (write an internationalised name in punycode"),
+    ({"nginx": {"server_name": ["odoo.example.com", "ODOO.example.com"]}}, "odoo_websocket:nginx:server_name: every entry must appear once (duplicate: 'ODOO.example.com')"),
+    ({"backup": {"dir": "/"}}, "odoo_websocket:backup:dir: must be a folder of the formula's own, e.g. /var/backups/odoo_websocket, not the shared folder /,"),
+    ({"backup": {"dir": "//tmp//"}}, "odoo_websocket:backup:dir: must be a folder of the formula's own, e.g. /var/backups/odoo_websocket, not the shared folder /tmp,"),
+    ({"odoo": {"host": "127.0.0.2"}}, "odoo_websocket:odoo:host: must be 127.0.0.1, the compose:bind_address: in a docker deployment nginx reaches Odoo only through the ports compose publishes there"),
+    ({"odoo": {"host": "a" * 10000}}, "odoo_websocket:odoo:host: must be at most 4096 characters (got 10000)"),
+    ({"odoo": {"config": {"restart_cmd": "service odoo restart\x00touch /nonexistent/x"}}}, "odoo_websocket:odoo:config:restart_cmd: must not contain control characters"),
+    ({"nginx": {"http_port": True}}, "odoo_websocket:nginx:http_port: must be an integer from 1 to 65535, got True"),
 ]
 # fmt: on

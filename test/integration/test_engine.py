@@ -144,7 +144,7 @@ def test_full_disk_for_backups(sandbox, tmp_path):
         assert "No space left on device" in result["comment"]
         assert sandbox.fingerprint() == before
         assert not os.path.exists(backup_dir / "journal.json")
-        assert [p for p in os.listdir(backup_dir) if p != "lock"] == []
+        assert [p for p in os.listdir(backup_dir) if p not in ("lock", ".odoo_websocket")] == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
 
@@ -171,7 +171,7 @@ def test_nginx_not_running_is_started_after_validation(live_sandbox):
     assert "nginx started." in result["comment"]
     assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is not None
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
-    assert "nginx reloaded gracefully." in again["comment"]
+    assert "nginx reloaded gracefully (new workers running)." in again["comment"]
 
     # A rejected candidate: the running nginx keeps serving the old site.
     def status():
@@ -293,11 +293,76 @@ def test_restore_brings_back_mode_and_owner(sandbox):
     assert sandbox.fingerprint() == before
 
 
-def test_retention_keeps_the_newest_sets(sandbox):
+def test_retention_keeps_the_newest_sets_and_nothing_else_is_touched(sandbox):
+    # A folder that also holds other data: only the formula's own sets count.
+    os.makedirs(sandbox.backup_dir, mode=0o700)
+    foreign = [".git", "2024-01-01_dbdump", "odoo-db", "20240101T000000000000-1-abcdef"]
+    for name in foreign:
+        os.makedirs(os.path.join(sandbox.backup_dir, name))
     ids = [
         apply(sandbox, site_change(sandbox, size=f"{n}m"), keep=3)["backup"] for n in range(1, 6)
     ]
     assert [s["id"] for s in backups.listing(sandbox.backup_dir)] == ids[:1:-1]
+    assert set(foreign) <= set(os.listdir(sandbox.backup_dir))
+
+
+@pytest.mark.parametrize("problem", ["world-writable", "foreign owner", "symlink"])
+def test_backup_folder_others_could_write_is_refused(sandbox, tmp_path, problem):
+    folder = tmp_path / "backups"
+    if problem == "symlink":
+        (tmp_path / "real").mkdir(mode=0o700)
+        folder.symlink_to(tmp_path / "real")
+    else:
+        folder.mkdir(mode=0o700)
+        if problem == "world-writable":
+            folder.chmod(0o777)
+        else:
+            os.chown(folder, 65534, 65534)
+    before = sandbox.fingerprint()
+    with pytest.raises(CommandExecutionError) as raised:
+        engine_apply(site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(folder))
+    why = {"world-writable": "writable by group or others", "foreign owner": "owned by uid 65534",
+           "symlink": "is a symbolic link"}[problem]  # fmt: skip
+    assert why in str(raised.value)
+    assert sandbox.fingerprint() == before
+
+
+def crash_after_first_write(sandbox):
+    """A run killed after writing the first of three files."""
+    apply(sandbox, site_change(sandbox, size="1m"))
+    before = sandbox.fingerprint()
+    proc, payload = run_apply(sandbox, site_change(sandbox, size="2m"), fault="write-0")
+    proc.communicate(payload, timeout=60)
+    assert proc.returncode == -9
+    return before
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_recovery_leaves_a_file_changed_since_the_crash(sandbox, force):
+    before = crash_after_first_write(sandbox)
+    hotfix = "# an operator's hotfix after the crash\n"
+    sandbox.write(sandbox.site_file, hotfix)
+    note = engine.recover(sandbox.backup_dir, force=force)
+    after = sandbox.fingerprint()
+    if force:
+        assert after == before
+        return
+    assert f"Left as they are, changed since that run: {sandbox.site_file}" in note
+    assert open(sandbox.site_file).read() == hotfix
+    assert {p: v for p, v in after.items() if p != sandbox.site_file} == {
+        p: v for p, v in before.items() if p != sandbox.site_file
+    }
+
+
+def test_unreadable_journal_is_moved_aside_loudly(sandbox):
+    crash_after_first_write(sandbox)
+    journal = os.path.join(sandbox.backup_dir, "journal.json")
+    with open(journal, "w") as handle:
+        handle.write('{"backup": "20260101T000000000000-1-abc')  # torn
+    note = engine.recover(sandbox.backup_dir)
+    assert note.startswith("WARNING: the journal of an interrupted run was unreadable")
+    assert not os.path.exists(journal)
+    assert [n for n in os.listdir(sandbox.backup_dir) if n.endswith(".aside")]
 
 
 def test_backups_are_private_and_diffs_masked(sandbox):

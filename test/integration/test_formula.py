@@ -154,6 +154,7 @@ def test_nginx_pillar_keys_reach_the_site(formula, sandbox, host):
     result = formula.apply(
         sandbox.pillar(
             odoo={"host": "127.0.0.2", "http_port": 9069, "gevent_port": 9072},
+            compose={"bind_address": "127.0.0.2"},  # where nginx's upstreams reach Odoo
             nginx={
                 "server_name": ["erp.example.org", "www.erp.example.org"],
                 "http_port": 8080,
@@ -179,7 +180,7 @@ def test_nginx_pillar_keys_reach_the_site(formula, sandbox, host):
     assert directives(routes["/websocket"], "proxy_pass") == [["http://erp_bus"]]
     assert directives(routes["/"], "proxy_pass") == [["http://erp_http"]]
     compose = load_yaml(sandbox.compose_file)["services"]["odoo"]["ports"]
-    assert "127.0.0.1:9069:9069" in compose and "127.0.0.1:9072:9072" in compose
+    assert "127.0.0.2:9069:9069" in compose and "127.0.0.2:9072:9072" in compose
 
 
 @pytest.mark.parametrize("hsts", [True, False])
@@ -346,7 +347,10 @@ def test_compose_service_and_bind_address_from_pillar(formula, sandbox):
         sandbox.compose_file,
         "services:\n  erp:\n    image: odoo:17\n    ports:\n      - 8069:8069\n",
     )
-    result = formula.apply(sandbox.pillar(compose={"service": "erp", "bind_address": "127.0.0.2"}))
+    pillar = sandbox.pillar(
+        odoo={"host": "127.0.0.2"}, compose={"service": "erp", "bind_address": "127.0.0.2"}
+    )
+    result = formula.apply(pillar)
     assert result.returncode == 0, result.stdout
     ports = load_yaml(sandbox.compose_file)["services"]["erp"]["ports"]
     assert sorted(ports) == ["127.0.0.2:8069:8069", "127.0.0.2:8072:8072"]
@@ -410,6 +414,26 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
     else:
         assert "nginx not reloaded (nginx:reload is false)" in comment
         assert status_of(box.http_port, "/websocket") == 404
+
+
+def test_reload_that_nginx_refuses_is_rolled_back(formula, running_nginx):
+    """nginx -t does not bind: a port held by another process passes it, and
+    the reload then fails in the master. The run must see that, not report
+    the signal as success."""
+    box = running_nginx
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        before = box.fingerprint()
+        pillar = box.pillar(nginx={"http_port": port, "listen_addresses": ["127.0.0.1"]})
+        result = formula.apply(pillar)
+        tx = states(result)[TX_ID]
+        assert tx["result"] is False
+        assert "nginx did not take the new configuration" in tx["comment"]
+        assert "Every file of the run was restored from backup" in tx["comment"]
+        assert box.fingerprint() == before
+    assert status_of(box.http_port, "/websocket") == 404  # the old site still serves
 
 
 def test_host_connection_upgrade_maps_never_clash_with_the_formulas(formula, sandbox, host):
@@ -741,3 +765,14 @@ def test_server_name_change_removes_the_formulas_earlier_site(formula, sandbox, 
     _, servers = parse_site(sandbox.site_file)
     assert directives(servers[0], "server_name") == [["erp.example.com"]]
     assert nginx_ok(host, sandbox).rc == 0
+
+
+def test_failing_restart_command_rolls_everything_back(formula, sandbox):
+    before = sandbox.fingerprint()
+    pillar = sandbox.pillar(compose={"recreate_cmd": "echo cannot pull image >&2; exit 3"})
+    result = formula.apply(pillar)
+    tx = states(result)[TX_ID]
+    assert tx["result"] is False
+    assert "recreate odoo failed (exit 3): cannot pull image" in tx["comment"]
+    assert "Every file of the run was restored from backup" in tx["comment"]
+    assert sandbox.fingerprint() == before

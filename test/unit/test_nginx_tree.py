@@ -1,0 +1,69 @@
+"""Which server blocks answer which names and ports, read from a real parsed
+tree (crossplane on files written here), and the service-manager choice."""
+
+import pytest
+from loader import load
+
+nginx = load()["odoo_websocket_nginx"]
+
+TREE = """
+events {}
+stream {
+    server { listen 5432; proxy_pass 127.0.0.1:5433; }
+}
+http {
+    upstream odoo { server 127.0.0.1:8069; }
+    include sites/*;
+    server { server_name main.example.com; }
+}
+"""
+SITES = {
+    "a.conf": "server { listen 80; server_name A.example.com b.example.com; }\n",
+    "b.conf": "server { listen [::]:8080 default_server; listen 127.0.0.1:8080; "
+    "server_name c.example.com; }\n",
+    "c.conf": "server { listen 443 ssl; listen unix:/run/x.sock; server_name _; }\n",
+    "d.conf": "server { listen 10.0.0.1; server_name *.example.com; }\n",
+}
+
+
+@pytest.fixture
+def payload(tmp_path):
+    (tmp_path / "sites").mkdir()
+    for name, text in SITES.items():
+        (tmp_path / "sites" / name).write_text(text)
+    (tmp_path / "nginx.conf").write_text(TREE)
+    return nginx.tree(str(tmp_path / "nginx.conf"))
+
+
+def test_server_blocks_follow_includes_and_skip_stream_and_upstream(payload):
+    found = [(b["file"].rsplit("/", 1)[-1], b["names"], b["ports"]) for b in
+             nginx.server_blocks(payload)]  # fmt: skip
+    assert found == [
+        ("a.conf", ["a.example.com", "b.example.com"], {80}),
+        ("b.conf", ["c.example.com"], {8080}),
+        ("c.conf", ["_"], {443}),
+        ("d.conf", ["*.example.com"], {80}),
+        ("nginx.conf", ["main.example.com"], {80}),  # no listen: port 80
+    ]
+
+
+@pytest.mark.parametrize(
+    "names, ports, files",
+    [
+        (["a.example.com"], [80], ["a.conf"]),
+        (["A.EXAMPLE.COM"], [80], ["a.conf"]),  # names are case-insensitive
+        (["a.example.com"], [8080], []),  # same name, other port: no conflict
+        (["c.example.com"], [8080], ["b.conf"]),
+        (["x.example.com"], [80], []),  # wildcards never clash with an exact name
+        (["main.example.com"], [80, 443], ["nginx.conf"]),
+    ],
+)
+def test_answering_is_what_nginx_calls_a_conflicting_server_name(payload, names, ports, files):
+    found = nginx.answering(payload, names, ports)
+    assert [b["file"].rsplit("/", 1)[-1] for b in found] == files
+
+
+def test_service_manager_only_for_the_packaged_tree_under_systemd(tmp_path):
+    assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path)) is True
+    assert nginx.service_managed("/srv/box/etc/nginx/nginx.conf", str(tmp_path)) is False
+    assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path / "none")) is False
