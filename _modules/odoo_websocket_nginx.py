@@ -81,7 +81,10 @@ def warnings(output):
 def _verdict(returncode, output):
     errors = parse_messages(output)
     if returncode != 0 and not errors:
-        errors = [{"level": "emerg", "message": output, "file": None, "line": None}]
+        # nginx overflows its stack on an include that includes itself.
+        crash = f"nginx -t died (exit {returncode}) without a message: an include loop?"
+        message = output or crash
+        errors = [{"level": "emerg", "message": message, "file": None, "line": None}]
     return {"ok": returncode == 0, "errors": errors, "output": output}
 
 

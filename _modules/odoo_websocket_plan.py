@@ -130,6 +130,52 @@ def build(settings, parts, saltenv="base"):
     return plan
 
 
+# Where a linked odoo.conf or compose file may never lead: system files the
+# formula has no business rewriting as root.
+_SYSTEM = ("/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+           "/root/.ssh", "/etc/ssh", "/etc/pam.d", "/etc/sudoers", "/etc/sudoers.d",
+           "/etc/cron.d", "/etc/crontab", "/etc/passwd", "/etc/shadow", "/etc/group",
+           "/etc/systemd")  # fmt: skip
+
+
+def _target(path, key, plan):
+    """The file to edit for PATH: PATH itself, or, when it is a link (a compose
+    project's config/ mounted in the container), its target, the link kept.
+    None, with why in the plan's errors, when that target is no place for it."""
+    real = os.path.realpath(path)
+    if real == os.path.abspath(path) or not os.path.lexists(path):
+        return path
+    why = None
+    if not os.path.isfile(real):
+        why = "which is not a regular file"
+    elif any(real == place or real.startswith(place + "/") for place in _SYSTEM):
+        why = "a system file"
+    else:
+        why = _link_hijack(path, real)
+    if why:
+        plan["errors"].append(f"{path} links to {real}, {why}: refused (point {key} at it)")
+        return None
+    plan["notes"].append(f"{path} is a link: its target {real} is edited, the link stays.")
+    return real
+
+
+def _link_hijack(path, real):
+    """Why editing REAL through the link PATH could let a user get root to
+    write a file that user may not write (they could repoint the link), or
+    None. A link that only root controls may lead anywhere sane."""
+    folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    if folder.st_mode & 0o002 and not folder.st_mode & 0o1000:
+        return "and anyone may replace the link (its folder is world-writable)"
+    controllers = {os.lstat(path).st_uid, folder.st_uid} - {0}
+    owner = os.stat(real).st_uid
+    if controllers and owner not in controllers:
+        return (
+            f"owned by uid {owner}, while uid {', '.join(map(str, sorted(controllers)))} "
+            "controls the link"
+        )
+    return None
+
+
 def _add(plan, concern, path, data, shown):
     plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
     plan["diffs"][path] = dict(shown, concern=concern)
@@ -137,8 +183,9 @@ def _add(plan, concern, path, data, shown):
 
 def _compose(settings, part, plan, saltenv):
     compose = settings["compose"]
-    # A linked compose file: the link stays, its target is edited.
-    path, service = os.path.realpath(compose["file"]), compose["service"]
+    path, service = _target(compose["file"], "compose:file", plan), compose["service"]
+    if path is None:
+        return
     current = _read(path)
     if current is None:
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
@@ -195,9 +242,9 @@ def _extra_options(keys):
 
 def _odoo_conf(settings, part, plan, saltenv):
     config = settings["odoo"]["config"]
-    # A linked odoo.conf (compose project's config/ mounted in the container):
-    # the link stays and its target is edited, since that is what Odoo reads.
-    path = os.path.realpath(config["file"])
+    path = _target(config["file"], "odoo:config:file", plan)
+    if path is None:
+        return
     current = _read(path)
     if current is None:
         plan["errors"].append(
@@ -226,8 +273,6 @@ def _odoo_conf(settings, part, plan, saltenv):
     )
     if wanted == current:
         return
-    if path != config["file"]:
-        plan["notes"].append(f"{config['file']} is a link: its target {path} is edited.")
     read, keys = __salt__["odoo_conf.get_options"], config["secret_keys"]
     shown = {
         "options": _masked_options(read(current), read(wanted), keys),

@@ -776,3 +776,55 @@ def test_failing_restart_command_rolls_everything_back(formula, sandbox):
     assert "recreate odoo failed (exit 3): cannot pull image" in tx["comment"]
     assert "Every file of the run was restored from backup" in tx["comment"]
     assert sandbox.fingerprint() == before
+
+
+def test_linked_odoo_conf_is_edited_at_its_target(formula, sandbox):
+    """Docker hosts link /etc/odoo/odoo.conf to the compose project's config/
+    (what the container mounts): the target is edited with its mode and owner,
+    the link stays, and no world-readable copy appears."""
+    target = os.path.join(os.path.dirname(sandbox.compose_file), "config", "odoo.conf")
+    os.makedirs(os.path.dirname(target))
+    os.rename(sandbox.odoo_conf, target)
+    os.chown(target, 101, 101)
+    os.chmod(target, 0o640)
+    os.symlink(target, sandbox.odoo_conf)
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode == 0, result.stdout
+    assert os.readlink(sandbox.odoo_conf) == target
+    assert "proxy_mode = True" in open(target).read()
+    stat = os.stat(target)
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (101, 101, 0o640)
+    assert f"its target {target} is edited, the link stays" in states(result)[ODOO_ID]["comment"]
+
+
+def test_linked_odoo_conf_leading_to_a_system_file_is_refused(formula, sandbox):
+    os.unlink(sandbox.odoo_conf)
+    os.symlink("/usr/share/common-licenses/Apache-2.0", sandbox.odoo_conf)
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar())
+    planned = states(result)[ODOO_ID]
+    assert planned["result"] is False
+    assert (
+        "links to /usr/share/common-licenses/Apache-2.0, a system file: refused"
+        in (planned["comment"])
+    )
+    assert sandbox.fingerprint() == before
+    assert not os.listdir(sandbox.marker_dir)
+
+
+def test_link_a_deploy_user_controls_may_not_lead_to_roots_files(formula, sandbox):
+    """A deploy user who owns the compose project could repoint its links:
+    the formula (root) then edits only files that user owns anyway."""
+    project = os.path.dirname(sandbox.compose_file)
+    root_owned = os.path.join(sandbox.root, "etc/odoo/root-only.conf")
+    sandbox.write(root_owned, open(sandbox.odoo_conf).read(), mode=0o600)
+    link = os.path.join(project, "odoo.conf")
+    os.symlink(root_owned, link)
+    os.lchown(link, 1000, 1000)
+    os.chown(project, 1000, 1000)
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(odoo={"config": {"file": link}}))
+    planned = states(result)[ODOO_ID]
+    assert planned["result"] is False
+    assert "owned by uid 0, while uid 1000 controls the link" in planned["comment"]
+    assert sandbox.fingerprint() == before

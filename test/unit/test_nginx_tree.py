@@ -67,3 +67,20 @@ def test_service_manager_only_for_the_packaged_tree_under_systemd(tmp_path):
     assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path)) is True
     assert nginx.service_managed("/srv/box/etc/nginx/nginx.conf", str(tmp_path)) is False
     assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path / "none")) is False
+
+
+def test_include_loops_and_empty_globs(tmp_path):
+    """A file that includes itself, and a glob that matches nothing: the
+    parsed tree still ends and lists each block once; nginx -t, which dies on
+    the loop, is reported as an error with a reason, never as a pass."""
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.conf").write_text(
+        "include sites/*.conf;\nserver { server_name a.example.com; }\n"
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp { include sites/*.conf; include none/*.conf; }\n")
+    payload = nginx.tree(str(conf))
+    assert [b["names"] for b in nginx.server_blocks(payload)] == [["a.example.com"]]
+    verdict = nginx.configtest(str(conf), "/usr/sbin/nginx")
+    assert verdict["ok"] is False
+    assert verdict["errors"][0]["message"]
