@@ -127,6 +127,7 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
         binary=binary or nginx["binary"],
         start=start,
         restarts=restarts,
+        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
     )
 
 
@@ -150,6 +151,7 @@ def recover(backup_dir=None, force=False, saltenv="base"):
         conf_file=nginx["conf_file"] if nginx["enabled"] else None,
         binary=nginx["binary"],
         force=force,
+        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
     )
 
 

@@ -298,7 +298,16 @@ def _set_aside(backup_dir, why):
         "check the files it names by hand."  # fmt: skip
 
 
-def _recover_locked(backup_dir, nginx=None, force=False):
+def _outside(paths, managed):
+    """The PATHS that are none of MANAGED (files, or folders ending in /)."""
+
+    def inside(path):
+        return any(path == m or (m.endswith("/") and path.startswith(m)) for m in managed)
+
+    return [path for path in paths if not inside(os.path.abspath(path))]
+
+
+def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     """Finish what a dead run left: put back, from its backup set, each path
     that still holds what the run wrote (or had not reached yet); a path
     changed since (an operator's hotfix) is reported and left, unless FORCE.
@@ -315,7 +324,10 @@ def _recover_locked(backup_dir, nginx=None, force=False):
     except (CommandExecutionError, KeyError, OSError) as exc:
         return _set_aside(backup_dir, f"unusable ({exc})"), []
     planned, kept = journal.get("paths", {}), []
+    untrusted = _outside([c["path"] for c in changes], managed) if managed is not None else []
     for change in reversed(changes):
+        if change["path"] in untrusted:
+            continue
         expected = planned.get(change["path"], {})
         if force or _fingerprint(change["path"]) in (expected.get("before"), expected.get("after")):
             _apply_change(change)
@@ -329,6 +341,8 @@ def _recover_locked(backup_dir, nginx=None, force=False):
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
         f"back from backup {journal['backup']}."
     )
+    if untrusted:
+        note += f" Not restored, not a path the formula manages: {', '.join(untrusted)}."
     if kept:
         note += (
             f" Left as they are, changed since that run: {', '.join(kept)} (recover "
@@ -595,7 +609,8 @@ def apply(settings, parts, saltenv="base", test=False):
         note, restarted = _pending_note(backup["dir"]), []
         if not test:
             nginx = settings["nginx"] if settings["nginx"]["enabled"] else None
-            note, restarted = _recover_locked(backup["dir"], nginx=nginx)
+            managed = __salt__["odoo_websocket_plan.managed_paths"](settings)
+            note, restarted = _recover_locked(backup["dir"], nginx=nginx, managed=managed)
         plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
         for restart in plan["restarts"]:
             if restart["concern"] in restarted:  # the dead run restarted it
@@ -609,13 +624,14 @@ def apply(settings, parts, saltenv="base", test=False):
 
 
 def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
-            binary="/usr/sbin/nginx", force=False):  # fmt: skip
+            binary="/usr/sbin/nginx", force=False, managed=None):  # fmt: skip
     """
     Roll back a change that a killed run left half done (its journal names the
     backup set): each path that still holds what that run wrote is put back;
     a path changed since is reported and left, unless FORCE. nginx
-    (CONF_FILE, BINARY) is reloaded when running. Real runs do this first,
-    under the lock. Returns what it did.
+    (CONF_FILE, BINARY) is reloaded when running; a path outside MANAGED
+    (``odoo_websocket_plan.managed_paths``) is never written. Real runs do
+    this first, under the lock. Returns what it did.
 
     CLI Example:
 
@@ -627,7 +643,7 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
         return ""
     nginx = {"conf_file": conf_file, "binary": binary} if conf_file else None
     with _locked(backup_dir, lock_timeout):
-        note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force)
+        note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force, managed=managed)
     if restarted:
         note += (
             f" The interrupted run had restarted {', '.join(restarted)}: restart it again "
@@ -650,11 +666,12 @@ def pending(backup_dir=DEFAULT_BACKUP_DIR):
 
 
 def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",
-            keep=10, lock_timeout=60, start=True, restarts=None):  # fmt: skip
+            keep=10, lock_timeout=60, start=True, restarts=None, managed=None):  # fmt: skip
     """
     Put a backup set back through the same transaction (checksums checked,
     nginx validated staged and live when CONF_FILE is given, reloaded, the
-    RESTARTS run for the files they name: ``[{"path", "what", "cmd", "cwd"}]``),
+    RESTARTS run for the files they name: ``[{"path", "what", "cmd", "cwd"}]``;
+    a set naming a path outside MANAGED is refused whole),
     with a backup set of what it replaces, so a restore can itself be undone.
 
     CLI Example:
@@ -667,8 +684,14 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
     restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     with _locked(backup_dir, lock_timeout):
         nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-        note, _ = _recover_locked(backup_dir, nginx=nginx)
+        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
         changes = __salt__["odoo_websocket_backups.changes"](backup_id, backup_dir)
+        outside = _outside([c["path"] for c in changes], managed) if managed is not None else []
+        if outside:
+            why = f"Backup {backup_id} names paths the formula does not manage: "
+            ret = {"result": False, "changed": [], "backup": None, "verdict": None,
+                   "comment": why + ", ".join(outside) + "; nothing was touched."}  # fmt: skip
+            return ret
         for change in changes:  # a file a restart follows is that restart's concern
             if any(r["path"] == change["path"] for r in restarts):
                 change["concern"] = change["path"]

@@ -102,6 +102,29 @@ def _ours(path):
     return bool(text) and MARK in "".join(text.splitlines(keepends=True)[:3])
 
 
+def managed_paths(settings):
+    """
+    The places the formula may write for SETTINGS: nginx's configuration
+    folder (the map, the site, its link, an adopted site), odoo.conf and the
+    compose file (and the targets of their links). A backup set or journal
+    naming anything else is not trusted.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.managed_paths "$(settings)"
+    """
+    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
+    paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/"]
+    for key in ("map_file", "site_file", "site_link"):
+        if nginx[key]:
+            paths.append(nginx[key])
+    for path in (config["file"], compose["file"]):
+        paths.extend([path, os.path.realpath(path)])
+    return sorted(set(paths))
+
+
 def build(settings, parts, saltenv="base"):
     """
     Plan the concerns in PARTS (compose, odoo_conf, nginx) for SETTINGS: the

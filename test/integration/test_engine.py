@@ -397,3 +397,23 @@ def test_stage_check_judges_one_candidate_without_touching_anything(sandbox):
     assert bad["ok"] is False
     assert bad["errors"][0]["file"] == os.path.join(sandbox.nginx_dir, "sites-enabled/default")
     assert sandbox.fingerprint() == before
+
+
+def test_restore_and_recovery_write_only_managed_paths(sandbox):
+    """A backup folder is data: a set (or a journal) naming a path outside
+    what the formula manages is not followed."""
+    change = [{"path": sandbox.odoo_conf, "kind": "file", "data": "[options]\nworkers = 9\n"}]
+    set_id = engine_apply(change, backup_dir=sandbox.backup_dir)["backup"]
+    nginx_only = [sandbox.nginx_dir + "/"]
+    before = sandbox.fingerprint()
+    refused = engine.restore(set_id, sandbox.backup_dir, managed=nginx_only)
+    assert refused["result"] is False
+    assert f"names paths the formula does not manage: {sandbox.odoo_conf}" in refused["comment"]
+    assert sandbox.fingerprint() == before
+
+    crashed = crash_after_first_write(sandbox)
+    assert sandbox.fingerprint() != crashed
+    half_done = sandbox.fingerprint()
+    note = engine.recover(sandbox.backup_dir, managed=[sandbox.odoo_conf])
+    assert "Not restored, not a path the formula manages" in note
+    assert sandbox.fingerprint() == half_done
