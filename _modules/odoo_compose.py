@@ -232,6 +232,10 @@ def _bind_short(entries, index, wanted, bind_address, lines, edits):
     return _covered_ports(parse_short_port(entry)["target"], wanted)
 
 
+def _eol(line):
+    return "\r\n" if line.endswith("\r\n") else "\n"
+
+
 def _add_missing(definition, service, missing, wanted, bind_address, lines, inserts):
     """Queue new entries for the MISSING ports, creating the 'ports' list if absent."""
     entries = definition.get("ports")
@@ -239,20 +243,23 @@ def _add_missing(definition, service, missing, wanted, bind_address, lines, inse
     if entries:
         # New entries go above the first one, with its indentation.
         line, col = entries.lc.item(0)
-        prefix = lines[line][:col]
+        prefix, eol = lines[line][:col], _eol(lines[line])
         if not prefix.strip() == "-":
             raise ComposeError(f"service {service!r}: add ports {missing} by hand")
-        inserts.append((line, [f'{prefix}"{bound}:{wanted[port]}:{port}"\n' for port in missing]))
+        inserts.append(
+            (line, [f'{prefix}"{bound}:{wanted[port]}:{port}"{eol}' for port in missing])
+        )
     elif "ports" in definition:
         raise ComposeError(f"service {service!r}: 'ports' is empty; add {missing} by hand")
     else:
         first = next(iter(definition))
         line, col = definition.lc.key(first)
+        eol = _eol(lines[line])  # a CRLF file stays CRLF
         inserts.append(
             (
                 line,
-                [" " * col + "ports:\n"]
-                + [" " * col + f'  - "{bound}:{wanted[port]}:{port}"\n' for port in missing],
+                [" " * col + "ports:" + eol]
+                + [" " * col + f'  - "{bound}:{wanted[port]}:{port}"{eol}' for port in missing],
             )
         )
 

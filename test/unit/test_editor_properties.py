@@ -598,10 +598,6 @@ def test_compose_ports_shared_through_an_anchor():
     assert yaml.safe_load(out)["services"]["legacy"]["ports"] == ["8069:8069"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="editor bug (minor): lines added to a CRLF compose file end in LF only",
-)
 def test_compose_crlf_file_stays_crlf():
     text = "services:\r\n  odoo:\r\n    image: odoo:17\r\n"
     out = odoo_compose.bind_ports(text, "odoo", [8069])
