@@ -416,6 +416,15 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
         assert status_of(box.http_port, "/websocket") == 404
 
 
+def assert_rolled_back(result, box, before, why):
+    """The transaction failed for WHY after writing, and put every file back."""
+    tx = states(result)[TX_ID]
+    assert tx["result"] is False
+    assert why in tx["comment"]
+    assert "Every file of the run was restored from backup" in tx["comment"]
+    assert box.fingerprint() == before
+
+
 def test_reload_that_nginx_refuses_is_rolled_back(formula, running_nginx):
     """nginx -t does not bind: a port held by another process passes it, and
     the reload then fails in the master. The run must see that, not report
@@ -427,12 +436,9 @@ def test_reload_that_nginx_refuses_is_rolled_back(formula, running_nginx):
         port = holder.getsockname()[1]
         before = box.fingerprint()
         pillar = box.pillar(nginx={"http_port": port, "listen_addresses": ["127.0.0.1"]})
-        result = formula.apply(pillar)
-        tx = states(result)[TX_ID]
-        assert tx["result"] is False
-        assert "nginx did not take the new configuration" in tx["comment"]
-        assert "Every file of the run was restored from backup" in tx["comment"]
-        assert box.fingerprint() == before
+        assert_rolled_back(
+            formula.apply(pillar), box, before, "nginx did not take the new configuration"
+        )
     assert status_of(box.http_port, "/websocket") == 404  # the old site still serves
 
 
@@ -770,12 +776,8 @@ def test_server_name_change_removes_the_formulas_earlier_site(formula, sandbox, 
 def test_failing_restart_command_rolls_everything_back(formula, sandbox):
     before = sandbox.fingerprint()
     pillar = sandbox.pillar(compose={"recreate_cmd": "echo cannot pull image >&2; exit 3"})
-    result = formula.apply(pillar)
-    tx = states(result)[TX_ID]
-    assert tx["result"] is False
-    assert "recreate odoo failed (exit 3): cannot pull image" in tx["comment"]
-    assert "Every file of the run was restored from backup" in tx["comment"]
-    assert sandbox.fingerprint() == before
+    why = "recreate odoo failed (exit 3): cannot pull image"
+    assert_rolled_back(formula.apply(pillar), sandbox, before, why)
 
 
 def test_linked_odoo_conf_is_edited_at_its_target(formula, sandbox):
