@@ -1,8 +1,11 @@
 """Compose port rebinding (pure logic)."""
 
+import re
+
 import odoo_compose
 import pytest
 import yaml
+from ruamel.yaml import YAML
 
 PORTS = [8069, 8072]
 
@@ -126,3 +129,185 @@ def test_host_ports_differing_from_container_ports():
     assert odoo_compose.bind_ports(out, "odoo", [[8069, 18069], [8072, 18072]]) == out
     added = odoo_compose.bind_ports("services:\n  odoo:\n    image: x\n", "odoo", [[8069, 18069]])
     assert service_ports(added) == ["127.0.0.1:18069:8069"]
+
+
+# YAML anchors, merge keys and flow style ---------------------------------------
+
+
+def outside_service(text, service="odoo"):
+    """The text before SERVICE's key and from the next key on: all that
+    rebinding SERVICE's ports must keep byte for byte."""
+    document = YAML().load(text)
+    keys = sorted(
+        tuple(mapping.lc.key(key))
+        for mapping in (document, document["services"])
+        for key, _ in mapping.non_merged_items()
+    )
+    start = tuple(document["services"].lc.key(service))
+    end = next((key for key in keys if key > start), None)
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[: start[0]]), "".join(lines[end[0] :] if end else [])
+
+
+STACK = """\
+# shop
+x-common: &common
+  restart: unless-stopped
+x-ports: &ports
+  ports:
+    - "8069:8069"   # web
+    - target: 8072
+      published: 8072
+x-list: &list
+  - "8069:8069"
+services:
+  legacy:
+    <<: *ports
+    image: odoo:12
+  odoo:
+{odoo}
+  worker:
+    <<: [*common, *ports]
+  cron:
+    image: odoo:17
+    ports: *list
+volumes:
+  data: {{}}
+"""
+
+
+@pytest.mark.parametrize(
+    "odoo",
+    [
+        "    <<: *common",
+        "    <<: *ports  # shared",
+        "    <<: [*common, *ports]\n    image: odoo:17",
+        "    image: odoo:17\n    ports: *list",
+        '    image: odoo:17\n    ports: ["8069:8069", 8072]',
+        "    ports:\n      - {target: 8069, host_ip: 0.0.0.0}\n      - 8072:8072",
+    ],
+)
+def test_other_services_and_anchors_are_kept_byte_for_byte(odoo):
+    text = STACK.format(odoo=odoo)
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert outside_service(out) == outside_service(text)
+    before, after = yaml.safe_load(text)["services"], yaml.safe_load(out)["services"]
+    assert {k: v for k, v in after.items() if k != "odoo"} == {
+        k: v for k, v in before.items() if k != "odoo"
+    }
+    assert sorted(odoo_compose.published_ports(out, "odoo"), key=str) == sorted(
+        [
+            {"host_ip": "127.0.0.1", "published": "8069", "target": "8069", "protocol": None},
+            {"host_ip": "127.0.0.1", "published": "8072", "target": "8072", "protocol": None},
+        ],
+        key=str,
+    )
+    assert odoo_compose.bind_ports(out, "odoo", PORTS) == out
+
+
+def test_service_of_merge_keys_only_gets_its_own_ports():
+    one_line = (
+        "x: &x\n  image: odoo\nservices:\n  odoo:\n    <<: *x  # base\n  db:\n    image: pg\n"
+    )
+    out = odoo_compose.bind_ports(one_line, "odoo", [8069])
+    assert out == one_line.replace(
+        "# base\n", '# base\n    ports:\n      - "127.0.0.1:8069:8069"\n'
+    )
+    # A merge key over several lines: 'ports:' goes above it (order does not
+    # matter to a merge: the service's own keys win).
+    listed = "x: &x\n  image: odoo\nservices:\n  odoo:\n    <<:\n      - *x\n"
+    out = odoo_compose.bind_ports(listed, "odoo", [8069])
+    assert out == listed.replace("    <<:", '    ports:\n      - "127.0.0.1:8069:8069"\n    <<:')
+    assert yaml.safe_load(out)["services"]["odoo"]["image"] == "odoo"
+
+
+def test_merged_ports_copied_in_a_crlf_file_without_last_line_break():
+    text = 'x: &x\r\n  ports:\r\n    - "8069:8069"\r\nservices:\r\n  odoo:\r\n    <<: *x'
+    out = odoo_compose.bind_ports(text, "odoo", [8069])
+    assert out == text + '\r\n    ports:\r\n      - "127.0.0.1:8069:8069"\r\n'
+
+
+def test_merged_ports_already_bound_are_left_alone():
+    text = 'x: &x\n  ports:\n    - "127.0.0.1:8069:8069"\nservices:\n  odoo:\n    <<: *x\n'
+    assert odoo_compose.bind_ports(text, "odoo", [8069]) == text
+
+
+def test_aliased_ports_list_is_replaced_by_the_service_own_list():
+    text = (
+        'x-list: &list\n  - "8069:8069"\n  - target: 8072\n    published: 8072\n'
+        "services:\n  odoo:\n    ports: *list  # shared\n  db:\n    ports: *list\n"
+    )
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert out == text.replace(
+        "ports: *list  # shared",
+        'ports: ["127.0.0.1:8069:8069", {target: 8072, host_ip: "127.0.0.1", published: 8072}]'
+        "  # shared",
+    )
+    assert yaml.safe_load(out)["services"]["db"]["ports"][0] == "8069:8069"
+
+
+def test_flow_list_over_several_lines():
+    text = (
+        'services:\n  odoo:\n    ports: [\n      "0.0.0.0:8069:8069",  # web\n      8072\n    ]\n'
+    )
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert out == text.replace('"0.0.0.0:', '"127.0.0.1:').replace(
+        "      8072\n", '      "127.0.0.1:8072:8072"\n'
+    )
+
+
+def test_entry_repeated_by_an_alias_in_its_own_list_is_edited_once():
+    text = 'services:\n  odoo:\n    ports:\n      - &web "8069:8069"\n      - *web\n'
+    out = odoo_compose.bind_ports(text, "odoo", [8069])
+    assert out == text.replace('&web "8069:8069"', '&web "127.0.0.1:8069:8069"')
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # The entry is the anchor's text: editing it would edit x-web.
+        ('x-web: &web "8069:8069"\nservices:\n  odoo:\n    ports:\n      - *web\n',
+         "a port entry is an alias of line 1"),
+        ("x-ip: &ip 0.0.0.0\nservices:\n  odoo:\n    ports:\n      - target: 8069\n"
+         "        host_ip: *ip\n", "a port entry is an alias of line 1"),
+        # Another service holds the very same entries.
+        ('services:\n  odoo: &odoo\n    ports:\n      - "8069:8069"\n  cron:\n    <<: *odoo\n',
+         "service 'cron' holds the same port entries through a YAML anchor"),
+        ('services:\n  odoo:\n    ports: &p ["8069:8069"]\n  web:\n    ports: *p\n',
+         "service 'web' holds the same port entries"),
+        ('services:\n  odoo:\n    ports: &p\n      - &e "8069:8069"\n'
+         "  web:\n    ports:\n      - *e\n",
+         "service 'web' holds the same port entries"),
+        ('services:\n  odoo:\n    ports:\n      - target: 8069\n        host_ip: &h "0.0.0.0"\n'
+         "  web:\n    ports:\n      - target: 80\n        host_ip: *h\n",
+         "service 'web' holds the same port entries"),
+        ("x: &x\n  image: odoo\nservices:\n  odoo: *x\n", "service 'odoo' is a YAML alias"),
+        ("services:\n  odoo: {image: odoo}\n", "service 'odoo' is a flow mapping"),
+        ('x: &x\n  - "8069:8069"\nservices:\n  odoo:\n    ports:\n      *x\n',
+         "its 'ports' come from a YAML anchor"),
+        ("x: &x\n  ports: [[8069, 8069]]\nservices:\n  odoo:\n    <<: *x\n",
+         "port entry [8069, 8069] not understood"),
+    ],
+)  # fmt: skip
+def test_ports_shared_through_anchors_are_refused(text, message):
+    with pytest.raises(odoo_compose.ComposeError, match=re.escape(message)):
+        odoo_compose.bind_ports(text, "odoo", [8069])
+
+
+def test_service_merging_odoo_but_with_its_own_ports_does_not_block_the_edit():
+    text = (
+        'services:\n  odoo: &odoo\n    image: odoo\n    ports:\n      - "8069:8069"\n'
+        "  cron:\n    <<: *odoo\n    ports: []\n"
+    )
+    out = odoo_compose.bind_ports(text, "odoo", [8069])
+    assert out == text.replace('- "8069:8069"', '- "127.0.0.1:8069:8069"')
+
+
+@pytest.mark.parametrize("last", ["\r\n", ""])
+def test_lines_added_in_a_crlf_file_end_in_crlf(last):
+    text = "services:\r\n  odoo:\r\n    ports:\r\n      - target: 8069" + last
+    out = odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert out == (
+        'services:\r\n  odoo:\r\n    ports:\r\n      - "127.0.0.1:8072:8072"\r\n'
+        '      - target: 8069\r\n        host_ip: "127.0.0.1"\r\n        published: "8069"\r\n'
+    )

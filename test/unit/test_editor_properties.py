@@ -319,8 +319,29 @@ def long_entry(draw, indent):
 
 
 @st.composite
+def flow_entry(draw):
+    """A port inside a flow list: quoted where a plain scalar cannot be, or a
+    flow mapping."""
+    if draw(st.booleans()):
+        text, _ = draw(short_entry())
+        return f'"{text}"' if "{" in text and text[0] not in "'\"" else text
+    fields = {"target": draw(st.sampled_from(["8069", "8072", "8071", '"8069"']))}
+    published = draw(st.sampled_from([None, "8069", "'18069'", '"${WEB:-8069}"']))
+    host = draw(st.sampled_from([None, "0.0.0.0", '"0.0.0.0"', "'::'"]))
+    for key, value in (("published", published), ("host_ip", host)):
+        if value is not None:
+            fields[key] = value
+    order = draw(st.permutations(list(fields)))
+    return "{" + ", ".join(f"{key}: {fields[key]}" for key in order) + "}"
+
+
+@st.composite
 def ports_block(draw, indent):
-    """The 'ports:' key and its block-style entries (indented or not)."""
+    """The 'ports:' key and its entries: block style (indented or not), or a
+    flow list on one line."""
+    if draw(st.integers(0, 3)) == 0:
+        entries = draw(st.lists(flow_entry(), min_size=1, max_size=3))
+        return [f"{indent}ports: [{', '.join(entries)}]{draw(COMMENT)}"]
     entry_indent = indent + draw(st.sampled_from(["", "  ", "    "]))
     lines = [f"{indent}ports:{draw(COMMENT)}"]
     for _ in range(draw(st.integers(1, 4))):
@@ -366,6 +387,8 @@ def compose_texts(draw, service):
     anchor = draw(st.booleans())
     if anchor:
         lines += ["x-common: &common", f"{step}restart: unless-stopped", f"{step}env_file: .env"]
+        if draw(st.booleans()):  # ports that every service merging it gets
+            lines += draw(ports_block(step))
     lines.append("services:")
     names = draw(st.lists(st.sampled_from(OTHER_SERVICES), max_size=3, unique=True))
     names.insert(draw(st.integers(0, len(names))), service)
@@ -378,8 +401,11 @@ def compose_texts(draw, service):
 
 
 def port_lines(text, service):
-    """Indexes of the lines of SERVICE's port entries and of its 'ports:' key."""
+    """Indexes of the lines of SERVICE's port entries and of its 'ports:' key
+    (none when they are merged in from an anchor)."""
     definition = YAML().load(text)["services"][service]
+    if "ports" not in dict(definition.non_merged_items()):
+        return set()
     entries = definition.get("ports") or []
     lines = {definition.lc.key("ports")[0]} if "ports" in definition else set()
     for index, entry in enumerate(entries):
@@ -525,77 +551,74 @@ def test_compose_other_unknown_services_and_keys_are_kept():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="editor bug: a service whose only own key is a merge key (<<: *x) and "
-    "that has no ports: TypeError in _add_missing (lc.key of a merged key is "
-    "None) instead of a ComposeError or an edit",
-)
 def test_compose_service_made_only_of_a_merge_key():
+    """A merge key has no position of its own: 'ports:' goes below it."""
     text = "x-odoo: &odoo\n  image: odoo:17\nservices:\n  odoo:\n    <<: *odoo\n"
-    try:
-        out = odoo_compose.bind_ports(text, "odoo", [8069])
-    except odoo_compose.ComposeError:
-        return
-    assert yaml.safe_load(out)["services"]["odoo"]["ports"] == ["127.0.0.1:8069:8069"]
+    out = odoo_compose.bind_ports(text, "odoo", [8069])
+    assert out == text + '    ports:\n      - "127.0.0.1:8069:8069"\n'
+    assert yaml.safe_load(out)["services"]["odoo"]["image"] == "odoo:17"
+    assert odoo_compose.bind_ports(out, "odoo", [8069]) == out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="editor bug: several edits on one line (flow style) use stale columns, "
-    "and a plain scalar's end runs to the end of the line: the editor's own "
-    "output is broken and the valid input is refused as 'not valid YAML'",
-)
 @pytest.mark.parametrize(
-    "ports",
+    "ports, expected",
     [
-        '["8069:8069", "8072:8072"]',
-        "\n      - {target: 8069, published: 8069, host_ip: 0.0.0.0}",
+        ('["8069:8069", "8072:8072"]', '["127.0.0.1:8069:8069", "127.0.0.1:8072:8072"]'),
+        ("[8069:8069, '8071:8071', 8072]  # web",
+         "[\"127.0.0.1:8069:8069\", '8071:8071', \"127.0.0.1:8072:8072\"]  # web"),
+        ('["0.0.0.0:8069:8069"]', '["127.0.0.1:8072:8072", "127.0.0.1:8069:8069"]'),
+        ("\n      - {target: 8069, published: 8069, host_ip: 0.0.0.0}\n      - {target: 8072}",
+         '\n      - {target: 8069, published: 8069, host_ip: "127.0.0.1"}'
+         '\n      - {target: 8072, host_ip: "127.0.0.1", published: "8072"}'),
     ],
-)
-def test_compose_flow_style_ports(ports):
-    text = f"services:\n  odoo:\n    image: odoo:17\n    ports: {ports}\n"
-    try:
-        out = odoo_compose.bind_ports(text, "odoo", [8069, 8072])
-    except odoo_compose.ComposeError as exc:
-        assert "not valid YAML" not in str(exc)  # the input is valid
-        return
+)  # fmt: skip
+def test_compose_flow_style_ports(ports, expected):
+    """Several edits on one line, plain scalars that end at ',' or ']', and
+    entries added inside the brackets or braces."""
+    text = f"services:\n  odoo:\n    image: odoo:17\n    ports: {ports}\n  db:\n    image: pg\n"
+    out = odoo_compose.bind_ports(text, "odoo", [8069, 8072])
+    assert out == text.replace(ports, expected)
     check_bound(out, "odoo", {8069: 8069, 8072: 8072}, "127.0.0.1")
+    assert odoo_compose.bind_ports(out, "odoo", [8069, 8072]) == out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='editor bug: an anchored port entry (- &web "8069:8069") loses its '
-    "anchor; where it is aliased the result is refused as 'not valid YAML'",
-)
 def test_compose_anchored_port_entry():
-    text = (
-        'services:\n  odoo:\n    ports:\n      - &web "8069:8069"\n'
-        "  proxy:\n    image: nginx\n    ports:\n      - *web\n"
-    )
-    try:
-        out = odoo_compose.bind_ports(text, "odoo", [8069])
-    except odoo_compose.ComposeError as exc:
-        assert "not valid YAML" not in str(exc)
-        return
-    assert "&web" in out
+    """The anchor stays on the edited entry; when another service aliases it,
+    rebinding it would rebind that service: refused, naming it."""
+    own = 'services:\n  odoo:\n    ports:\n      - &web "8069:8069"  # web\n'
+    out = odoo_compose.bind_ports(own, "odoo", [8069])
+    assert out == own.replace('"8069:8069"', '"127.0.0.1:8069:8069"')
+    shared = own + "  proxy:\n    image: nginx\n    ports:\n      - *web\n"
+    with pytest.raises(odoo_compose.ComposeError, match="service 'proxy' holds the same port"):
+        odoo_compose.bind_ports(shared, "odoo", [8069])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="editor bug: ports merged from an anchor (<<: *ports) are edited in the "
-    "anchor, which rebinds every other service that merges it",
-)
+SHARED_PORTS = """\
+x-ports: &ports
+  ports:
+    - "8069:8069"  # web
+    - "8071:8071"
+services:
+  odoo:
+    <<: *ports
+    image: odoo:17
+  legacy:
+    <<: *ports
+"""
+
+
 def test_compose_ports_shared_through_an_anchor():
-    text = (
-        'x-ports: &ports\n  ports:\n    - "8069:8069"\nservices:\n'
-        "  odoo:\n    <<: *ports\n    image: odoo:17\n  legacy:\n    <<: *ports\n"
+    """Ports merged from an anchor become the service's own list: the anchor
+    and the other service merging it stay byte for byte."""
+    out = odoo_compose.bind_ports(SHARED_PORTS, "odoo", [8069])
+    assert out == SHARED_PORTS.replace(
+        "    image: odoo:17\n",
+        '    ports:\n      - "127.0.0.1:8069:8069"\n      - "8071:8071"\n    image: odoo:17\n',
     )
-    try:
-        out = odoo_compose.bind_ports(text, "odoo", [8069])
-    except odoo_compose.ComposeError:
-        return
-    assert yaml.safe_load(out)["services"]["legacy"]["ports"] == ["8069:8069"]
+    document = yaml.safe_load(out)
+    assert document["services"]["legacy"]["ports"] == ["8069:8069", "8071:8071"]
+    assert document["services"]["odoo"]["ports"] == ["127.0.0.1:8069:8069", "8071:8071"]
+    assert odoo_compose.bind_ports(out, "odoo", [8069]) == out
 
 
 def test_compose_crlf_file_stays_crlf():
