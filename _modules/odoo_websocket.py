@@ -2,11 +2,13 @@
 The operator's commands of the odoo_websocket formula. Each one delegates to
 the module that owns the concern:
 
-- ``odoo_websocket_settings``: pillar schema and derived values (pure);
+- ``odoo_websocket_schema``: the pillar schema and its validation (pure);
+- ``odoo_websocket_settings``: validated settings and derived values (pure);
 - ``odoo_websocket_nginx``: nginx -t, the parsed tree, staged checks, reload;
 - ``odoo_websocket_plan``: what every managed file should hold (read only);
 - ``odoo_websocket_changes``: the change engine (lock, backups, rollback);
-- ``odoo_websocket_backups``: the backup sets, read only (list, diff);
+- ``odoo_websocket_activation``: checks, restarts, reload and verify around it;
+- ``odoo_websocket_backups``: the backup sets, journal and marks, read only;
 - ``odoo_websocket_verify``: the websocket check from the host;
 - ``odoo_conf``, ``odoo_compose``: the two file editors.
 """

@@ -5,7 +5,9 @@ saved file checked against its sha256) and diffing against the live files.
 A backup set is a folder named like ``20261127T093000123456-1234-abcdef``
 (UTC time, pid, random) holding ``manifest.json`` and one ``N.data`` per
 saved file. Nothing else in the backup folder is ever listed or trusted.
-Only the change engine (``odoo_websocket_changes``) writes sets.
+Only the change engine (``odoo_websocket_changes``) writes sets, its lock and
+its journal; this module also holds what the engine reads: snapshots and
+fingerprints of live paths, the folder check and a killed run's journal.
 """
 
 import hashlib
@@ -20,6 +22,9 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "odoo_websocket_backups"
 
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
+JOURNAL = "journal.json"
+MARK = ".odoo_websocket"
+ACTIVATION_PENDING = "activation-pending.json"
 _SET_NAME = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9]+-[0-9a-f]{6}")
 
 
@@ -61,7 +66,7 @@ def sets(backup_dir=DEFAULT_BACKUP_DIR):
         salt '*' odoo_websocket_backups.sets
     """
     # Only a folder the formula marked as its own, only names it gives sets.
-    if not os.path.isfile(os.path.join(backup_dir, ".odoo_websocket")):
+    if not os.path.isfile(os.path.join(backup_dir, MARK)):
         return []
     return sorted(
         name
@@ -168,3 +173,174 @@ def diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
         if shown:
             diffs[path] = shown
     return diffs
+
+
+def snapshot(path):
+    """
+    What PATH is now: absent, a link and its target, or a file with its
+    bytes, mode and owner.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.snapshot /etc/nginx/sites-available/odoo
+    """
+    if os.path.islink(path):
+        return {"path": path, "kind": "link", "target": os.readlink(path)}
+    if not os.path.exists(path):
+        return {"path": path, "kind": "absent"}
+    stat = os.stat(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return {"path": path, "kind": "file", "data": data, "mode": stat.st_mode & 0o7777,
+            "uid": stat.st_uid, "gid": stat.st_gid}  # fmt: skip
+
+
+def fingerprint(change_or_path):
+    """
+    What a path holds (or a change would make it hold), in a few bytes:
+    absent, a link and its target, or the sha256 of a file's bytes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.fingerprint /etc/odoo/odoo.conf
+    """
+    if isinstance(change_or_path, str):
+        change_or_path = snapshot(change_or_path)
+    kind = change_or_path["kind"]
+    if kind == "file":
+        data = change_or_path["data"]
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    return f"link:{change_or_path['target']}" if kind == "link" else "absent"
+
+
+def unsafe_folder(backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    Why BACKUP_DIR cannot hold the lock, journal and backups, or None: it and
+    every parent must be owned by root (or this user) and writable by no one
+    else (a sticky parent like /tmp is fine), and it may not be a link.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.unsafe_folder
+    """
+    path = os.path.abspath(backup_dir)
+    if os.path.islink(path):
+        return f"{path} is a symbolic link"
+    while True:
+        stat = os.lstat(path)
+        if stat.st_uid not in (0, os.geteuid()):
+            return f"{path} is owned by uid {stat.st_uid}, not root"
+        sticky_parent = path != os.path.abspath(backup_dir) and stat.st_mode & 0o1000
+        if stat.st_mode & 0o022 and not sticky_parent:
+            return f"{path} is writable by group or others (mode {stat.st_mode & 0o7777:o})"
+        if path == os.path.dirname(path):
+            return None
+        path = os.path.dirname(path)
+
+
+def journal(backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    The journal a killed run left, ``{"torn": True}`` when unreadable, or None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.journal
+    """
+    try:
+        with open(os.path.join(backup_dir, JOURNAL), encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"torn": True}
+
+
+def activation_pending(backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    The mark a run leaves when its nginx configuration could not go live
+    (nginx:reload or nginx:start false), or None: ``{backup, since, why}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.activation_pending
+    """
+    try:
+        with open(os.path.join(backup_dir, ACTIVATION_PENDING), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:
+        return {"backup": "?", "since": "?", "why": "the mark is unreadable"}
+
+
+def pending(backup_dir=DEFAULT_BACKUP_DIR):
+    """
+    What the last runs left for the next one (a killed run's journal, an
+    nginx configuration not live yet), without touching anything.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.pending
+    """
+    notes = []
+    left = journal(backup_dir)
+    if left:
+        notes.append(f"A killed run left a journal (pid {left.get('pid')}, backup "
+                     f"{left.get('backup')}): the next real run rolls it back first.")  # fmt: skip
+    mark = activation_pending(backup_dir)
+    if mark:
+        notes.append(f"nginx has not loaded the configuration of backup {mark['backup']} "
+                     f"({mark['why']}): the next real run activates it.")  # fmt: skip
+    return " ".join(notes)
+
+
+def recovery(backup_dir=DEFAULT_BACKUP_DIR, force=False, managed=None):
+    """
+    What recovering from a killed run's journal would put back, without
+    touching anything: ``{"journal", "changes"}`` (to apply, in order), the
+    paths ``kept`` (changed since that run: an operator's hotfix; FORCE puts
+    them back too) and ``untrusted`` (outside MANAGED), or ``{"unusable":
+    why}``. None without a journal.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.recovery
+    """
+    left = journal(backup_dir)
+    if left is None:
+        return None
+    if left.get("torn"):
+        return {"unusable": "unreadable"}
+    try:
+        saved = changes(left["backup"], backup_dir)
+    except (CommandExecutionError, KeyError, OSError) as exc:
+        return {"unusable": f"unusable ({exc})"}
+    paths = [change["path"] for change in saved]
+    outside = __salt__["odoo_websocket_plan.outside"]
+    found = {"journal": left, "changes": [], "kept": [],
+             "untrusted": [] if managed is None else outside(paths, managed)}  # fmt: skip
+    planned = left.get("paths", {})
+    for change in reversed(saved):
+        if change["path"] in found["untrusted"]:
+            continue
+        expected = planned.get(change["path"], {})
+        if force or fingerprint(change["path"]) in (expected.get("before"), expected.get("after")):
+            found["changes"].append(change)
+        else:
+            found["kept"].append(change["path"])
+    return found

@@ -9,8 +9,11 @@ restarts Odoo only when its files changed, reloads nginx, and proves the
 websocket works. A failure at any step puts every file of the set back and
 restarts and reloads again, so the host serves its old configuration.
 
-Every function that writes a file is private: operators reach backups and
-restore through ``odoo_websocket.*``, states through :py:func:`apply`.
+Every function that writes a file is here, and private: operators reach
+backups and restore through ``odoo_websocket.*``, states through
+:py:func:`apply`. What is read (snapshots, the journal) lives in
+``odoo_websocket_backups``; how a change goes live (checks, restarts,
+reload, the websocket check) in ``odoo_websocket_activation``.
 """
 
 import contextlib
@@ -28,10 +31,12 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "odoo_websocket_changes"
 
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
-_JOURNAL = "journal.json"
 _LOCK = "lock"
-_MARK = ".odoo_websocket"
-# Fault injection for the crash tests: ODOO_WEBSOCKET_FAULT=kill:<step>.
+# A run whose nginx configuration could not go live (nginx:reload or
+# nginx:start false) leaves this, so the next run activates it again.
+_PENDING = "activation-pending.json"  # odoo_websocket_backups.ACTIVATION_PENDING
+# Fault injection for the tests: ODOO_WEBSOCKET_FAULT=kill:<step> (a crash)
+# or stop:<step> (frozen in the critical section until SIGCONT).
 _FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
 
 
@@ -39,37 +44,23 @@ def __virtual__():
     return __virtualname__
 
 
-def _nginx(function):
-    """An odoo_websocket_nginx function (nginx inspection and control)."""
-    return __salt__[f"odoo_websocket_nginx.{function}"]
+def _backups(function):
+    """An odoo_websocket_backups function (the read side of the sets)."""
+    return __salt__[f"odoo_websocket_backups.{function}"]
+
+
+def _live(function):
+    """An odoo_websocket_activation function (checks, restarts, reload, verify)."""
+    return __salt__[f"odoo_websocket_activation.{function}"]
 
 
 def _fault(step):
-    if os.environ.get(_FAULT_ENV) == f"kill:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+    fault = os.environ.get(_FAULT_ENV)
+    if fault in (f"kill:{step}", f"stop:{step}"):
+        os.kill(os.getpid(), signal.SIGKILL if fault.startswith("kill") else signal.SIGSTOP)
 
 
-# -- files: snapshots and atomic writes (private) ---------------------------
-
-
-def _snapshot(path):
-    """What PATH is now: absent, a link and its target, or a file with its
-    bytes, mode and owner."""
-    if os.path.islink(path):
-        return {"path": path, "kind": "link", "target": os.readlink(path)}
-    if not os.path.exists(path):
-        return {"path": path, "kind": "absent"}
-    stat = os.stat(path)
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return {
-        "path": path,
-        "kind": "file",
-        "data": data,
-        "mode": stat.st_mode & 0o7777,
-        "uid": stat.st_uid,
-        "gid": stat.st_gid,
-    }
+# -- files: atomic writes (private) ---------------------------
 
 
 def _fsync_dir(path):
@@ -154,23 +145,22 @@ def _write_private(path, data):
         os.fsync(handle.fileno())
 
 
-def _unsafe_folder(backup_dir):
-    """Why BACKUP_DIR cannot hold the lock, journal and backups, or None: it
-    and every parent must be owned by root (or this user) and writable by no
-    one else (a sticky parent like /tmp is fine), and it may not be a link."""
-    path = os.path.abspath(backup_dir)
-    if os.path.islink(path):
-        return f"{path} is a symbolic link"
-    while True:
-        stat = os.lstat(path)
-        if stat.st_uid not in (0, os.geteuid()):
-            return f"{path} is owned by uid {stat.st_uid}, not root"
-        sticky_parent = path != os.path.abspath(backup_dir) and stat.st_mode & 0o1000
-        if stat.st_mode & 0o022 and not sticky_parent:
-            return f"{path} is writable by group or others (mode {stat.st_mode & 0o7777:o})"
-        if path == os.path.dirname(path):
-            return None
-        path = os.path.dirname(path)
+def _open_lock(backup_dir, dry):
+    """The lock's descriptor, once the folder is found safe (unsafe_folder)."""
+    try:
+        # A new folder is private; an existing one keeps its mode. exist_ok:
+        # two first runs may race to create it.
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        unsafe = _backups("unsafe_folder")(backup_dir)
+        if unsafe:
+            raise OSError(f"{unsafe}: another user could plant or swap files there")
+        # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        if not dry:  # the mark that the formula's sets live here
+            os.close(os.open(os.path.join(backup_dir, ".odoo_websocket"), flags, 0o600))
+        return os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -180,20 +170,7 @@ def _locked(backup_dir, timeout, dry=False):
     if dry and not os.path.isdir(backup_dir):
         yield
         return
-    try:
-        # A new folder is private; an existing one keeps its mode. exist_ok:
-        # two first runs may race to create it.
-        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-        unsafe = _unsafe_folder(backup_dir)
-        if unsafe:
-            raise OSError(f"{unsafe}: another user could plant or swap files there")
-        # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-        if not dry:  # the mark that the formula's sets live here
-            os.close(os.open(os.path.join(backup_dir, _MARK), flags, 0o600))
-        fd = os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)
-    except OSError as exc:
-        raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
+    fd = _open_lock(backup_dir, dry)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -208,11 +185,10 @@ def _locked(backup_dir, timeout, dry=False):
                         f"(pid {holder}); gave up after {timeout} s"
                     ) from None
                 time.sleep(0.1)
-        with contextlib.suppress(OSError):  # who holds it, for the next run's message
-            if dry:
-                raise OSError
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if not dry:  # who holds it, for the next run's message
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -220,13 +196,13 @@ def _locked(backup_dir, timeout, dry=False):
 
 def _write_backup(backup_dir, paths, label, secret_keys=()):
     """Save what PATHS are now; return the new set's id. Nothing live is touched."""
-    set_id = __salt__["odoo_websocket_backups.new_id"]()
+    set_id = _backups("new_id")()
     folder = os.path.join(backup_dir, set_id)
     os.mkdir(folder, 0o700)
     try:
         entries = []
         for index, path in enumerate(paths):
-            snap = _snapshot(path)
+            snap = _backups("snapshot")(path)
             entry = {key: value for key, value in snap.items() if key != "data"}
             if snap["kind"] == "file":
                 entry["blob"] = f"{index}.data"
@@ -235,7 +211,7 @@ def _write_backup(backup_dir, paths, label, secret_keys=()):
             entries.append(entry)
         manifest = {
             "id": set_id,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": _now(),
             "label": label,
             "secret_keys": sorted(set(secret_keys)),
             "files": entries,
@@ -248,13 +224,17 @@ def _write_backup(backup_dir, paths, label, secret_keys=()):
     return set_id
 
 
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _restore_set(backup_dir, set_id):
-    for change in reversed(__salt__["odoo_websocket_backups.changes"](set_id, backup_dir)):
+    for change in reversed(_backups("changes")(set_id, backup_dir)):
         _apply_change(change)
 
 
 def _journal(backup_dir):
-    return os.path.join(backup_dir, _JOURNAL)
+    return os.path.join(backup_dir, "journal.json")
 
 
 def _write_journal(backup_dir, journal):
@@ -266,45 +246,12 @@ def _drop_journal(backup_dir):
     _fsync_dir(_journal(backup_dir))
 
 
-def _pending(backup_dir):
-    """The journal a killed run left, or None."""
-    try:
-        with open(_journal(backup_dir), encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {"torn": True}
-
-
-def _fingerprint(change_or_path):
-    """What a path holds (or a change would make it hold), in a few bytes:
-    absent, a link and its target, or the sha256 of a file's bytes."""
-    if isinstance(change_or_path, str):
-        change_or_path = _snapshot(change_or_path)
-    kind = change_or_path["kind"]
-    if kind == "file":
-        data = change_or_path["data"]
-        data = data.encode("utf-8") if isinstance(data, str) else data
-        return "sha256:" + hashlib.sha256(data).hexdigest()
-    return f"link:{change_or_path['target']}" if kind == "link" else "absent"
-
-
 def _set_aside(backup_dir, why):
     """A journal recovery cannot trust: kept for a person, out of the way."""
     aside = _journal(backup_dir) + time.strftime(".%Y%m%dT%H%M%SZ.aside", time.gmtime())
     os.rename(_journal(backup_dir), aside)
     return f"WARNING: the journal of an interrupted run was {why}: moved aside to {aside}; " \
         "check the files it names by hand."  # fmt: skip
-
-
-def _outside(paths, managed):
-    """The PATHS that are none of MANAGED (files, or folders ending in /)."""
-
-    def inside(path):
-        return any(path == m or (m.endswith("/") and path.startswith(m)) for m in managed)
-
-    return [path for path in paths if not inside(os.path.abspath(path))]
 
 
 def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
@@ -314,111 +261,84 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     NGINX (the caller's settings, never the journal's) is reloaded. Returns a
     note and the concerns the dead run had restarted (the caller restarts
     them again: it knows their commands from the pillar)."""
-    journal = _pending(backup_dir)
-    if journal is None:
+    found = _backups("recovery")(backup_dir, force=force, managed=managed)
+    if found is None:
         return "", []
-    if journal.get("torn"):
-        return _set_aside(backup_dir, "unreadable"), []
-    try:
-        changes = __salt__["odoo_websocket_backups.changes"](journal["backup"], backup_dir)
-    except (CommandExecutionError, KeyError, OSError) as exc:
-        return _set_aside(backup_dir, f"unusable ({exc})"), []
-    planned, kept = journal.get("paths", {}), []
-    untrusted = _outside([c["path"] for c in changes], managed) if managed is not None else []
-    for change in reversed(changes):
-        if change["path"] in untrusted:
-            continue
-        expected = planned.get(change["path"], {})
-        if force or _fingerprint(change["path"]) in (expected.get("before"), expected.get("after")):
-            _apply_change(change)
-        else:
-            kept.append(change["path"])
-    if nginx and _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
-        if _nginx("pid")(nginx["conf_file"]) is not None:
-            _nginx("activate")(nginx["conf_file"], nginx["binary"])
+    if "unusable" in found:
+        return _set_aside(backup_dir, found["unusable"]), []
+    for change in found["changes"]:
+        _apply_change(change)
+    if nginx and __salt__["odoo_websocket_nginx.pid"](nginx["conf_file"]) is not None:
+        _live("reload")(nginx, old=True)
     _drop_journal(backup_dir)
+    journal = found["journal"]
     note = (
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
         f"back from backup {journal['backup']}."
     )
-    if untrusted:
-        note += f" Not restored, not a path the formula manages: {', '.join(untrusted)}."
-    if kept:
+    if found["untrusted"]:
+        note += f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
+    if found["kept"]:
         note += (
-            f" Left as they are, changed since that run: {', '.join(kept)} (recover "
+            f" Left as they are, changed since that run: {', '.join(found['kept'])} (recover "
             "force=True puts them back too)."
         )
     return note, journal.get("restarted", [])
 
 
 def _prune(backup_dir, keep):
-    sets = __salt__["odoo_websocket_backups.sets"](backup_dir)
+    sets = _backups("sets")(backup_dir)
     for name in sets[: max(0, len(sets) - keep)]:
         shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
 
 
+# -- activation left pending ---------------------------------------------------
+
+
+def _activate_nginx(plan, state, notes):
+    """Reload (or start) nginx onto the files now live. False when the
+    settings keep it from going live; a running nginx left on the old files
+    is marked pending, so that the next run activates it instead of finding
+    nothing to do."""
+    activated = _live("reload")(plan["nginx"])
+    notes.append(activated["comment"])
+    path = os.path.join(state["backup_dir"], _PENDING)
+    if not activated["pending"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        old = state["pending"] or {}
+        since = old["since"] if old.get("backup") == state["set_id"] else _now()
+        mark = {"backup": state["set_id"], "since": since, "why": activated["comment"]}
+        _replace_file(path, json.dumps(mark), 0o600, None, None)
+    if not activated["live"]:
+        notes.append(
+            "Not verified: the new nginx configuration is not live"
+            + (" (the next run activates it)." if activated["pending"] else ".")
+        )
+    return activated["live"]
+
+
+def _catch_up(plan, state, notes):
+    """Nothing to write, but an earlier run's nginx configuration is not live
+    yet: activate it now. Returns a problem or None."""
+    pending = state["pending"]
+    notes.append(f"nginx had not loaded the configuration of backup {pending['backup']} "
+                 f"(since {pending['since']}: {pending['why']}).")  # fmt: skip
+    try:
+        _activate_nginx(plan, state, notes)
+    except CommandExecutionError as exc:
+        return str(exc)
+    return None
+
+
 # -- the transaction -----------------------------------------------------------
-
-
-def _within(path, folder):
-    return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
 def _failed(ret, notes, message):
     ret["result"] = False
     ret["comment"] = " ".join(notes + [message])
     return ret
-
-
-def _validate(plan, changes, notes, state):
-    """Everything checked before anything live is touched. Returns a problem."""
-    nginx = plan.get("nginx")
-    if not nginx:
-        return None
-    conf_dir = os.path.dirname(os.path.abspath(nginx["conf_file"]))
-    # The nginx concern's files (all of them: one outside the folder makes
-    # staging impossible); a restore's set has no concerns: its nginx files.
-    candidate = [
-        c
-        for c in changes
-        if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
-    ]
-    verdict = _nginx("candidate_check")(nginx, candidate)
-    state["staged"], state["nginx_changed"] = verdict["staged"], bool(candidate)
-    notes.extend(verdict["notes"])
-    return verdict["problem"]
-
-
-def _verify(plan, wait):
-    verify = plan.get("verify")
-    if not verify or not verify["enabled"]:
-        return None
-    args = {
-        key: verify[key]
-        for key in ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
-    }
-    if wait:
-        return __salt__["odoo_websocket_verify.wait"](deadline=verify["timeout"], **args)
-    return __salt__["odoo_websocket_verify.check"](**args)
-
-
-def _restart(restart):
-    """Run a restart/recreate command from the pillar; its failure fails the run."""
-    done = __salt__["cmd.run_all"](restart["cmd"], cwd=restart.get("cwd") or None,
-                                   python_shell=True, timeout=600)  # fmt: skip
-    if done["retcode"] != 0:
-        last = ((done["stderr"] or done["stdout"]).strip().splitlines() or [""])[-1]
-        raise CommandExecutionError(f"{restart['what']} failed (exit {done['retcode']}): {last}")
-    return f"{restart['what']}: done."
-
-
-def _due_restarts(plan, changes):
-    concerns = {change.get("concern") for change in changes}
-    return [
-        r
-        for r in plan.get("restarts", [])
-        if r["concern"] in concerns and r.get("unless") not in concerns
-    ]
 
 
 def _go_live(plan, changes, notes, state):
@@ -432,49 +352,32 @@ def _go_live(plan, changes, notes, state):
 
 
 def _go_live_steps(plan, changes, notes, state):
-    nginx = plan.get("nginx")
     for index, change in enumerate(changes):
         _apply_change(change)
         _fault(f"write-{index}")
-    if nginx:
-        after = _nginx("configtest")(nginx["conf_file"], nginx["binary"])
-        if not after["ok"]:
-            return _nginx("format_errors")(after["errors"])
-        if state["staged"] is None and "site_file" in nginx:
-            problem = _nginx("site_problems")(nginx, _nginx("tree")(nginx["conf_file"]))
-            if problem:
-                return problem
+    problem = _live("live_check")(plan, state["staged"])
+    if problem:
+        return problem
     _fault("validated")
     try:
-        for restart in _due_restarts(plan, changes):
+        for restart in _live("due_restarts")(plan, changes):
             state["restarted"].append(restart)
             # Recorded first: a run killed mid-restart is restarted again on recovery.
             state["journal"]["restarted"] = [r["concern"] for r in state["restarted"]]
             _write_journal(state["backup_dir"], state["journal"])
-            notes.append(_restart(restart))
-        if nginx and state["nginx_changed"]:
+            notes.append(_live("restart")(restart))
+        if plan.get("nginx") and (state["nginx_changed"] or state["pending"]):
             state["nginx"] = True
-            activated = _nginx("activate")(**_nginx_args(nginx))
-            notes.append(activated + ".")
+            live = _activate_nginx(plan, state, notes)
             _fault("activated")
-            if activated.startswith(("nginx not reloaded", "nginx is not running")):
-                notes.append("Not verified: the new nginx configuration is not live.")
+            if not live:
                 return None
     except CommandExecutionError as exc:
         return str(exc)
-    verdict = state["verdict"] = _verify(plan, wait=True)
+    verdict = state["verdict"] = _live("verify")(plan, wait=True)
     if verdict and not verdict["ok"] and plan["verify"]["rollback"]:
-        return "The websocket check failed after the change: " + _summary(verdict)
+        return "The websocket check failed after the change: " + _live("summary")(verdict)
     return None
-
-
-def _nginx_args(nginx):
-    keys = ("conf_file", "binary", "reload", "restart", "start")
-    return {key: nginx[key] for key in keys if key in nginx}
-
-
-def _summary(verdict):
-    return __salt__["odoo_websocket_verify.summary"](verdict)
 
 
 def _roll_back(plan, backup_dir, set_id, state):
@@ -483,19 +386,15 @@ def _roll_back(plan, backup_dir, set_id, state):
     lines = [f"Every file of the run was restored from backup {set_id}."]
     for restart in state["restarted"]:
         try:
-            _restart(restart)
+            _live("restart")(restart)
             lines.append(f"{restart['what']} again, onto the old configuration.")
         except CommandExecutionError as exc:
             lines.append(f"{exc} (while restoring)")
-    nginx = plan.get("nginx")
-    if nginx and state["nginx"]:
-        if _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
-            args = dict(_nginx_args(nginx), start=False, restart=False, reload=True)
-            lines.append(_nginx("activate")(**args) + " (old configuration).")
-    if state.get("verdict"):
-        verify = dict(plan["verify"], timeout=min(plan["verify"]["timeout"], 10))
-        after = _verify(dict(plan, verify=verify), wait=True)
-        lines.append("After the restore: " + _summary(after))
+    if state["nginx"]:
+        lines.append(_live("reload")(plan["nginx"], old=True)["comment"])
+    if state["verdict"]:
+        after = _live("verify")(plan, wait=True, timeout=10)
+        lines.append("After the restore: " + _live("summary")(after))
     return "\n".join(lines)
 
 
@@ -509,25 +408,32 @@ def _transaction(plan, backup, test=False, label=""):
     changes = [
         change for change in plan["changes"] if __salt__["odoo_websocket_plan.differs"](change)
     ]
-    state = {"staged": None, "nginx_changed": False, "restarted": [], "nginx": False,
-             "verdict": None}  # fmt: skip
-    problem = _validate(plan, changes, notes, state)
-    if problem:
-        return _failed(ret, notes, problem)
+    pending = _backups("activation_pending")(backup["dir"]) if plan.get("nginx") else None
+    checked = _live("precheck")(plan, changes)
+    notes.extend(checked["notes"])
+    if checked["problem"]:
+        return _failed(ret, notes, checked["problem"])
+    state = {"staged": checked["staged"], "nginx_changed": checked["nginx_changed"],
+             "restarted": [], "nginx": False, "verdict": None, "pending": pending,
+             "backup_dir": backup["dir"], "set_id": (pending or {}).get("backup")}  # fmt: skip
     ret["changed"] = [change["path"] for change in changes]
-    if test or not changes:
-        if not changes:
-            notes.append("Nothing to change.")
-        verdict = ret["verdict"] = _verify(plan, wait=False)
-        if verdict:
-            notes.append(("Now: " if changes else "") + _summary(verdict))
-        if test and changes:
-            ret["result"] = None
-        elif verdict and not verdict["ok"]:
-            ret["result"] = False
-        ret["comment"] = " ".join(notes)
-        return ret
-    return _commit(ret, plan, changes, backup, label, notes, state)
+    if changes and not test:
+        return _commit(ret, plan, changes, backup, label, notes, state)
+    if pending and not test:
+        problem = _catch_up(plan, state, notes)
+        if problem:
+            return _failed(ret, notes, problem)
+    elif not changes:
+        notes.append("Nothing to change.")
+    verdict = ret["verdict"] = _live("verify")(plan, wait=bool(pending) and not test)
+    if verdict:
+        notes.append(("Now: " if changes else "") + _live("summary")(verdict))
+    if test and changes:
+        ret["result"] = None
+    elif verdict and not verdict["ok"]:
+        ret["result"] = False
+    ret["comment"] = " ".join(notes)
+    return ret
 
 
 def _commit(ret, plan, changes, backup, label, notes, state):
@@ -537,14 +443,15 @@ def _commit(ret, plan, changes, backup, label, notes, state):
     except OSError as exc:
         ret["changed"] = []
         return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
-    ret["backup"] = set_id
+    ret["backup"] = state["set_id"] = set_id
     _fault("backup")
+    fingerprint = _backups("fingerprint")
     journal = {
         "backup": set_id,
         "pid": os.getpid(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": _now(),
         # What each path held and will hold: recovery restores only those two.
-        "paths": {c["path"]: {"before": _fingerprint(c["path"]), "after": _fingerprint(c)}
+        "paths": {c["path"]: {"before": fingerprint(c["path"]), "after": fingerprint(c)}
                   for c in changes},
     }  # fmt: skip
     try:
@@ -554,7 +461,7 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         ret["changed"], ret["backup"] = [], None
         return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
     _fault("journal")
-    state.update(journal=journal, backup_dir=backup_dir)
+    state["journal"] = journal
     problem = _go_live(plan, changes, notes, state)
     ret["verdict"] = state["verdict"]
     if problem:
@@ -568,23 +475,13 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         _drop_journal(backup_dir)
         return _failed(ret, notes, f"The change failed: {problem}\n{restored}")
     if state["verdict"]:
-        notes.append(_summary(state["verdict"]))
+        notes.append(_live("summary")(state["verdict"]))
         ret["result"] = state["verdict"]["ok"]
     _drop_journal(backup_dir)
     _prune(backup_dir, backup["keep"])
     notes.append(f"Backup: {set_id}.")
     ret["comment"] = " ".join(notes)
     return ret
-
-
-def _pending_note(backup_dir):
-    journal = _pending(backup_dir)
-    if not journal:
-        return ""
-    return (
-        f"A killed run left a journal (pid {journal.get('pid')}, backup "
-        f"{journal.get('backup')}): the next real run rolls it back first."
-    )
 
 
 def apply(settings, parts, saltenv="base", test=False):
@@ -606,7 +503,7 @@ def apply(settings, parts, saltenv="base", test=False):
     """
     backup = settings["backup"]
     with _locked(backup["dir"], backup["lock_timeout"], dry=test):
-        note, restarted = _pending_note(backup["dir"]), []
+        note, restarted = _backups("pending")(backup["dir"]), []
         if not test:
             nginx = settings["nginx"] if settings["nginx"]["enabled"] else None
             managed = __salt__["odoo_websocket_plan.managed_paths"](settings)
@@ -614,7 +511,7 @@ def apply(settings, parts, saltenv="base", test=False):
         plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
         for restart in plan["restarts"]:
             if restart["concern"] in restarted:  # the dead run restarted it
-                note += " " + _restart(restart)
+                note += " " + _live("restart")(restart)
         label = "odoo_websocket: " + ", ".join(sorted(parts))
         ret = _transaction(plan, backup, test=test, label=label)
     if note:
@@ -652,19 +549,6 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
     return note
 
 
-def pending(backup_dir=DEFAULT_BACKUP_DIR):
-    """
-    What a killed run left (its journal), without touching anything.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.pending
-    """
-    return _pending_note(backup_dir)
-
-
 def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",
             keep=10, lock_timeout=60, start=True, restarts=None, managed=None):  # fmt: skip
     """
@@ -685,8 +569,9 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
     with _locked(backup_dir, lock_timeout):
         nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
         note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
-        changes = __salt__["odoo_websocket_backups.changes"](backup_id, backup_dir)
-        outside = _outside([c["path"] for c in changes], managed) if managed is not None else []
+        changes = _backups("changes")(backup_id, backup_dir)
+        paths = [c["path"] for c in changes]
+        outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
         if outside:
             why = f"Backup {backup_id} names paths the formula does not manage: "
             ret = {"result": False, "changed": [], "backup": None, "verdict": None,
@@ -695,7 +580,7 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
         for change in changes:  # a file a restart follows is that restart's concern
             if any(r["path"] == change["path"] for r in restarts):
                 change["concern"] = change["path"]
-        manifest = __salt__["odoo_websocket_backups.manifest"](backup_id, backup_dir)
+        manifest = _backups("manifest")(backup_id, backup_dir)
         plan = {"changes": changes, "nginx": nginx, "restarts": restarts,
                 "secret_keys": manifest["secret_keys"]}  # fmt: skip
         ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")

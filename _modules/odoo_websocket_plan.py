@@ -125,6 +125,24 @@ def managed_paths(settings):
     return sorted(set(paths))
 
 
+def outside(paths, managed):
+    """
+    The PATHS that are none of MANAGED (files, or folders ending in /), as
+    :py:func:`managed_paths` gives them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.outside '["/etc/passwd"]' "$(managed_paths)"
+    """
+
+    def inside(path):
+        return any(path == m or (m.endswith("/") and path.startswith(m)) for m in managed)
+
+    return [path for path in paths if not inside(os.path.abspath(path))]
+
+
 def build(settings, parts, saltenv="base"):
     """
     Plan the concerns in PARTS (compose, odoo_conf, nginx) for SETTINGS: the

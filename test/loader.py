@@ -16,10 +16,12 @@ MODULES = os.path.join(REPO, "_modules")
 NAMES = (
     "odoo_conf",
     "odoo_compose",
+    "odoo_websocket_schema",
     "odoo_websocket_settings",
     "odoo_websocket_nginx",
     "odoo_websocket_plan",
     "odoo_websocket_backups",
+    "odoo_websocket_activation",
     "odoo_websocket_changes",
     "odoo_websocket_verify",
     "odoo_websocket",
@@ -66,11 +68,12 @@ print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
 
 
 def spawn_engine(changes, nginx, backup_dir, fault=None):
-    """engine_apply in a process of its own (FAULT: the step where it gets
-    SIGKILL). Returns (Popen, the payload to write to its stdin)."""
+    """engine_apply in a process of its own. FAULT: the step where it gets
+    SIGKILL, or ``stop:<step>`` where it gets SIGSTOP (the test sends
+    SIGCONT). Returns (Popen, the payload to write to its stdin)."""
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "test"))
     if fault:
-        env["ODOO_WEBSOCKET_FAULT"] = f"kill:{fault}"
+        env["ODOO_WEBSOCKET_FAULT"] = fault if ":" in fault else f"kill:{fault}"
     proc = subprocess.Popen(
         [sys.executable, "-c", _RUN],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,

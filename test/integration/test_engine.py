@@ -6,8 +6,10 @@ import fcntl
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 from loader import engine_apply, load, spawn_engine
@@ -187,6 +189,50 @@ def test_nginx_not_running_is_started_after_validation(live_sandbox):
     assert status() == 502
 
 
+def served_status(box):
+    connection = http.client.HTTPConnection("127.0.0.1", box.http_port, timeout=5)
+    connection.request("GET", "/", headers={"Host": "odoo.example.com"})
+    return connection.getresponse().status
+
+
+def served_soon(box, status, seconds=5):
+    """Old workers may take a last connection just after a graceful reload."""
+    deadline = time.monotonic() + seconds
+    while served_status(box) != status:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_activation_left_pending_is_done_by_the_next_run(live_sandbox):
+    """nginx:reload false: the files change, the running nginx keeps serving
+    the old ones. The next run must not find "nothing to do": it reloads."""
+    box = live_sandbox
+    returns = (
+        "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}"
+    )
+
+    def site(code):
+        return site_change(box, text=returns.format(port=box.http_port, code=code) + "\n")
+
+    assert apply(box, site(204), nginx=nginx_of(box, start=True))["result"] is True
+    assert served_status(box) == 204
+    mark = os.path.join(box.backup_dir, "activation-pending.json")
+    held = apply(box, site(418), nginx=nginx_of(box, reload=False))
+    assert held["result"] is True, held
+    assert "the next run activates it" in held["comment"]
+    assert served_status(box) == 204 and os.path.exists(mark)
+    still = apply(box, site(418), nginx=nginx_of(box, reload=False))
+    assert "nginx had not loaded the configuration of backup " + held["backup"] in still["comment"]
+    assert served_status(box) == 204 and os.path.exists(mark)
+    caught_up = apply(box, site(418), nginx=nginx_of(box))
+    assert caught_up["result"] is True and caught_up["changed"] == [], caught_up
+    assert "nginx reloaded gracefully" in caught_up["comment"]
+    assert served_soon(box, 418) and not os.path.exists(mark)
+    assert "Nothing to change." in apply(box, site(418), nginx=nginx_of(box))["comment"]
+
+
 STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
 
 
@@ -204,7 +250,8 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     journal = os.path.join(sandbox.backup_dir, "journal.json")
     assert os.path.exists(journal) == (step != "backup")
     # Reading never recovers: the journal stays until recovery runs.
-    assert ("rolls it back first" in engine.pending(sandbox.backup_dir)) == (step != "backup")
+    left = MODULES["odoo_websocket_backups"].pending(sandbox.backup_dir)
+    assert ("rolls it back first" in left) == (step != "backup")
     assert os.path.exists(journal) == (step != "backup")
     # Recovery (a real run's first step, or the CLI) puts the old files back.
     engine.recover(sandbox.backup_dir)
@@ -216,6 +263,37 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     # And the same change then goes through.
     assert apply(sandbox, site_change(sandbox, size="2m"))["result"] is True
     assert "client_max_body_size 2m" in open(sandbox.site_file).read()
+
+
+LIVE_STEPS = ["validated", "activated"]
+
+
+@pytest.mark.parametrize("step", LIVE_STEPS)
+def test_sigkill_with_nginx_running_is_rolled_back_and_reloaded(live_sandbox, step):
+    """Killed after the new files are written (and, at "activated", after nginx
+    reloaded onto them): recovery puts the files back and reloads the running
+    nginx, which then serves the old site again."""
+    box = live_sandbox
+    returns = (
+        "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}"
+    )
+
+    def site(code):
+        return site_change(box, text=returns.format(port=box.http_port, code=code) + "\n")
+
+    assert apply(box, site(204), nginx=nginx_of(box, start=True))["result"] is True
+    assert served_status(box) == 204
+    before = box.fingerprint()
+    proc, payload = spawn_engine(site(418), nginx_of(box), box.backup_dir, step)
+    proc.communicate(payload, timeout=60)
+    assert proc.returncode == -9
+    assert box.fingerprint() != before
+    if step == "activated":
+        assert served_soon(box, 418)  # the killed run's configuration was live
+    engine.recover(box.backup_dir, conf_file=box.conf_file, binary=NGINX)
+    assert box.fingerprint() == before
+    assert served_soon(box, 204)
+    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is not None
 
 
 def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
@@ -235,24 +313,46 @@ def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
     assert sandbox.fingerprint() == before
 
 
+def stopped(proc, seconds=30):
+    """Wait until PROC sits at its ODOO_WEBSOCKET_FAULT=stop:<step> (state T)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def test_concurrent_runs_never_interleave(sandbox):
-    runs = [run_apply(sandbox, site_change(sandbox, size=size)) for size in ("3m", "4m")]
-    for proc, payload in runs:
-        proc.stdin.write(payload)
-        proc.stdin.close()
-    results = [json.loads(proc.stdout.read()) for proc, _ in runs]
-    for proc, _ in runs:
+    """The first run is frozen inside its critical section (after its journal,
+    before any write); the second must wait for the lock the whole time."""
+    first, first_payload = run_apply(sandbox, site_change(sandbox, size="3m"), fault="stop:journal")
+    first.stdin.write(first_payload)
+    first.stdin.close()
+    try:
+        assert stopped(first), "the first run never reached its journal"
+        sets_while_frozen = backups.sets(sandbox.backup_dir)
+        second, second_payload = run_apply(sandbox, site_change(sandbox, size="4m"))
+        second.stdin.write(second_payload)
+        second.stdin.close()
+        time.sleep(2)  # ample time for an unlocked second run to back up and write
+        assert second.poll() is None
+        assert backups.sets(sandbox.backup_dir) == sets_while_frozen
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    results = [json.loads(proc.stdout.read()) for proc in (first, second)]
+    for proc in (first, second):
         proc.wait(60)
     assert all(r["result"] is True for r in results), results
     sets = backups.listing(sandbox.backup_dir)
     assert len(sets) == 2
-    # The second run backed up exactly what the first one wrote: serialised.
-    final = open(sandbox.site_file).read()
-    assert final in (SITE.format(port=80, size="3m"), SITE.format(port=80, size="4m"))
-    older = backups.manifest(sets[0]["id"], sandbox.backup_dir)
-    site_entry = next(e for e in older["files"] if e["path"] == sandbox.site_file)
+    # The second run backed up exactly what the first one wrote, and won.
+    assert open(sandbox.site_file).read() == SITE.format(port=80, size="4m")
+    newest = backups.manifest(sets[0]["id"], sandbox.backup_dir)
+    site_entry = next(e for e in newest["files"] if e["path"] == sandbox.site_file)
     blob = open(os.path.join(sandbox.backup_dir, sets[0]["id"], site_entry["blob"])).read()
-    assert {blob, final} == {SITE.format(port=80, size=s) for s in ("3m", "4m")}
+    assert blob == SITE.format(port=80, size="3m")
 
 
 def test_restore_round_trip_and_undo(sandbox):

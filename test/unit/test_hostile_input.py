@@ -2,10 +2,9 @@
 before any state touches a file, with a message naming the pillar key; and
 the values the rules must still accept, so they cannot refuse everything."""
 
-import odoo_websocket_settings as mod
 import pytest
 from bad_pillars import BAD
-from test_settings import settings_with
+from test_settings import mod, schema, settings_with
 
 LONG = "x" * 10000
 NAMES = "odoo_websocket:nginx:server_name"
@@ -167,7 +166,7 @@ def test_hostile_value_is_refused_naming_its_key(overrides, key):
     message = str(raised.value)
     assert message.startswith("Invalid pillar, nothing was changed:")
     assert f"\n  {key}: " in message
-    errors = mod.validate(settings_with(**overrides))
+    errors = schema.validate(settings_with(**overrides))
     assert [e for e in errors if e.startswith(f"{key}: ")], errors
     for error in errors:
         # One readable line each: no raw control characters, no 10k echo.
@@ -178,7 +177,7 @@ def test_hostile_value_is_refused_naming_its_key(overrides, key):
 @pytest.mark.parametrize("overrides, message", BAD[-10:])
 def test_hostile_bad_pillars_keep_messages_on_one_printable_line(overrides, message):
     """The integration suite looks for these messages in salt's output."""
-    errors = mod.validate(settings_with(**overrides))
+    errors = schema.validate(settings_with(**overrides))
     assert any(message in error for error in errors), errors
     assert all(error.isprintable() for error in errors)
 
@@ -212,7 +211,7 @@ def test_server_names_accepted(entries):
 
 def test_wildcards_alone_are_accepted_without_verify():
     data = settings_with(nginx={"server_name": ["*.example.com", "_"]}, verify={"enabled": False})
-    assert mod.validate(data) == []
+    assert schema.validate(data) == []
     # The CLI's odoo_websocket.verify still gets a name (the first).
     assert mod.settings(data)["verify"]["server_name"] == "*.example.com"
 
@@ -243,21 +242,21 @@ def test_the_check_knocks_with_the_first_literal_name():
     ],
 )
 def test_good_values_accepted(overrides):
-    assert mod.validate(settings_with(**overrides)) == []
+    assert schema.validate(settings_with(**overrides)) == []
 
 
 def test_4096_characters_is_the_limit():
     def extra(value):
         return settings_with(odoo={"config": {"extra_options": {"limit": value}}})
 
-    assert mod.validate(extra("x" * 4096)) == []
-    assert mod.validate(extra("x" * 4097)) == [
+    assert schema.validate(extra("x" * 4096)) == []
+    assert schema.validate(extra("x" * 4097)) == [
         f"{EXTRA}: value of 'limit' must be at most 4096 characters (got 4097)"
     ]
 
 
 def test_docker_host_message_names_the_bind_address():
-    errors = mod.validate(settings_with(compose={"bind_address": "::1"}))
+    errors = schema.validate(settings_with(compose={"bind_address": "::1"}))
     assert errors == [
         f"{HOST}: must be [::1], the compose:bind_address: in a docker deployment nginx "
         "reaches Odoo only through the ports compose publishes there (got '127.0.0.1')"

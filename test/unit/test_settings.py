@@ -4,12 +4,16 @@ import copy
 import os
 
 import odoo_websocket_nginx as nginx_mod
-import odoo_websocket_settings as mod
 import pytest
 import yaml
 from bad_pillars import BAD
+from loader import load
 
 from rig.sandbox import REPO, load_pillar_example, merge
+
+MODULES = load()
+mod = MODULES["odoo_websocket_settings"]
+schema = MODULES["odoo_websocket_schema"]
 
 
 def defaults():
@@ -22,8 +26,8 @@ def settings_with(**overrides):
 
 
 def test_defaults_and_pillar_example_are_valid():
-    assert mod.validate(defaults()) == []
-    assert mod.validate(merge(defaults(), load_pillar_example()["odoo_websocket"])) == []
+    assert schema.validate(defaults()) == []
+    assert schema.validate(merge(defaults(), load_pillar_example()["odoo_websocket"])) == []
 
 
 def test_pillar_example_documents_every_default_key():
@@ -105,8 +109,11 @@ def test_secret_values_never_appear_in_errors():
 
 
 def test_every_error_is_reported_at_once():
-    errors = mod.validate(settings_with(nginx={"http_port": 0, "site_file": "x"}))
-    assert len(errors) == 2
+    errors = schema.validate(settings_with(nginx={"http_port": 0, "site_file": "x"}))
+    assert sorted(errors) == [
+        "odoo_websocket:nginx:http_port: must be an integer from 1 to 65535, got 0",
+        "odoo_websocket:nginx:site_file: must be an absolute path, got 'x'",
+    ]
 
 
 @pytest.mark.parametrize(

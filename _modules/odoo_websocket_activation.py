@@ -1,0 +1,190 @@
+"""
+How a change goes live and is proven, for the change engine: what is checked
+before anything live is touched, Odoo's restart or recreate commands, nginx's
+reload, and the websocket check.
+
+Nothing here writes a file. The engine (``odoo_websocket_changes``) writes,
+journals and rolls back, and calls these between its steps. PLAN is the
+planner's (``odoo_websocket_plan.build``): its ``nginx``, ``restarts`` and
+``verify`` parts.
+"""
+
+import os
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "odoo_websocket_activation"
+
+# activate() answers starting with these when the operator's settings keep
+# the new nginx configuration from going live (nginx:reload or nginx:start).
+# Not reloaded: the running nginx still serves the old files (pending); not
+# running: nginx reads the new ones whenever it starts.
+NOT_RELOADED, NOT_RUNNING = "nginx not reloaded", "nginx is not running"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _nginx(function):
+    return __salt__[f"odoo_websocket_nginx.{function}"]
+
+
+def _within(path, folder):
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
+
+
+def precheck(plan, changes):
+    """
+    Everything checked before anything live is touched: nginx's staged check
+    of the whole candidate tree with the nginx files among CHANGES (all of
+    them: one outside nginx's folder makes staging impossible; a restore's
+    set has no concerns, so its files under nginx's folder count). Returns
+    ``{"problem", "notes", "staged", "nginx_changed"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.precheck '{"nginx": {...}}' '[...]'
+    """
+    verdict = {"problem": None, "notes": [], "staged": None, "nginx_changed": False}
+    nginx = plan.get("nginx")
+    if not nginx:
+        return verdict
+    conf_dir = os.path.dirname(os.path.abspath(nginx["conf_file"]))
+    candidate = [
+        c
+        for c in changes
+        if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
+    ]
+    verdict.update(_nginx("candidate_check")(nginx, candidate), nginx_changed=bool(candidate))
+    return verdict
+
+
+def live_check(plan, staged):
+    """
+    nginx's verdict on the written files, before any reload: ``nginx -t`` on
+    the live tree, and, when the staged check was not possible (STAGED is
+    None), the site checks on the live tree. Returns a problem or None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.live_check '{"nginx": {...}}' True
+    """
+    nginx = plan.get("nginx")
+    if not nginx:
+        return None
+    after = _nginx("configtest")(nginx["conf_file"], nginx["binary"])
+    if not after["ok"]:
+        return _nginx("format_errors")(after["errors"])
+    if staged is None and "site_file" in nginx:
+        return _nginx("site_problems")(nginx, _nginx("tree")(nginx["conf_file"])) or None
+    return None
+
+
+def due_restarts(plan, changes):
+    """
+    The plan's restarts whose concern CHANGES touch (a recreate that also
+    restarts Odoo makes Odoo's own restart unnecessary: ``unless``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.due_restarts '{"restarts": [...]}' '[...]'
+    """
+    concerns = {change.get("concern") for change in changes}
+    return [
+        r
+        for r in plan.get("restarts", [])
+        if r["concern"] in concerns and r.get("unless") not in concerns
+    ]
+
+
+def restart(restart):
+    """
+    Run a restart or recreate command from the pillar
+    (``{"what", "cmd", "cwd"}``); its failure raises, so the run fails and
+    rolls back. Returns a note.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.restart '{"what": "Odoo restart", "cmd": "..."}'
+    """
+    done = __salt__["cmd.run_all"](restart["cmd"], cwd=restart.get("cwd") or None,
+                                   python_shell=True, timeout=600)  # fmt: skip
+    if done["retcode"] != 0:
+        last = ((done["stderr"] or done["stdout"]).strip().splitlines() or [""])[-1]
+        raise CommandExecutionError(f"{restart['what']} failed (exit {done['retcode']}): {last}")
+    return f"{restart['what']}: done."
+
+
+def reload(nginx, old=False):
+    """
+    Make nginx serve what its files hold now, as the plan's NGINX part says
+    (reload, restart, start). OLD (after a rollback): reload only, and only
+    when the restored tree passes ``nginx -t``. Returns ``{"live", "pending",
+    "comment"}``: not live when the settings keep nginx from reloading or
+    starting, pending when a running nginx still serves the old files.
+    Raises when nginx refuses the new configuration.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.reload '{"conf_file": "/etc/nginx/nginx.conf", ...}'
+    """
+    args = {key: nginx[key] for key in ("conf_file", "binary", "reload", "restart", "start")
+            if key in nginx}  # fmt: skip
+    if old:
+        if not _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
+            return {"live": False, "pending": False, "comment": "nginx not reloaded: the "
+                    "restored configuration fails nginx -t."}  # fmt: skip
+        args.update(start=False, restart=False, reload=True)
+    comment = _nginx("activate")(**args)
+    return {"live": not comment.startswith((NOT_RELOADED, NOT_RUNNING)),
+            "pending": comment.startswith(NOT_RELOADED),
+            "comment": comment + (" (old configuration)." if old else ".")}  # fmt: skip
+
+
+def verify(plan, wait=False, timeout=None):
+    """
+    The websocket check the plan's ``verify`` part asks for, or None when it
+    is disabled. WAIT: retry until it passes or the pillar's timeout (or
+    TIMEOUT) runs out, as after a change.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.verify '{"verify": {...}}'
+    """
+    settings = plan.get("verify")
+    if not settings or not settings["enabled"]:
+        return None
+    args = {
+        key: settings[key]
+        for key in ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
+    }
+    if wait:
+        deadline = min(settings["timeout"], timeout or settings["timeout"])
+        return __salt__["odoo_websocket_verify.wait"](deadline=deadline, **args)
+    return __salt__["odoo_websocket_verify.check"](**args)
+
+
+def summary(verdict):
+    """
+    One line for a verdict of :py:func:`verify`.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.summary '{"ok": true, ...}'
+    """
+    return __salt__["odoo_websocket_verify.summary"](verdict)
