@@ -1,19 +1,23 @@
 """
-The read side of the formula's backup sets: naming, listing, reading (each
-saved file checked against its sha256) and diffing against the live files.
+The formula's backup sets: naming, writing new ones, listing, reading (each
+saved file checked against its sha256), diffing against the live files and
+pruning old ones.
 
 A backup set is a folder named like ``20261127T093000123456-1234-abcdef``
 (UTC time, pid, random) holding ``manifest.json`` and one ``N.data`` per
 saved file. Nothing else in the backup folder is ever listed or trusted.
-Only the change engine (``odoo_websocket_changes``) writes sets, its lock and
-its journal; this module also holds what the engine reads: snapshots and
-fingerprints of live paths, the folder check and a killed run's journal.
+A set is only ever written new, into a folder the formula marked as its own,
+and holds private (0600) copies. The change engine (``odoo_websocket_changes``)
+writes the lock and the journal; this module also holds what the engine
+reads: snapshots and fingerprints of live paths, the folder check and a
+killed run's journal.
 """
 
 import hashlib
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 
@@ -115,6 +119,105 @@ def changes(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
                 raise CommandExecutionError(f"backup {backup_id}: {entry['path']} is corrupt")
         found.append(change)
     return found
+
+
+def _write_private(path, data):
+    """A new 0600 file, fsynced (backups may hold odoo.conf secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write(backup_dir, paths, label, secret_keys=()):
+    """
+    Save what PATHS are now (bytes, mode, owner, link target or absence) in a
+    new set, and return its id. Only into a folder the formula marked as its
+    own and nobody else can write to; nothing existing is touched.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.write /var/backups/odoo_websocket \
+            '["/etc/odoo/odoo.conf"]' "before a manual edit"
+    """
+    unsafe = unsafe_folder(backup_dir)
+    if unsafe or not os.path.isfile(os.path.join(backup_dir, MARK)):
+        raise CommandExecutionError(f"{backup_dir} is not the formula's backup folder: {unsafe}")
+    set_id = new_id()
+    folder = os.path.join(backup_dir, set_id)
+    os.mkdir(folder, 0o700)
+    try:
+        entries = []
+        for index, path in enumerate(paths):
+            snap = snapshot(path)
+            entry = {key: value for key, value in snap.items() if key != "data"}
+            if snap["kind"] == "file":
+                entry["blob"] = f"{index}.data"
+                entry["sha256"] = hashlib.sha256(snap["data"]).hexdigest()
+                _write_private(os.path.join(folder, entry["blob"]), snap["data"])
+            entries.append(entry)
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest = {"id": set_id, "created": created, "label": label,
+                    "secret_keys": sorted(set(secret_keys)), "files": entries}  # fmt: skip
+        _write_private(os.path.join(folder, "manifest.json"), json.dumps(manifest).encode())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return set_id
+
+
+def prune(backup_dir=DEFAULT_BACKUP_DIR, keep=10):
+    """
+    Delete the formula's own sets but the newest KEEP (nothing else in the
+    folder is ever listed). Returns the deleted ids.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.prune keep=5
+    """
+    found = sets(backup_dir)
+    old = found[: max(0, len(found) - keep)]
+    for name in old:
+        shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
+    return old
+
+
+def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
+    """
+    A set as the engine's plan that puts it back: its files (a file one of
+    RESTARTS follows, ``[{"path", "what", "cmd", "cwd"}]``, is that
+    restart's concern) and its secret keys; ``errors`` when it names a path
+    outside MANAGED (``odoo_websocket_plan.managed_paths``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.restore_plan 20261127T093000123456-1234-abcdef
+    """
+    restarts = [dict(r, concern=r["path"]) for r in restarts or []]
+    saved = changes(backup_id, backup_dir)
+    for change in saved:
+        if any(r["path"] == change["path"] for r in restarts):
+            change["concern"] = change["path"]
+    plan = {"changes": saved, "restarts": restarts, "errors": [],
+            "secret_keys": manifest(backup_id, backup_dir)["secret_keys"]}  # fmt: skip
+    paths = [change["path"] for change in saved]
+    outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
+    if outside:
+        plan["errors"].append(f"Backup {backup_id} names paths the formula does not manage: "
+                              + ", ".join(outside) + "; nothing was touched.")  # fmt: skip
+    return plan
 
 
 def listing(backup_dir=DEFAULT_BACKUP_DIR):

@@ -9,16 +9,16 @@ restarts Odoo only when its files changed, reloads nginx, and proves the
 websocket works. A failure at any step puts every file of the set back and
 restarts and reloads again, so the host serves its old configuration.
 
-Every function that writes a file is here, and private: operators reach
-backups and restore through ``odoo_websocket.*``, states through
-:py:func:`apply`. What is read (snapshots, the journal) lives in
-``odoo_websocket_backups``; how a change goes live (checks, restarts,
-reload, the websocket check) in ``odoo_websocket_activation``.
+Every function that writes a live file is here, and private: operators
+reach backups and restore through ``odoo_websocket.*``, states through
+:py:func:`apply`. The backup sets themselves (written new, never over
+anything; read; pruned) live in ``odoo_websocket_backups``; how a change
+goes live (checks, restarts, reload, the websocket check) in
+``odoo_websocket_activation``.
 """
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -136,15 +136,6 @@ def _apply_change(change):
 # -- backup sets, lock and journal -------------------------------------------
 
 
-def _write_private(path, data):
-    """A new 0600 file, fsynced (backups may hold odoo.conf secrets)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _open_lock(backup_dir, dry):
     """The lock's descriptor, once the folder is found safe (unsafe_folder)."""
     try:
@@ -192,36 +183,6 @@ def _locked(backup_dir, timeout, dry=False):
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _write_backup(backup_dir, paths, label, secret_keys=()):
-    """Save what PATHS are now; return the new set's id. Nothing live is touched."""
-    set_id = _backups("new_id")()
-    folder = os.path.join(backup_dir, set_id)
-    os.mkdir(folder, 0o700)
-    try:
-        entries = []
-        for index, path in enumerate(paths):
-            snap = _backups("snapshot")(path)
-            entry = {key: value for key, value in snap.items() if key != "data"}
-            if snap["kind"] == "file":
-                entry["blob"] = f"{index}.data"
-                entry["sha256"] = hashlib.sha256(snap["data"]).hexdigest()
-                _write_private(os.path.join(folder, entry["blob"]), snap["data"])
-            entries.append(entry)
-        manifest = {
-            "id": set_id,
-            "created": _now(),
-            "label": label,
-            "secret_keys": sorted(set(secret_keys)),
-            "files": entries,
-        }
-        _write_private(os.path.join(folder, "manifest.json"), json.dumps(manifest).encode())
-        _fsync_dir(os.path.join(folder, "manifest.json"))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return set_id
 
 
 def _now():
@@ -286,12 +247,6 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     return note, journal.get("restarted", [])
 
 
-def _prune(backup_dir, keep):
-    sets = _backups("sets")(backup_dir)
-    for name in sets[: max(0, len(sets) - keep)]:
-        shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
-
-
 # -- activation left pending ---------------------------------------------------
 
 
@@ -317,19 +272,6 @@ def _activate_nginx(plan, state, notes):
             + (" (the next run activates it)." if activated["pending"] else ".")
         )
     return activated["live"]
-
-
-def _catch_up(plan, state, notes):
-    """Nothing to write, but an earlier run's nginx configuration is not live
-    yet: activate it now. Returns a problem or None."""
-    pending = state["pending"]
-    notes.append(f"nginx had not loaded the configuration of backup {pending['backup']} "
-                 f"(since {pending['since']}: {pending['why']}).")  # fmt: skip
-    try:
-        _activate_nginx(plan, state, notes)
-    except CommandExecutionError as exc:
-        return str(exc)
-    return None
 
 
 # -- the transaction -----------------------------------------------------------
@@ -419,10 +361,13 @@ def _transaction(plan, backup, test=False, label=""):
     ret["changed"] = [change["path"] for change in changes]
     if changes and not test:
         return _commit(ret, plan, changes, backup, label, notes, state)
-    if pending and not test:
-        problem = _catch_up(plan, state, notes)
-        if problem:
-            return _failed(ret, notes, problem)
+    if pending and not test:  # nothing to write, but an earlier run's nginx is not live
+        notes.append(f"nginx had not loaded the configuration of backup {pending['backup']} "
+                     f"(since {pending['since']}: {pending['why']}).")  # fmt: skip
+        try:
+            _activate_nginx(plan, state, notes)
+        except CommandExecutionError as exc:
+            return _failed(ret, notes, str(exc))
     elif not changes:
         notes.append("Nothing to change.")
     verdict = ret["verdict"] = _live("verify")(plan, wait=bool(pending) and not test)
@@ -439,7 +384,7 @@ def _transaction(plan, backup, test=False, label=""):
 def _commit(ret, plan, changes, backup, label, notes, state):
     backup_dir = backup["dir"]
     try:
-        set_id = _write_backup(backup_dir, ret["changed"], label, plan.get("secret_keys", ()))
+        set_id = _backups("write")(backup_dir, ret["changed"], label, plan.get("secret_keys", ()))
     except OSError as exc:
         ret["changed"] = []
         return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
@@ -478,7 +423,7 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         notes.append(_live("summary")(state["verdict"]))
         ret["result"] = state["verdict"]["ok"]
     _drop_journal(backup_dir)
-    _prune(backup_dir, backup["keep"])
+    _backups("prune")(backup_dir, backup["keep"])
     notes.append(f"Backup: {set_id}.")
     ret["comment"] = " ".join(notes)
     return ret
@@ -565,24 +510,11 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
         salt '*' odoo_websocket_changes.restore 20261126T140000123456-1234-abcdef \\
             conf_file=/etc/nginx/nginx.conf
     """
-    restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     with _locked(backup_dir, lock_timeout):
         nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
         note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
-        changes = _backups("changes")(backup_id, backup_dir)
-        paths = [c["path"] for c in changes]
-        outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
-        if outside:
-            why = f"Backup {backup_id} names paths the formula does not manage: "
-            ret = {"result": False, "changed": [], "backup": None, "verdict": None,
-                   "comment": why + ", ".join(outside) + "; nothing was touched."}  # fmt: skip
-            return ret
-        for change in changes:  # a file a restart follows is that restart's concern
-            if any(r["path"] == change["path"] for r in restarts):
-                change["concern"] = change["path"]
-        manifest = _backups("manifest")(backup_id, backup_dir)
-        plan = {"changes": changes, "nginx": nginx, "restarts": restarts,
-                "secret_keys": manifest["secret_keys"]}  # fmt: skip
+        plan = _backups("restore_plan")(backup_id, backup_dir, restarts, managed)
+        plan["nginx"] = nginx
         ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
