@@ -348,6 +348,17 @@ def unsafe_folder(backup_dir=DEFAULT_BACKUP_DIR):
         path = os.path.dirname(path)
 
 
+def _read_json(path, torn):
+    """PATH's JSON, None when absent, TORN when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:
+        return torn
+
+
 def journal(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The journal a killed run left, ``{"torn": True}`` when unreadable, or None.
@@ -358,19 +369,14 @@ def journal(backup_dir=DEFAULT_BACKUP_DIR):
 
         salt '*' odoo_websocket_backups.journal
     """
-    try:
-        with open(os.path.join(backup_dir, JOURNAL), encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {"torn": True}
+    return _read_json(os.path.join(backup_dir, JOURNAL), torn={"torn": True})
 
 
 def activation_pending(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The mark a run leaves when its nginx configuration could not go live
-    (nginx:reload or nginx:start false), or None: ``{backup, since, why}``.
+    (a running nginx kept on the old files: nginx:reload false), or None:
+    ``{backup, since, why}``.
 
     CLI Example:
 
@@ -378,13 +384,8 @@ def activation_pending(backup_dir=DEFAULT_BACKUP_DIR):
 
         salt '*' odoo_websocket_backups.activation_pending
     """
-    try:
-        with open(os.path.join(backup_dir, ACTIVATION_PENDING), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except ValueError:
-        return {"backup": "?", "since": "?", "why": "the mark is unreadable"}
+    torn = {"backup": "?", "since": "?", "why": "the mark is unreadable"}
+    return _read_json(os.path.join(backup_dir, ACTIVATION_PENDING), torn=torn)
 
 
 def pending(backup_dir=DEFAULT_BACKUP_DIR):
