@@ -6,7 +6,11 @@ reply; save a screenshot. Drives Chromium over the DevTools protocol with the
 websockets client. Meant to run inside the outside test host:
 
     browser.py http://odoo.example.com/web --resolve odoo.example.com=10.231.7.10 \
-        --screenshot /tmp/odoo.png
+        --screenshot /tmp/odoo.png --watch 5
+
+With --watch, the page is kept open that many seconds after it subscribed
+and any close event of its websocket counts: "Websocket connection lost"
+after a good start is what users report.
 """
 
 import argparse
@@ -67,7 +71,19 @@ class DevTools:
         return result["result"].get("value")
 
 
-def run(url, resolve, screenshot, timeout=20):
+LOST = "Websocket connection lost"
+PAGE_STATE = (
+    "({subscribed: !!window.busSubscribed, events: window.busEvents || [],"
+    " status: (document.getElementById('status') || {}).textContent || ''})"
+)
+
+
+def lost(result):
+    """The close events the page saw (it notes every one of them)."""
+    return [event for event in result.get("events", []) if event.startswith(LOST)]
+
+
+def run(url, resolve, screenshot, timeout=20, watch=0):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         raise SystemExit("chromium is not installed (apt-get install chromium)")
@@ -85,16 +101,18 @@ def run(url, resolve, screenshot, timeout=20):
         tools = DevTools(devtools_page(port, deadline))
         result = {}
         while time.monotonic() < deadline:
-            result = (
-                tools.evaluate(
-                    "({subscribed: !!window.busSubscribed, events: window.busEvents || [],"
-                    " status: (document.getElementById('status') || {}).textContent || ''})"
-                )
-                or {}
-            )
+            result = tools.evaluate(PAGE_STATE) or {}
             if result.get("subscribed"):
                 break
             time.sleep(0.2)
+        if result.get("subscribed") and watch:
+            # Keep the page open through the server's keep-alive pings; stop
+            # at the first close event.
+            started = time.monotonic()
+            while time.monotonic() - started < watch and not lost(result):
+                time.sleep(0.2)
+                result = tools.evaluate(PAGE_STATE) or {}
+            result["watched"] = round(time.monotonic() - started, 1)
         if screenshot:
             shot = tools.call("Page.captureScreenshot", format="png")
             with open(screenshot, "wb") as handle:
@@ -116,10 +134,13 @@ def main(argv=None):
     parser.add_argument("--resolve", help="NAME=ADDRESS, as a DNS record would")
     parser.add_argument("--screenshot")
     parser.add_argument("--timeout", type=float, default=20)
+    parser.add_argument(
+        "--watch", type=float, default=0, help="seconds to keep watching once subscribed"
+    )
     args = parser.parse_args(argv)
-    result = run(args.url, args.resolve, args.screenshot, args.timeout)
+    result = run(args.url, args.resolve, args.screenshot, args.timeout, args.watch)
     json.dump(result, sys.stdout)
-    return 0 if result.get("subscribed") else 1
+    return 0 if result.get("subscribed") and not lost(result) else 1
 
 
 if __name__ == "__main__":

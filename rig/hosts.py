@@ -87,7 +87,7 @@ class Host:
         run("ip", "-n", self.netns, "link", "set", self.veth_inner, "up")
         run("ip", "-n", self.netns, "link", "set", "lo", "up")
 
-    def start(self, services=True, odoo_version="17.0", docker=True):
+    def start(self, services=True, odoo_version="17.0", docker=True, ping_interval=None):
         self._network()
         if not services:
             return self
@@ -99,6 +99,8 @@ class Host:
         ]  # fmt: skip
         if docker:
             args.append("--docker")
+        if ping_interval:
+            args += ["--ping-interval", str(ping_interval)]
         ready = os.path.join(self.root, "run-ready")
         if os.path.exists(ready):
             os.unlink(ready)
@@ -232,9 +234,13 @@ class Rig:
                 self.created_dirs.append(path)
         return self
 
-    def odoo_host(self, name="odoo", odoo_version="17.0", docker=True, prepare=None):
+    def odoo_host(
+        self, name="odoo", odoo_version="17.0", docker=True, prepare=None, ping_interval=None
+    ):
         """A host running nginx and the stand-in Odoo. PREPARE(sandbox) may
-        change its files (the field's broken state) before services start."""
+        change its files (the field's broken state) before services start.
+        PING_INTERVAL: seconds between the stand-in's keep-alive pings on an
+        idle websocket (Odoo's 45 by default)."""
         root = os.path.join(self.workdir, name)
         box = Sandbox(root, inside=True).create()
         if prepare:
@@ -242,7 +248,7 @@ class Rig:
         host = Host(self, name, len(self.hosts), root)
         host.sandbox = box
         self.hosts.append(host)
-        return host.start(odoo_version=odoo_version, docker=docker)
+        return host.start(odoo_version=odoo_version, docker=docker, ping_interval=ping_interval)
 
     def outside_host(self, name="outside"):
         host = Host(self, name, len(self.hosts), os.path.join(self.workdir, name))

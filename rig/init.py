@@ -31,6 +31,7 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--odoo-version", default="17.0")
     parser.add_argument("--docker", action="store_true")
+    parser.add_argument("--ping-interval", help="the stand-in's keep-alive ping interval (s)")
     args = parser.parse_args()
 
     mount_private(args.root)
@@ -41,6 +42,8 @@ def main():
     ]  # fmt: skip
     if args.docker:
         odoo += ["--compose", "/opt/odoo/docker-compose.yml", "--service", "odoo"]
+    if args.ping_interval:
+        odoo += ["--ping-interval", args.ping_interval]
     children = [
         subprocess.Popen(odoo),
         subprocess.Popen(

@@ -9,12 +9,26 @@ import time
 
 from conftest import parse_site
 
-from rig.field import broken_docker_host
+from rig.field import ODOO_SAMPLE, SITE, broken_docker_host, site
 from rig.probe import check_from
 from rig.sandbox import REPO
 
 TX_ID = "odoo_websocket-host-transaction-applied"
 SALT_MINION = os.path.join(os.path.dirname(sys.executable), "salt-minion")
+MAP = "/etc/nginx/conf.d/odoo_websocket_map.conf"  # pillar.example's
+
+
+def threaded_sample_host(box):
+    """Odoo threaded (the docker image's default: odoo.conf leaves workers
+    commented out) behind Odoo's documented sample, which sends /websocket to
+    8072, where nothing listens: 502. Only the nginx change fixes this host;
+    odoo.conf's workers are already what the pillar asks."""
+    site(box, ODOO_SAMPLE)
+
+
+def nginx_workers(host):
+    """PIDs of nginx's workers inside HOST: a reload replaces them all."""
+    return set(host.exec("pgrep", "-f", "nginx: worker").stdout.split())
 
 
 def start_minion(host, master):
@@ -40,11 +54,19 @@ def start_minion(host, master):
 def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_path):
     hosts = [
         rig.odoo_host(name="fleet-a", prepare=broken_docker_host),
-        rig.odoo_host(name="fleet-b", prepare=broken_docker_host),
+        rig.odoo_host(name="fleet-b", prepare=threaded_sample_host),
     ]
     outside = rig.outside_host()
-    for host in hosts:  # both broken before: a fleet run that did nothing fails below
-        assert check_from(outside, host)["through_nginx"]["status"] == 500
+    # Both broken before, each in the way only its nginx change fixes: fleet-a
+    # reaches a prefork worker (500), fleet-b's /websocket goes to an evented
+    # port that threaded Odoo does not open (502).
+    before = {host.name: check_from(outside, host)["through_nginx"] for host in hosts}
+    assert {name: probe["status"] for name, probe in before.items()} == {
+        "fleet-a": 500,
+        "fleet-b": 502,
+    }, before
+    workers = {host.name: nginx_workers(host) for host in hosts}
+    assert all(workers.values()), workers
     # Per-host pillar: fleet-b runs Odoo threaded, so its route differs.
     pillars = {
         "fleet-a": hosts[0].sandbox.pillar(),
@@ -86,11 +108,14 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
             result = cli.run("state.highstate", minion_tgt="fleet-*")
             assert result.returncode == 0, result.stdout
             assert set(result.data) == {"fleet-a", "fleet-b"}
-            site = "/etc/nginx/sites-available/odoo"  # each host's own site, adopted
             for name, states in result.data.items():
                 assert all(s["result"] for s in states.values()), (name, states)
                 tx = next(s for s in states.values() if s["__id__"] == TX_ID)
-                assert site in tx["changes"], (name, tx["comment"])
+                # Each minion's nginx concern changed: its own site adopted
+                # (SITE), the map drop-in written, and nginx reloaded.
+                concerns = {p: tx["changes"].get(p, {}).get("concern") for p in (SITE, MAP)}
+                assert concerns == {SITE: "nginx", MAP: "nginx"}, (name, tx["changes"])
+                assert "nginx reloaded gracefully" in tx["comment"], (name, tx["comment"])
                 assert "websocket verified" in tx["comment"], (name, tx["comment"])
         finally:
             # nsenter does not pass signals on: end the daemons inside. SIGKILL,
@@ -104,16 +129,21 @@ def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_
         after = check_from(outside, host)
         assert after["through_nginx"]["status"] == 101 and after["through_nginx"]["subscribed"]
         assert after["direct"] == {"8069": False, "8072": False}
+        # The running nginx took the change: its workers were all replaced.
+        assert not nginx_workers(host) & workers[host.name], host.name
+    sites = {host.name: parse_site(host.sandbox.root + SITE) for host in hosts}
     routes = {
-        host.name: {
-            d["args"][0]: d["block"]
-            for d in parse_site(host.sandbox.root + "/etc/nginx/sites-available/odoo")[1][0]
-            if d["directive"] == "location"
-        }
-        for host in hosts
+        name: {d["args"][0]: d["block"] for d in servers[0] if d["directive"] == "location"}
+        for name, (_, servers) in sites.items()
     }
-    proxied = {name: r["/websocket"][0]["args"] for name, r in routes.items()}
+    proxied = {
+        name: [d["args"] for d in r["/websocket"] if d["directive"] == "proxy_pass"]
+        for name, r in routes.items()
+    }
     assert proxied == {
-        "fleet-a": ["http://odoo_websocket_evented"],  # prefork: the evented port
-        "fleet-b": ["http://odoo_websocket_http"],  # threaded: the HTTP port
+        "fleet-a": [["http://odoo_websocket_evented"]],  # prefork: the evented port
+        "fleet-b": [["http://odoo_websocket_http"]],  # threaded: the HTTP port
     }
+    # fleet-b's sample upstreams (odoo, odoochat on 8072) are gone: its HTTP
+    # upstream is the only one, on Odoo's HTTP port.
+    assert sites["fleet-b"][0] == {"odoo_websocket_http": ["127.0.0.1:8069"]}
