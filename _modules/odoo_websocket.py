@@ -10,6 +10,7 @@ the module that owns the concern:
 - ``odoo_websocket_activation``: checks, restarts, reload and verify around it;
 - ``odoo_websocket_backups``: the backup sets, journal and marks, read only;
 - ``odoo_websocket_verify``: the websocket check from the host;
+- ``odoo_websocket_audit`` (and ``_audit_nginx``): what on the host breaks it;
 - ``odoo_conf``, ``odoo_compose``: the two file editors.
 """
 
@@ -19,6 +20,9 @@ import salt.utils.data
 import salt.utils.yaml
 
 __virtualname__ = "odoo_websocket"
+# The CLI prints audit findings as a table (_output/odoo_websocket_audit.py,
+# on a master after `salt-run saltutil.sync_output`); --out=json gives the list.
+__outputter__ = {"audit": "odoo_websocket_audit"}
 
 _TREE = "salt://odoo_websocket"
 
@@ -73,6 +77,26 @@ def verify(saltenv="base"):
     verdict = __salt__["odoo_websocket_verify.check"](**{key: settings[key] for key in keys})
     verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
     return verdict
+
+
+def audit(saltenv="base"):
+    """
+    Why the websocket fails (or Odoo is exposed), before changing anything:
+    the live nginx tree (every include), odoo.conf, the compose file and the
+    sockets listening on every interface, read against the pillar. Returns
+    the findings, errors first, each with ``id``, ``severity`` (error,
+    warning, info), ``file``, ``line``, ``why`` and ``fix`` (the pillar key
+    or formula state that fixes it); an empty list on a clean host. Changes
+    nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'odoo*' odoo_websocket.audit
+        salt 'odoo*' odoo_websocket.audit --out=json
+    """
+    return __salt__["odoo_websocket_audit.audit"](_settings(saltenv))
 
 
 def backups(backup_dir=None):

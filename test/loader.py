@@ -24,6 +24,8 @@ NAMES = (
     "odoo_websocket_activation",
     "odoo_websocket_changes",
     "odoo_websocket_verify",
+    "odoo_websocket_audit_nginx",
+    "odoo_websocket_audit",
     "odoo_websocket",
 )
 
