@@ -2,17 +2,26 @@
 sandbox of real files, checked with the real nginx (-t on the whole tree),
 crossplane (the rendered config parsed, not grepped) and testinfra."""
 
+import configparser
+import datetime
 import http.client
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import odoo_conf
 import pytest
 from bad_pillars import BAD
 from conftest import changed, load_yaml, parse_site, states
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from loader import spawn_engine
 
 from rig.field import ODOO_SAMPLE
@@ -44,6 +53,16 @@ def self_signed(folder):
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def odoo_options(path):
+    """odoo.conf's [options] as Odoo reads them (configparser.RawConfigParser:
+    no interpolation, a duplicate option is an error), not with the formula's
+    own parser, whose bugs would cancel out."""
+    parser = configparser.RawConfigParser()
+    with open(path, encoding="utf-8") as handle:
+        parser.read_file(handle, source=path)
+    return dict(parser.items("options"))
 
 
 def nginx_ok(host, sandbox):
@@ -129,7 +148,7 @@ def test_realtime_route_follows_version_and_workers(
     routes = locations(servers[0])
     assert set(routes) == {path, "/"}
     assert directives(routes[path], "proxy_pass") == [[f"http://{upstream}"]]
-    options = odoo_conf.get_options(open(sandbox.odoo_conf).read())
+    options = odoo_options(sandbox.odoo_conf)
     assert options[option] == "8072"
     assert options["workers"] == str(workers)
     assert options["proxy_mode"] == "True"
@@ -183,28 +202,157 @@ def test_nginx_pillar_keys_reach_the_site(formula, sandbox, host):
     assert "127.0.0.2:9069:9069" in compose and "127.0.0.2:9072:9072" in compose
 
 
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_test_ca(folder, name="odoo.example.com"):
+    """A CA of the test's own and a certificate it signed for NAME:
+    (CA certificate, certificate, key) as PEM files in FOLDER."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odoo_websocket test CA")])
+
+    def signed(subject, public_key, *extensions):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    signs_certificates = x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    ca = signed(
+        ca_name,
+        ca_key.public_key(),
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (signs_certificates, True),
+    )
+    cert = signed(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
+        key.public_key(),
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectAlternativeName([x509.DNSName(name)]), False),
+        (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    )
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.fixture
+def odoo_http():
+    """Odoo's HTTP port as nginx reaches it, on loopback: every GET is
+    answered 200 with the request headers nginx sent, as JSON."""
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def http_get(port, path, server_name="odoo.example.com"):
+    """(status, Location) of a plain http GET to 127.0.0.1:PORT."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": server_name})
+        reply = connection.getresponse()
+        return reply.status, reply.getheader("Location")
+    finally:
+        connection.close()
+
+
+def https_get(port, ca, path, server_name="odoo.example.com"):
+    """(status, headers, body) of a GET over https to 127.0.0.1:PORT, the
+    server's certificate checked against CA for SERVER_NAME, as a browser does."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            request = f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+            tls.sendall(request.encode("ascii"))
+            reply = http.client.HTTPResponse(tls)
+            reply.begin()
+            return reply.status, dict(reply.getheaders()), reply.read()
+
+
 @pytest.mark.parametrize("hsts", [True, False])
-def test_tls_serves_https_and_redirects_http(formula, sandbox, host, tmp_path, hsts):
-    cert, key = self_signed(tmp_path)
+def test_tls_serves_https_and_redirects_http(formula, running_nginx, odoo_http, tmp_path, hsts):
+    box = running_nginx
+    ca, cert, key = make_test_ca(tmp_path)
+    port = free_port()
     tls = {
         "enabled": True,
-        "port": 8443,
+        "port": port,
         "certificate": str(cert),
         "certificate_key": str(key),
         "hsts": hsts,
     }
-    result = formula.apply(sandbox.pillar(nginx={"tls": tls}))
+    pillar = box.pillar(
+        nginx={"tls": tls, "listen_addresses": ["127.0.0.1"]},
+        odoo={"config": {"enabled": False}, "http_port": odoo_http, "workers": 0},
+        compose={"enabled": False},
+    )
+    result = formula.apply(pillar)
     assert result.returncode == 0, result.stdout
-    assert nginx_ok(host, sandbox).rc == 0
-    _, servers = parse_site(sandbox.site_file)
-    redirect, main = servers
-    assert directives(redirect, "return") == [["301", "https://$host$request_uri"]]
-    assert directives(main, "listen") == [["8443", "ssl"]]
-    assert directives(main, "ssl_certificate") == [[str(cert)]]
+    assert "nginx reloaded gracefully" in states(result)[TX_ID]["comment"]
+    # http answers with a redirect to the https site, path and query kept
+    # (once the old workers, which may still accept for a moment, are gone).
+    deadline = time.monotonic() + 10
+    while (redirect := http_get(box.http_port, "/web?db=prod"))[0] == 404:
+        assert time.monotonic() < deadline, "the new site never answered"
+        time.sleep(0.1)
+    assert redirect == (301, f"https://odoo.example.com:{port}/web?db=prod")
+    # https: the test CA's certificate for the name, and Odoo reached through
+    # nginx with the scheme it needs (proxy_mode).
+    status, headers, body = https_get(port, ca, "/web?db=prod")
+    assert status == 200, body
+    seen = json.loads(body)
+    assert (seen["host"], seen["x-forwarded-proto"]) == ("odoo.example.com", "https"), seen
+    assert ("Strict-Transport-Security" in headers) is hsts, headers
+    _, servers = parse_site(box.site_file)
+    main = servers[1]
     for block in locations(main).values():
         assert directives(block, "proxy_cookie_flags") == [["session_id", "samesite=lax", "secure"]]
-        sent = [args[0] for args in directives(block, "add_header")]
-        assert sent == (["Strict-Transport-Security"] if hsts else [])
 
 
 def test_parts_can_be_switched_off(formula, sandbox):
@@ -230,7 +378,7 @@ def test_native_deployment_skips_compose_and_sets_http_interface(formula, sandbo
     assert result.returncode == 0, result.stdout
     assert COMPOSE_ID not in states(result)
     assert open(sandbox.compose_file, "rb").read() == compose_before
-    options = odoo_conf.get_options(open(sandbox.odoo_conf).read())
+    options = odoo_options(sandbox.odoo_conf)
     assert options["http_interface"] == "127.0.0.2"
 
 
@@ -266,7 +414,7 @@ def test_odoo_conf_keeps_comments_percent_order_owner_and_mode(formula, sandbox,
         ]
         + lines[8:]
     )
-    read = odoo_conf.get_options(text)
+    read = odoo_options(sandbox.odoo_conf)
     assert read["admin_passwd"] == "Sup3r%Secret%%admin"
     assert read["db_password"] == "p%ss;word"
     conf = host.file(sandbox.odoo_conf)
@@ -339,7 +487,7 @@ def test_published_ports_from_pillar_reach_compose_and_upstreams(formula, sandbo
     ports = load_yaml(sandbox.compose_file)["services"]["odoo"]["ports"]
     assert ports == ["127.0.0.1:18069:8069", "127.0.0.1:18072:8072"]
     # odoo.conf keeps the container's own port.
-    assert odoo_conf.get_options(open(sandbox.odoo_conf).read())["gevent_port"] == "8072"
+    assert odoo_options(sandbox.odoo_conf)["gevent_port"] == "8072"
 
 
 def test_compose_service_and_bind_address_from_pillar(formula, sandbox):
@@ -392,10 +540,20 @@ def status_of(port, path, host_header="odoo.example.com"):
         connection.close()
 
 
+def nginx_workers(box):
+    """PIDs of the sandbox nginx's workers: a reload replaces them all."""
+    with open(os.path.join(box.root, "run/nginx.pid"), encoding="ascii") as handle:
+        master = handle.read().strip()
+    found = subprocess.run(["pgrep", "-P", master], capture_output=True, text=True, check=False)
+    return set(found.stdout.split())
+
+
 @pytest.mark.parametrize("reload", [True, False])
 def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reload):
     box = running_nginx
     assert status_of(box.http_port, "/websocket") == 404  # the stock default site
+    workers = nginx_workers(box)
+    assert workers
     pillar = box.pillar(
         nginx={"reload": reload},
         odoo={"config": {"enabled": False}, "gevent_port": 1, "workers": 2},
@@ -411,9 +569,12 @@ def test_running_nginx_is_reloaded_only_when_asked(formula, running_nginx, reloa
         time.sleep(0.1)
     if reload:
         assert "nginx reloaded gracefully" in comment
+        assert nginx_workers(box) - workers, "no new nginx worker: nginx never reloaded"
     else:
         assert "nginx not reloaded (nginx:reload is false)" in comment
-        assert status_of(box.http_port, "/websocket") == 404
+        time.sleep(1)  # a reload signalled anyway would have new workers by now
+        assert nginx_workers(box) == workers  # the same workers: no reload at all
+        assert status_of(box.http_port, "/websocket") == 404  # the old site serves
 
 
 def assert_rolled_back(result, box, before, why):
@@ -565,6 +726,38 @@ def test_malformed_compose_file_fails_its_state_and_is_left_as_is(formula, sandb
     assert "no service 'odoo' (services: web)" in state["comment"]
     assert open(sandbox.compose_file, "rb").read() == before
     assert not os.path.exists(sandbox.marker("compose-recreated"))
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="needs docker-compose")
+def test_compose_candidate_docker_compose_rejects_fails_and_touches_nothing(formula, sandbox):
+    """The formula's own parser accepts the file and plans its port change;
+    `docker-compose config` refuses the candidate (a typo in the Odoo
+    service): the run fails naming the problem, and nothing at all is written,
+    odoo.conf and nginx included."""
+    text = open(sandbox.compose_file).read()
+    sandbox.write(
+        sandbox.compose_file,
+        text.replace("    image: odoo:17.0\n", "    image: odoo:17.0\n    restrat: always\n"),
+    )
+    before = sandbox.fingerprint()
+    assert len(before) > 5
+    result = formula.apply(sandbox.pillar())
+    assert result.returncode != 0
+    planned = states(result)[COMPOSE_ID]
+    assert planned["result"] is False
+    assert (
+        f"{sandbox.compose_file}: docker-compose config refuses the edited file"
+        in planned["comment"]
+    )
+    assert "Unsupported config option for services.odoo: 'restrat'" in planned["comment"]
+    assert "Nothing was changed" in planned["comment"]
+    tx = states(result)[TX_ID]
+    assert tx["result"] is False and tx["changes"] == {}
+    # Every file as found (no candidate left beside the compose file either),
+    # no backup set, Odoo neither restarted nor recreated.
+    assert sandbox.fingerprint() == before
+    assert not os.path.exists(sandbox.backup_dir) or not os.listdir(sandbox.backup_dir)
+    assert not os.listdir(sandbox.marker_dir)
 
 
 def test_execution_module_from_the_cli(formula, sandbox):
