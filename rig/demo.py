@@ -15,6 +15,7 @@ at the end (--keep leaves the hosts' files in the work folder).
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -48,18 +49,27 @@ def show_checks(outside, host):
     who = whoami_from(outside, host)
     seen = f"client {who['remote_addr']}, proxy_mode {'on' if who['proxy_mode'] else 'off'}"
     print(f"  [{verdict(who['remote_addr'] == outside.address)}] Odoo sees: {seen}")
-    if shutil.which("chromium"):
-        proc = outside.python(
-            BROWSER, "http://odoo.example.com/web",
-            "--resolve", f"odoo.example.com={host.address}", "--timeout", "5", timeout=60,
-        )  # fmt: skip
-        status = "(no answer)"
-        if proc.stdout:
-            import json
+    browser = show_browser(outside, host)
+    return nginx.get("subscribed", False) and not any(result["direct"].values()) and browser
 
-            status = json.loads(proc.stdout).get("status") or "(blank)"
-        print(f"  [{verdict(proc.returncode == 0)}] Chromium shows: {status}")
-    return nginx.get("subscribed", False) and not any(result["direct"].values())
+
+def show_browser(outside, host):
+    """What Chromium on the browser host shows; a FAIL line when it cannot
+    run (the demo's claim includes the browser: no line is no proof)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        print(
+            "  [FAIL] Chromium shows: nothing, chromium is not installed (apt-get install chromium)"
+        )
+        return False
+    proc = outside.python(
+        BROWSER, "http://odoo.example.com/web",
+        "--resolve", f"odoo.example.com={host.address}", "--timeout", "5", timeout=60,
+    )  # fmt: skip
+    status = "(no answer)"
+    if proc.stdout:
+        status = json.loads(proc.stdout).get("status") or "(blank)"
+    print(f"  [{verdict(proc.returncode == 0)}] Chromium shows: {status}")
+    return proc.returncode == 0
 
 
 def report(result):

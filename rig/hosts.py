@@ -114,16 +114,32 @@ class Host:
                 start_new_session=True,
                 cwd=REPO,  # python -m rig.init
             )
-        deadline = time.monotonic() + 10
+        # The init waits for every configured port (rig/init.py, READY_TIMEOUT)
+        # and exits with the reason when one stays closed.
+        deadline = time.monotonic() + 15
         while not os.path.exists(ready):
             if self.init.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"host {self.name} did not start (see {self.root}/var/log)")
+                raise RuntimeError(f"host {self.name} did not start:\n{self.logs()}")
             time.sleep(0.01)
         # `ip netns exec` became `unshare`, whose only child is the host's init.
         children = f"/proc/{self.init.pid}/task/{self.init.pid}/children"
         with open(children, encoding="ascii") as handle:
             self.init_pid = int(handle.read().split()[0])
         return self
+
+    def logs(self, lines=40):
+        """The last LINES of the host's init, Odoo and nginx logs, each under
+        its path."""
+        parts = []
+        for path in ("init.log", "var/log/odoo/odoo.log", "var/log/nginx/start.log",
+                     "var/log/nginx/error.log"):  # fmt: skip
+            try:
+                with open(os.path.join(self.root, path), encoding="utf-8", errors="replace") as log:
+                    tail = log.read().splitlines()[-lines:]
+            except FileNotFoundError:
+                tail = ["(none)"]
+            parts.append(f"--- {self.root}/{path}\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def _inside(self):
         """The command prefix that enters this host: all its namespaces when

@@ -127,22 +127,47 @@ class Sandbox:
         merge(settings, overrides)
         return data
 
+    # Folders under the root that the formula's runs write to by design (logs,
+    # PID files, backup sets, restart markers): left out of the fingerprint.
+    UNFINGERPRINTED = ("var/log", "run", "var/backups", "markers")
+
     def fingerprint(self):
-        """Bytes, mode, owner and link target of every file under the sandbox."""
+        """Bytes, mode, owner and link target of every file, and mode and owner
+        of every folder, under the sandbox, keyed by absolute path; the folders
+        in UNFINGERPRINTED are left out by their path relative to the root (the
+        root's own path may hold any of those names: /run/user/0/...). Fails
+        when it finds no file: a "nothing changed" check must compare
+        something."""
         result = {}
-        for folder, _, files in os.walk(self.root):
-            for name in files:
+        for folder, folders, files in os.walk(self.root):
+            relative = os.path.relpath(folder, self.root)
+            for name in folders + files:
                 path = os.path.join(folder, name)
-                skipped = ("/var/log/", "/run/", "/var/backups/")
-                if path.startswith(self.marker_dir) or any(part in path for part in skipped):
-                    continue
-                if os.path.islink(path):
-                    result[path] = ("link", os.readlink(path))
-                else:
-                    stat = os.stat(path)
-                    with open(path, "rb") as handle:
-                        result[path] = (handle.read(), stat.st_mode, stat.st_uid, stat.st_gid)
+                result[path] = _entry(path)
+            # A skipped folder keeps its own mode and owner in the snapshot.
+            folders[:] = [
+                name
+                for name in folders
+                if os.path.normpath(os.path.join(relative, name)) not in self.UNFINGERPRINTED
+            ]
+        if not any(isinstance(value[0], bytes) for value in result.values()):
+            raise AssertionError(f"no file to fingerprint under {self.root}")
         return result
+
+
+def _entry(path):
+    """What a fingerprint records of PATH: a link's target, a folder's mode
+    and owner, a file's bytes, mode and owner (a socket's or FIFO's mode and
+    owner: opening one could block)."""
+    if os.path.islink(path):
+        return ("link", os.readlink(path))
+    stat = os.stat(path)
+    if os.path.isdir(path):
+        return ("folder", stat.st_mode, stat.st_uid, stat.st_gid)
+    if not os.path.isfile(path):
+        return ("special", stat.st_mode, stat.st_uid, stat.st_gid)
+    with open(path, "rb") as handle:
+        return (handle.read(), stat.st_mode, stat.st_uid, stat.st_gid)
 
 
 def merge(target, overrides):

@@ -31,6 +31,7 @@ import asyncio
 import base64
 import configparser
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -89,8 +90,14 @@ def read_config(path, version):
     }
 
 
+class ComposeError(ValueError):
+    """A compose port entry the stand-in cannot publish as docker would."""
+
+
 def published_addresses(compose_file, service, port):
-    """Host (address, port) pairs docker would publish container PORT on."""
+    """Host (address, port) pairs docker would publish container PORT on.
+    Raises ComposeError on a port entry it cannot read: a garbled entry that
+    publishes nothing would make "port refused" checks pass for it."""
     # A deliberately small reader of short and long port syntax: enough for
     # the compose files the tests write; the formula's own module is not used
     # so that the stand-in cannot agree with a bug in it.
@@ -101,25 +108,41 @@ def published_addresses(compose_file, service, port):
     entries = document["services"][service].get("ports") or []
     result = []
     for entry in entries:
-        if isinstance(entry, dict):
-            target, published, host_ip = (
-                entry.get("target"),
-                entry.get("published"),
-                entry.get("host_ip"),
-            )
-        else:
-            text = str(entry).split("/")[0]
-            match = re.fullmatch(r"(?:(\[[^\]]+\]|[^:]*):)?(?:([0-9]*):)?([0-9]+)", text)
-            if not match:
-                continue
-            host_ip, published, target = match.groups()
-            if host_ip is not None and published is None:
-                host_ip, published = None, host_ip
-        if int(target) != port:
-            continue
-        host_ip = (host_ip or "0.0.0.0").strip("[]")
-        result.append((host_ip, int(published or target)))
+        host_ip, published, target = _port_entry(entry, f"{compose_file}: service {service}")
+        if target == port:
+            result.append((host_ip, published))
     return result
+
+
+def _port_entry(entry, where):
+    """(host address, host port, container port) of one compose port entry."""
+    if isinstance(entry, dict):
+        host_ip, published, target = (
+            entry.get("host_ip"),
+            entry.get("published"),
+            entry.get("target"),
+        )
+    else:
+        text, slash, protocol = str(entry).partition("/")
+        match = re.fullmatch(r"(?:(\[[^\]]+\]|[^:\[\]]+):)?(?:([0-9]*):)?([0-9]+)", text)
+        if not match or slash and protocol not in ("tcp", "udp", "sctp"):
+            raise ComposeError(f"{where}: cannot read port entry {entry!r}")
+        host_ip, published, target = match.groups()
+        if host_ip is not None and published is None:
+            host_ip, published = None, host_ip  # "HOST_PORT:CONTAINER_PORT"
+    try:
+        target = int(str(target))
+        published = int(str(target if published is None else published))
+    except ValueError:
+        raise ComposeError(f"{where}: cannot read port entry {entry!r}") from None
+    if not (0 < target < 65536 and 0 < published < 65536):
+        raise ComposeError(f"{where}: port out of range in {entry!r}")
+    host_ip = (host_ip or "0.0.0.0").strip("[]")
+    try:
+        ipaddress.ip_address(host_ip)
+    except ValueError:
+        raise ComposeError(f"{where}: host address is not an IP address in {entry!r}") from None
+    return host_ip, published, target
 
 
 # --------------------------------------------------------------------------
@@ -373,29 +396,34 @@ async def serve_websocket(reader, writer, request, config, ping_interval):
 # --------------------------------------------------------------------------
 
 
+def listen_plan(config, compose=None, service="odoo"):
+    """[(address, port, role)] Odoo listens on with CONFIG (read_config's):
+    where docker publishes them when COMPOSE (SERVICE's ports) is given."""
+    roles = [(config["http_port"], "http")]
+    if config["workers"] > 0:
+        roles.append((config["evented_port"], "evented"))
+    plan = []
+    for port, role in roles:
+        if compose:
+            for address, published in published_addresses(compose, service, port):
+                plan.append((address, published, role))
+        else:
+            plan.append((config["http_interface"] or "0.0.0.0", port, role))
+    return plan
+
+
 class StandinOdoo:
     def __init__(self, args):
         self.args = args
         self.servers = []
         self.config = None
         self.restarting = asyncio.Lock()
+        self.stopped = asyncio.Event()
+        self.failure = None
 
     def listen_plan(self):
         """[(address, port, role)] for the current config."""
-        config = self.config
-        roles = [(config["http_port"], "http")]
-        if config["workers"] > 0:
-            roles.append((config["evented_port"], "evented"))
-        plan = []
-        for port, role in roles:
-            if self.args.compose:
-                for address, published in published_addresses(
-                    self.args.compose, self.args.service, port
-                ):
-                    plan.append((address, published, role))
-            else:
-                plan.append((config["http_interface"] or "0.0.0.0", port, role))
-        return plan
+        return listen_plan(self.config, self.args.compose, self.args.service)
 
     async def start(self):
         self.config = read_config(self.args.config, self.args.odoo_version)
@@ -418,7 +446,13 @@ class StandinOdoo:
         async with self.restarting:
             log.info("restarting (SIGHUP)")
             await self.stop()
-            await self.start()
+            try:
+                await self.start()
+            except Exception as error:  # a config it cannot serve: stop, loudly
+                log.exception("restart failed, stopping")
+                await self.stop()
+                self.failure = error
+                self.stopped.set()
 
     async def handle(self, reader, writer, role):
         peer = writer.get_extra_info("peername")[0]
@@ -472,17 +506,28 @@ class StandinOdoo:
 
 async def main_async(args):
     odoo = StandinOdoo(args)
-    await odoo.start()
+    try:
+        await odoo.start()
+    except Exception:
+        log.exception("start failed")
+        raise
     if args.pidfile:
         with open(args.pidfile, "w", encoding="ascii") as handle:
             handle.write(str(os.getpid()))
     loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(odoo.restart()))
-    loop.add_signal_handler(signal.SIGTERM, stopped.set)
-    loop.add_signal_handler(signal.SIGINT, stopped.set)
-    await stopped.wait()
-    await odoo.stop()
+    loop.add_signal_handler(signal.SIGTERM, odoo.stopped.set)
+    loop.add_signal_handler(signal.SIGINT, odoo.stopped.set)
+    try:
+        await odoo.stopped.wait()
+        await odoo.stop()
+    finally:
+        if args.pidfile:
+            os.unlink(args.pidfile)
+    if odoo.failure:
+        # Exit with the error: the restart command's caller and the host's
+        # init see Odoo gone, rather than an Odoo that publishes nothing.
+        raise odoo.failure
 
 
 def parse_args(argv):

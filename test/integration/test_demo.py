@@ -29,6 +29,9 @@ def test_demo_shows_the_failure_then_the_fix_and_cleans_up():
     assert "[ok  ] websocket through nginx: 101 Switching Protocols, subscribe answered" in fixed
     assert "[ok  ] Odoo port 8069 from the browser host: refused" in fixed
     assert "proxy_mode on" in fixed
+    # The browser's own view, before and after: required, never left out.
+    assert "[FAIL] Chromium shows: Websocket connection lost" in broken
+    assert "[ok  ] Chromium shows: subscribed" in fixed
     assert "FAIL" not in fixed
     assert "Second run changed 0 state(s). Demo succeeded." in out
     assert namespaces() == before

@@ -16,7 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from bad_pillars import BAD
+from bad_pillars import BAD, backup_names, in_sandbox, paths_in
 from conftest import changed, load_yaml, parse_site, states
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -460,6 +460,7 @@ def test_secrets_never_appear_in_output_or_logs(formula, sandbox, salt_minion):
     assert f"admin_passwd = {new_secret}" in text and "mail_token = Tok%Pw" in text
     with open(salt_minion.config["log_file"], encoding="utf-8", errors="replace") as handle:
         log = handle.read()
+    assert TX_ID in log  # the log holds the runs' returns: the check below is not vacuous
     assert not [s for s in secrets if s in log]
 
 
@@ -694,6 +695,10 @@ def test_change_rejected_live_is_rolled_back(formula, sandbox, host, tmp_path):
     ids=[m.split(":")[-2] if m.count(":") > 1 else m[:30] for _, m in BAD],
 )
 def test_bad_pillar_fails_the_run_and_changes_nothing(formula, sandbox, overrides, message):
+    # Its paths in the sandbox (a relative one from the minion's own folder).
+    overrides = in_sandbox(overrides, sandbox.root, os.readlink(f"/proc/{formula.minion.pid}/cwd"))
+    folders = {sandbox.backup_dir, *(path for key, path in paths_in(overrides) if key == "dir")}
+    sets = {folder: backup_names(folder) for folder in folders}
     before = sandbox.fingerprint()
     result = formula.apply(sandbox.pillar(**overrides))
     assert result.returncode != 0
@@ -701,6 +706,7 @@ def test_bad_pillar_fails_the_run_and_changes_nothing(formula, sandbox, override
     assert "Invalid pillar, nothing was changed" in result.stdout + str(result.data)
     assert sandbox.fingerprint() == before
     assert not os.listdir(sandbox.marker_dir)
+    assert {folder: backup_names(folder) for folder in folders} == sets  # no new backup set
 
 
 def test_malformed_odoo_conf_fails_its_state_and_is_left_as_is(formula, sandbox):

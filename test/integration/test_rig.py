@@ -4,7 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import pytest
+
+from rig.field import site
 from rig.hosts import Rig
 from rig.sandbox import REPO
 
@@ -46,3 +50,36 @@ def test_cli_up_and_down(tmp_path):
     assert down.returncode == 0, down.stderr
     assert data["tag"] not in links()
     assert not state.exists()
+
+
+def unbindable_odoo(box):
+    """Compose publishes Odoo on an address the host does not have: the
+    stand-in cannot bind, as docker could not."""
+    text = open(box.compose_file).read().replace('"8069:8069"', '"10.9.9.9:8069:8069"')
+    box.write(box.compose_file, text)
+
+
+def nginx_refusing_its_config(box):
+    site(box, "server {\n    listen 80;\n    bogus_directive on;\n}\n")
+
+
+@pytest.mark.parametrize(
+    "prepare, reason, logged",
+    [
+        (unbindable_odoo, "host not ready: Odoo exited with code 1", "10.9.9.9"),
+        (nginx_refusing_its_config, "host not ready: nginx exited with code 1",
+         'unknown directive "bogus_directive"'),
+    ],
+    ids=["odoo-never-listens", "nginx-never-starts"],
+)  # fmt: skip
+def test_host_whose_services_do_not_come_up_fails_with_its_logs(tmp_path, prepare, reason, logged):
+    rig = Rig(str(tmp_path / "rig")).create()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="host odoo did not start") as raised:
+            rig.odoo_host(prepare=prepare)
+        assert time.monotonic() - started < 10  # told at once, not after a timeout
+        assert reason in str(raised.value)
+        assert logged in str(raised.value)
+    finally:
+        rig.destroy()

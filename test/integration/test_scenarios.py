@@ -34,8 +34,10 @@ def assert_fixed(outside, host, longpolling=False):
 def managed_files(box):
     """Fingerprint of what the formula may touch on a host: nginx's tree,
     odoo.conf and the compose project (not the host's salt folders)."""
-    kept = ("/etc/nginx/", "/etc/odoo/", "/opt/odoo/")
-    return {p: v for p, v in box.fingerprint().items() if any(k in p for k in kept)}
+    kept = ("etc/nginx/", "etc/odoo/", "opt/odoo/")
+    return {
+        p: v for p, v in box.fingerprint().items() if os.path.relpath(p, box.root).startswith(kept)
+    }
 
 
 def nginx_workers(host):

@@ -216,3 +216,55 @@ def test_compose_publishing_follows_host_ip(tmp_path):
         ("127.0.0.1", 8072),
         ("127.0.0.2", 9072),
     ]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        '"8069:8069:"',  # a stray colon
+        '"127.0.0.1::8069"',  # docker would pick a random host port
+        '"8069-8070:8069-8070"',  # a range
+        '"localhost:8069:8069"',  # docker wants an address
+        '"8069:8069/http"',
+        '"odoo:8069"',
+        '"99999:8069"',
+        "{published: 8069}",  # long syntax without a target
+    ],
+)
+def test_compose_port_entries_it_cannot_read_are_errors(tmp_path, entry):
+    """Skipping them would publish nothing: "port refused" would pass."""
+    from rig.standin_odoo import published_addresses
+
+    compose = tmp_path / "compose.yml"
+    compose.write_text(f'services:\n  odoo:\n    ports:\n      - "8072:8072"\n      - {entry}\n')
+    with pytest.raises(ValueError, match="port entry|port out of range|not an IP address"):
+        published_addresses(str(compose), "odoo", 8069)
+
+
+def test_restart_onto_an_unreadable_compose_file_stops_odoo_loudly(tmp_path):
+    port = free_port()
+    conf, compose, log = tmp_path / "odoo.conf", tmp_path / "compose.yml", tmp_path / "odoo.log"
+    conf.write_text("[options]\nworkers = 0\n")
+    compose.write_text(f'services:\n  odoo:\n    ports:\n      - "127.0.0.1:{port}:8069"\n')
+    proc = subprocess.Popen(
+        [sys.executable, STANDIN, "--config", str(conf), "--compose", str(compose),
+         "--log", str(log), "--pidfile", str(tmp_path / "odoo.pid")],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: probe.port_answers("127.0.0.1", port))
+        compose.write_text(f'services:\n  odoo:\n    ports:\n      - "127.0.0.1::{port}:8069"\n')
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(10) != 0  # not an Odoo that runs and publishes nothing
+    finally:
+        proc.kill()
+        stderr = proc.communicate()[1]
+    assert "cannot read port entry '127.0.0.1::" in stderr
+    assert "restart failed" in log.read_text()
+    assert not (tmp_path / "odoo.pid").exists()
+    # At start, the same entry stops it at once.
+    started = subprocess.run(
+        [sys.executable, STANDIN, "--config", str(conf), "--compose", str(compose)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert started.returncode != 0 and "cannot read port entry" in started.stderr
