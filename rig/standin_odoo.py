@@ -52,6 +52,14 @@ REQUIRED_HANDSHAKE_HEADERS = (
 MAX_MESSAGE = 1 << 20  # Odoo closes with 1009 above 1 MiB
 BIND_ERROR = "Couldn't bind the websocket. Is the connection opened on the evented port (8072)?"
 
+
+def ping_interval(version):
+    """Seconds of idle time after which Odoo's bus pings a websocket:
+    TimeoutManager.INACTIVITY_TIMEOUT in addons/bus/websocket.py, 60 - 15 up
+    to 18.0, 60 - 20 from 19.0 on."""
+    return 40.0 if int(str(version).split(".")[0]) >= 19 else 45.0
+
+
 log = logging.getLogger("odoo.standin")
 
 
@@ -427,6 +435,13 @@ class StandinOdoo:
 
     async def start(self):
         self.config = read_config(self.args.config, self.args.odoo_version)
+        workers = self.config["workers"]
+        mode = f"prefork, {workers} workers" if workers else "threaded"
+        bus = "websocket" if self.config["major"] >= 16 else "long polling"
+        log.info(
+            "Odoo %s (%s), bus: %s, ping after %g s idle",
+            self.config["version"], mode, bus, self.args.ping_interval,
+        )  # fmt: skip
         for address, port, role in self.listen_plan():
             server = await asyncio.start_server(
                 lambda r, w, role=role: self.handle(r, w, role), address, port, reuse_address=True
@@ -538,8 +553,13 @@ def parse_args(argv):
     parser.add_argument("--service", default="odoo")
     parser.add_argument("--pidfile")
     parser.add_argument("--log")
-    parser.add_argument("--ping-interval", type=float, default=45.0)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--ping-interval", type=float, help="default: the version's own (45 s, 40 s from 19.0)"
+    )
+    args = parser.parse_args(argv)
+    if args.ping_interval is None:
+        args.ping_interval = ping_interval(args.odoo_version)
+    return args
 
 
 def main(argv=None):

@@ -48,6 +48,8 @@ def test_pillar_example_documents_every_default_key():
         (4, 16, "/websocket", "odoo_websocket_evented", "gevent_port"),
         (2, "15.0", "/longpolling", "odoo_websocket_evented", "longpolling_port"),
         (0, "14.0", "/longpolling", "odoo_websocket_http", "longpolling_port"),
+        (2, "18.0", "/websocket", "odoo_websocket_evented", "gevent_port"),
+        (0, "19.0", "/websocket", "odoo_websocket_http", "gevent_port"),
     ],
 )
 def test_routing_follows_workers_and_version(workers, version, path, upstream, option):
