@@ -43,7 +43,8 @@ def __virtual__():
         return (
             False,
             "odoo_compose: the Python package 'ruamel.yaml' is missing from "
-            "Salt's Python (salt-pip install ruamel.yaml==0.19.1)",
+            "Salt's Python: state.apply odoo_websocket.dependencies "
+            "(or salt-pip install ruamel.yaml==0.19.1)",
         )
     return __virtualname__
 

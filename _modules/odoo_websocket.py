@@ -17,14 +17,11 @@ the module that owns the concern:
 import os
 
 import salt.utils.data
-import salt.utils.yaml
 
 __virtualname__ = "odoo_websocket"
 # The CLI prints audit findings as a table (_output/odoo_websocket_audit.py,
 # on a master after `salt-run saltutil.sync_output`); --out=json gives the list.
 __outputter__ = {"audit": "odoo_websocket_audit"}
-
-_TREE = "salt://odoo_websocket"
 
 
 def __virtual__():
@@ -33,19 +30,7 @@ def __virtual__():
 
 def _settings(saltenv="base"):
     """The settings map.jinja gives: defaults.yaml < osfamilymap.yaml < pillar."""
-    loaded = []
-    for name in ("defaults.yaml", "osfamilymap.yaml"):
-        text = __salt__["cp.get_file_str"](f"{_TREE}/{name}", saltenv=saltenv) or "{}"
-        loaded.append(salt.utils.yaml.safe_load(text) or {})
-    defaults, osfamilymap = loaded
-    merged = __salt__["slsutil.merge"](
-        defaults["odoo_websocket"],
-        osfamilymap.get(__grains__.get("os_family"), {}) or {},
-        strategy="recurse",
-    )
-    merged = __salt__["slsutil.merge"](merged, _pillar("odoo_websocket", {}), strategy="recurse")
-    merged.pop("tofs", None)  # read by libtofs.jinja, not a setting
-    return __salt__["odoo_websocket_settings.settings"](merged)
+    return __salt__["odoo_websocket_settings.current"](saltenv)
 
 
 def _pillar(key, default):

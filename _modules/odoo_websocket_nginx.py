@@ -35,7 +35,8 @@ def __virtual__():
         return (
             False,
             "odoo_websocket_nginx: the Python package 'crossplane' is missing from "
-            "Salt's Python (salt-pip install crossplane==0.5.8)",
+            "Salt's Python: state.apply odoo_websocket.dependencies "
+            "(or salt-pip install crossplane==0.5.8)",
         )
     return __virtualname__
 

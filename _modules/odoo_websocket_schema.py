@@ -25,6 +25,7 @@ _UNSAFE = re.compile(r"""[\s;{}'"$\\`]""")
 # Used with fullmatch: a '$' anchor would accept a trailing newline.
 _OPTION_KEY = re.compile(r"[a-z_][a-z0-9_]*")
 _UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][A-Za-z0-9.+!-]*")
 _SIZE = re.compile(r"[0-9]+[kKmMgG]?")
 _VERSION = re.compile(r"([0-9]+)(\.[0-9]+)?")
 # One label of an RFC 1123 host name (checked on ASCII text only).
@@ -283,6 +284,11 @@ def _extra_options(value):
             return f"value of {key!r} must be on one line"
 
 
+def _requirement(value):
+    if not isinstance(value, str) or not _REQUIREMENT.fullmatch(value):
+        return "must be a pinned pip requirement like crossplane==0.5.8"
+
+
 def _option_name(value):
     if not isinstance(value, str) or not _OPTION_KEY.fullmatch(value):
         return "must be an odoo.conf option name"
@@ -349,6 +355,10 @@ SCHEMA = {
         "published_http_port": _optional_port,
         "published_gevent_port": _optional_port,
         "recreate_cmd": _command,
+    },
+    "dependencies": {
+        "pip_packages": _list_of(_requirement),
+        "pip_bin_env": _optional_path,
     },
 }
 

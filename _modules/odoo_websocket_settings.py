@@ -3,13 +3,18 @@ Settings of the odoo_websocket formula: the merged pillar, validated against
 ``odoo_websocket_schema``, with the values derived from it (routes, odoo.conf
 options, restart commands, upstream ports, where the check knocks).
 
-Pure: no file or network I/O. map.jinja calls :py:func:`settings` while it
-renders, so a bad pillar stops the run before any state touches a file.
+:py:func:`settings` is pure: map.jinja calls it while it renders, so a bad
+pillar stops the run before any state touches a file. :py:func:`current`
+builds the same settings at run time, as the states and the operator's
+commands use them (once per run: cached in ``__context__``).
 """
 
 import copy
+import json
 import shlex
 
+import salt.utils.data
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_websocket_settings"
@@ -20,6 +25,43 @@ DEFAULT_SECRET_KEYS = ("admin_passwd", "db_password")
 
 def __virtual__():
     return __virtualname__
+
+
+_TREE = "salt://odoo_websocket"
+_CACHE = "odoo_websocket.settings"
+
+
+def current(saltenv="base"):
+    """
+    This minion's settings, as map.jinja merges them (defaults.yaml <
+    osfamilymap.yaml < pillar ``odoo_websocket``), validated and derived by
+    :py:func:`settings`. Read once per run (Salt's ``__context__``); raises
+    with every bad key when the pillar is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_settings.current
+    """
+    # pillar.get outside a template masks values ("**********") since Salt
+    # 3008: the pillar as stored. Keyed by it, so a changed pillar is re-read.
+    pillar = salt.utils.data.traverse_dict_and_list(__pillar__, "odoo_websocket", {})
+    key = json.dumps([saltenv, __grains__.get("os_family"), pillar], sort_keys=True, default=str)
+    cache = __context__.setdefault(_CACHE, {})
+    if key not in cache:
+        loaded = []
+        for name in ("defaults.yaml", "osfamilymap.yaml"):
+            text = __salt__["cp.get_file_str"](f"{_TREE}/{name}", saltenv=saltenv) or "{}"
+            loaded.append(salt.utils.yaml.safe_load(text) or {})
+        defaults, osfamilymap = loaded
+        merge = __salt__["slsutil.merge"]
+        family = osfamilymap.get(__grains__.get("os_family"), {}) or {}
+        merged = merge(defaults["odoo_websocket"], family, strategy="recurse")
+        merged = merge(merged, copy.deepcopy(pillar), strategy="recurse")
+        merged.pop("tofs", None)  # read by libtofs.jinja, not a setting
+        cache[key] = settings(merged)
+    return copy.deepcopy(cache[key])
 
 
 def settings(data):

@@ -48,7 +48,8 @@ def __virtual__():
         return (
             False,
             "odoo_websocket_verify: the Python package 'websockets' is missing from "
-            "Salt's Python (salt-pip install websockets==17.4)",
+            "Salt's Python: state.apply odoo_websocket.dependencies "
+            "(or salt-pip install websockets==17.4)",
         )
     return __virtualname__
 

@@ -8,6 +8,10 @@ with ``test=True``) and contribute their concern to the host's transaction;
 Odoo restarted only when its files changed, nginx reloaded, the websocket
 verified, and every file restored when any step fails. The pattern is
 Salt's ``file.accumulated`` feeding ``file.managed``.
+
+The states take no settings: each reads this minion's settings at run time
+(``odoo_websocket_settings.current``, once per run), so no pillar value, and
+no secret, travels as a state argument.
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -16,6 +20,12 @@ __virtualname__ = "odoo_websocket"
 
 _PARTS = "odoo_websocket.parts"
 _TRANSACTION_ID = "odoo_websocket-host-transaction-applied"
+# Whether the settings manage a concern (compose: docker deployments only).
+_ENABLED = {
+    "compose": lambda s: s["compose"]["enabled"],
+    "odoo_conf": lambda s: s["odoo"]["config"]["enabled"],
+    "nginx": lambda s: s["nginx"]["enabled"],
+}
 
 
 def __virtual__():
@@ -24,10 +34,14 @@ def __virtual__():
     return __virtualname__
 
 
-def _planned(name, concern, settings, part, saltenv):
+def _planned(name, concern, part, saltenv):
     """Plan one concern, report it, and contribute it to the transaction."""
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
+        settings = __salt__["odoo_websocket_settings.current"](saltenv)
+        if not _ENABLED[concern](settings):
+            ret["comment"] = f"{name}: not managed with these settings."
+            return ret
         plan = __salt__["odoo_websocket_plan.build"](settings, {concern: part}, saltenv)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"Could not plan {concern}: {exc}")
@@ -55,35 +69,35 @@ def _differs(plan, path):
     return __salt__["odoo_websocket_plan.differs"](change)
 
 
-def compose_ports_planned(name, settings, saltenv="base"):
+def compose_ports_planned(name, saltenv="base"):
     """
     Plan the Odoo service's published ports in the compose file NAME: bound to
     ``compose:bind_address`` only, every other byte kept, checked with
     ``docker-compose config`` when installed.
     """
-    return _planned(name, "compose", settings, {}, saltenv)
+    return _planned(name, "compose", {}, saltenv)
 
 
-def odoo_conf_planned(name, settings, saltenv="base"):
+def odoo_conf_planned(name, saltenv="base"):
     """
     Plan odoo.conf NAME's ``[options]``: proxy_mode, workers, the evented port
     (and http_interface for native deployments), extra options; comments,
     order, mode and owner kept, secrets masked in the diff.
     """
-    return _planned(name, "odoo_conf", settings, {}, saltenv)
+    return _planned(name, "odoo_conf", {}, saltenv)
 
 
-def nginx_site_planned(name, settings, site_source, map_source, saltenv="base"):
+def nginx_site_planned(name, site_source, map_source, saltenv="base"):
     """
     Plan the nginx site NAME (or the existing site it adopts), its
     sites-enabled link and the formula's map drop-in. SITE_SOURCE and
     MAP_SOURCE are salt:// templates (lists: the first that exists wins, TOFS).
     """
     part = {"site_source": site_source, "map_source": map_source}
-    return _planned(name, "nginx", settings, part, saltenv)
+    return _planned(name, "nginx", part, saltenv)
 
 
-def host_applied(name, settings, saltenv="base"):
+def host_applied(name, saltenv="base"):
     """
     Apply every concern the planning states contributed, as one transaction,
     and verify the websocket. With ``test=True``: the staged verdict and the
@@ -95,6 +109,7 @@ def host_applied(name, settings, saltenv="base"):
         ret["comment"] = "No concern was planned in this run: nothing to apply."
         return ret
     try:
+        settings = __salt__["odoo_websocket_settings.current"](saltenv)
         result = __salt__["odoo_websocket_changes.apply"](
             settings, parts, saltenv=saltenv, test=__opts__["test"]
         )

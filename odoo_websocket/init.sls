@@ -6,6 +6,7 @@
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
 
 include:
+  - .dependencies
 {%- if odoo_websocket.compose.enabled %}
   - .compose
 {%- endif %}

@@ -10,10 +10,15 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
 
-{%- set map = odoo_websocket %}
-{%- do salt["log.debug"]("### MAP.JINJA DUMP ###\n" ~ map | yaml(False)) %}
-
-{%- set _text %}{% include tplroot ~ "/_mapdata/_mapdata.jinja" %}{% endset %}
+{%- if 'odoo_websocket_settings.settings' in salt %}
+{%-   set map = odoo_websocket %}
+{%-   do salt["log.debug"]("### MAP.JINJA DUMP ###\n" ~ map | yaml(False)) %}
+{%-   set _text %}{% include tplroot ~ "/_mapdata/_mapdata.jinja" %}{% endset %}
+{%- else %}
+{#-   Unvalidated, the merge may still hold extra_options values: not shown. #}
+{%-   set _text = "The formula's modules are not synced on this minion: apply "
+                  ~ "odoo_websocket (or saltutil.sync_all) first." %}
+{%- endif %}
 
 odoo_websocket-_mapdata-settings-shown:
   test.show_notification:

@@ -5,10 +5,14 @@
 # its files changed, nginx reloaded) and verified with a real websocket
 # handshake; any failure restores every file and restarts/reloads again.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
+{%- set sls_dependencies = tplroot ~ '.dependencies' %}
+
+include:
+  - {{ sls_dependencies }}
 
 odoo_websocket-host-transaction-applied:
   odoo_websocket.host_applied:
     - name: odoo_websocket
-    - settings: {{ odoo_websocket | json }}
     - saltenv: {{ saltenv }}
+    - require:
+      - sls: {{ sls_dependencies }}

@@ -165,15 +165,25 @@ def live_sandbox(tmp_path):
     subprocess.run([NGINX, "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
 
 
+def nginx_workers(master):
+    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return set(found.stdout.split())
+
+
 def test_nginx_not_running_is_started_after_validation(live_sandbox):
     box = live_sandbox
     assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is None
     result = apply(box, site_change(box), nginx=nginx_of(box, start=True))
     assert result["result"] is True, result
     assert "nginx started." in result["comment"]
-    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is not None
+    master = MODULES["odoo_websocket_nginx"].pid(box.conf_file)
+    assert master is not None
+    workers = nginx_workers(master)
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
     assert "nginx reloaded gracefully (new workers running)." in again["comment"]
+    # Reloaded for real: the same master, and workers it started after the change.
+    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) == master
+    assert nginx_workers(master) - workers
 
     # A rejected candidate: the running nginx keeps serving the old site.
     def status():

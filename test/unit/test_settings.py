@@ -163,3 +163,17 @@ def test_nginx_upstreams_follow_published_ports_in_docker_only():
         8069,
         8072,
     )
+
+
+def test_dependencies_pin_what_requirements_txt_pins():
+    """The libraries the formula installs on minions are the ones it is tested with."""
+    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as handle:
+        pinned = dict(line.split("==") for line in handle.read().split() if "==" in line)
+    for requirement in defaults()["dependencies"]["pip_packages"]:
+        name, version = requirement.split("==")
+        assert pinned[name] == version, requirement
+    bad = schema.validate(settings_with(dependencies={"pip_packages": ["crossplane>=0.5"]}))
+    assert bad == [
+        "odoo_websocket:dependencies:pip_packages: every entry must be a pinned pip requirement "
+        "like crossplane==0.5.8 (bad entry: 'crossplane>=0.5'), got ['crossplane>=0.5']"
+    ]

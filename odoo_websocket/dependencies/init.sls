@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# What the formula's own states need before they can run: its custom modules
+# (state.apply syncs nothing on a minion that never synced; highstate does)
+# and the Python libraries they import. Each is done only when missing, so a
+# run on a ready minion spends nothing here; after either, the minion's
+# modules are reloaded and the other SLS files' states run in the same run.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
+{%- set deps = odoo_websocket.dependencies %}
+{%- set synced = 'odoo_websocket_changes.apply' in salt %}
+{%- set libraries = synced and 'odoo_websocket_nginx.tree' in salt
+                    and 'odoo_compose.bind_ports' in salt
+                    and 'odoo_websocket_verify.check' in salt %}
+{%- set salt_pip = '/opt/saltstack/salt/salt-pip' %}
+{%- set bin_env = deps.pip_bin_env
+                  or (salt_pip if salt['file.file_exists'](salt_pip)
+                      else grains.pythonexecutable) %}
+
+{%- if not synced %}
+
+odoo_websocket-dependencies-modules-synced:
+  saltutil.sync_all:
+    - saltenv: {{ saltenv }}
+    - refresh: true
+    - reload_modules: true
+{%- endif %}
+
+{%- if not libraries %}
+
+odoo_websocket-dependencies-libraries-installed:
+  pip.installed:
+    - pkgs: {{ deps.pip_packages | json }}
+    - bin_env: {{ bin_env }}
+    - reload_modules: true
+{%-   if not synced %}
+    - require:
+      - saltutil: odoo_websocket-dependencies-modules-synced
+{%-   endif %}
+{%- endif %}
+
+odoo_websocket-dependencies-ready:
+  test.succeed_without_changes:
+    - name: The formula's modules and the libraries they import are in place.
+{%- if not (synced and libraries) %}
+    - require:
+{%-   if not synced %}
+      - saltutil: odoo_websocket-dependencies-modules-synced
+{%-   endif %}
+{%-   if not libraries %}
+      - pip: odoo_websocket-dependencies-libraries-installed
+{%-   endif %}
+{%- endif %}
