@@ -27,6 +27,8 @@ _OPTION_KEY = re.compile(r"[a-z_][a-z0-9_]*")
 _UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][A-Za-z0-9.+!-]*")
 _SIZE = re.compile(r"[0-9]+[kKmMgG]?")
+# An nginx time for "expires" (seconds when bare), or max.
+_EXPIRES = re.compile(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|M|y)?|max")
 _VERSION = re.compile(r"([0-9]+)(\.[0-9]+)?")
 # One label of an RFC 1123 host name (checked on ASCII text only).
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -232,6 +234,31 @@ def _size(value):
         return "must be a size like 64m, 512k or 1g"
 
 
+def _expires(value):
+    if value == "":
+        return None
+    if isinstance(value, bool) or not _EXPIRES.fullmatch(str(value)):
+        return "must be an nginx time like 24h, 7d or 864000, max, or empty (no static location)"
+
+
+def _keepalive(value):
+    if not _is_int(value) or not 0 <= value <= 1024:
+        return "must be an integer from 0 (off) to 1024"
+
+
+def _allowed_client(value):
+    """What nginx's allow takes, written as nginx wants it: an address or a
+    network with a prefix length and no host bits ('all' is what an empty
+    list means; a netmask, brackets or a zone are refused)."""
+    wrong = "must be an IP address or a network like 10.0.0.0/8"
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", value):
+        return wrong
+    try:
+        ipaddress.ip_network(value)
+    except ValueError as error:
+        return f"{wrong} (host bits set)" if "host bits" in str(error) else wrong
+
+
 def _version(value):
     if isinstance(value, bool) or not _VERSION.fullmatch(str(value)):
         return "must be an Odoo version like '17.0'"
@@ -329,6 +356,9 @@ SCHEMA = {
         "upstream_evented": _upstream,
         "proxy_timeout": _count(60),
         "client_max_body_size": _size,
+        "static_expires": _expires,
+        "upstream_keepalive": _keepalive,
+        "database_manager_allow": _list_of(_allowed_client),
         "tls": {
             "enabled": _boolean,
             "port": _port,

@@ -102,10 +102,12 @@ def _derive_odoo(result):
     odoo["realtime_path"] = "/websocket" if major >= 16 else "/longpolling"
     evented_option = "gevent_port" if major >= 16 else "longpolling_port"
     odoo["evented_option"] = evented_option
-    # workers = 0: the HTTP port serves the bus; workers > 0: only the evented one.
-    nginx["realtime_upstream"] = (
-        nginx["upstream_evented"] if odoo["workers"] > 0 else nginx["upstream_http"]
-    )
+    # workers = 0: the HTTP port serves the bus; workers > 0: only the evented
+    # one. The bus never goes through an upstream that keeps connections
+    # alive: with upstream_keepalive in threaded mode it gets the evented
+    # upstream's name, pointing at the HTTP port (_derive_upstream_ports).
+    own = odoo["workers"] > 0 or nginx["upstream_keepalive"] > 0
+    nginx["realtime_upstream"] = nginx["upstream_evented"] if own else nginx["upstream_http"]
 
 
 def _derive_options(result):
@@ -159,6 +161,9 @@ def _derive_upstream_ports(result):
     docker = result["deployment"] == "docker"
     nginx["upstream_http_port"] = published_http if docker else odoo["http_port"]
     nginx["upstream_evented_port"] = published_gevent if docker else odoo["gevent_port"]
+    nginx["realtime_upstream_port"] = (
+        nginx["upstream_evented_port"] if odoo["workers"] > 0 else nginx["upstream_http_port"]
+    )
 
 
 def _derive_verify(result):

@@ -61,6 +61,7 @@ def ping_interval(version):
 
 
 log = logging.getLogger("odoo.standin")
+STATIC_TYPES = {"js": "application/javascript", "css": "text/css", "png": "image/png"}
 
 
 # --------------------------------------------------------------------------
@@ -428,6 +429,9 @@ class StandinOdoo:
         self.restarting = asyncio.Lock()
         self.stopped = asyncio.Event()
         self.failure = None
+        # Connections accepted and requests read, per port role: whether nginx
+        # reuses upstream connections shows as fewer connections than requests.
+        self.counts = {role: {"connections": 0, "requests": 0} for role in ("http", "evented")}
 
     def listen_plan(self):
         """[(address, port, role)] for the current config."""
@@ -471,10 +475,15 @@ class StandinOdoo:
 
     async def handle(self, reader, writer, role):
         peer = writer.get_extra_info("peername")[0]
+        self.counts[role]["connections"] += 1
         try:
+            # One request per connection, answered with "Connection: close":
+            # Odoo's werkzeug handler speaks HTTP/1.0 except to a websocket
+            # upgrade (RequestHandler.make_environ, odoo/service/server.py).
             request = await read_request(reader, peer)
             if request is None:
                 return
+            self.counts[role]["requests"] += 1
             writer.write(await self.dispatch(reader, writer, request, role) or b"")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -511,8 +520,16 @@ class StandinOdoo:
                 derived_client(request, config),
                 proxy_mode=config["proxy_mode"],
                 connection=request.headers.get("connection", ""),
+                served=self.counts,
             )
             return response(200, json.dumps(body), "application/json")
+        if re.fullmatch(r"/[^/]+/static/.+", path):
+            # A module's static file; no cache headers of its own here, so the
+            # ones a client sees come from nginx.
+            kind = STATIC_TYPES.get(path.rsplit(".", 1)[-1], "application/octet-stream")
+            return response(200, f"/* {path} */\n", kind)
+        if path.startswith("/web/database/"):
+            return response(200, f"<h1>Odoo database manager: {path}</h1>")
         if path in ("/", "/web", "/odoo"):
             page = PAGE.format(version=config["version"], major=config["major"])
             return response(200, page)

@@ -61,6 +61,17 @@ def test_routing_follows_workers_and_version(workers, version, path, upstream, o
     assert renames == ({"longpolling_port": "gevent_port"} if option == "gevent_port" else {})
 
 
+def test_keepalive_never_reaches_the_bus_route():
+    """With upstream_keepalive in threaded mode the bus gets an upstream of its
+    own on the HTTP port; without keepalive it shares the HTTP one."""
+    threaded = settings_with(odoo={"workers": 0}, nginx={"upstream_keepalive": 16})
+    result = mod.settings(threaded)
+    assert result["nginx"]["realtime_upstream"] == "odoo_websocket_evented"
+    assert result["nginx"]["realtime_upstream_port"] == 8069
+    result = mod.settings(settings_with(odoo={"workers": 2}, nginx={"upstream_keepalive": 16}))
+    assert result["nginx"]["realtime_upstream_port"] == 8072
+
+
 def test_native_writes_http_interface_docker_does_not():
     native = mod.settings(settings_with(deployment="native"))
     docker = mod.settings(settings_with(deployment="docker"))
