@@ -113,8 +113,27 @@ def line_of(finding):
                 }
             }
         },  # fmt: skip
+        {
+            "nginx": {
+                "static_expires": "24h",
+                "upstream_keepalive": 16,
+                "database_manager_allow": ["10.0.0.0/8"],
+            }
+        },  # fmt: skip
+        {"odoo": {"workers": 0}, "nginx": {"upstream_keepalive": 16}},
     ],
-    ids=["17-prefork", "17-threaded", "16", "15-prefork", "14-threaded", "native", "names", "tls"],
+    ids=[
+        "17-prefork",
+        "17-threaded",
+        "16",
+        "15-prefork",
+        "14-threaded",
+        "native",
+        "names",
+        "tls",
+        "guide",
+        "guide-threaded",
+    ],  # fmt: skip
 )
 def test_the_formulas_own_host_has_no_finding(tmp_path, pillar):
     assert Host(str(tmp_path / "root"), **pillar).findings() == []
