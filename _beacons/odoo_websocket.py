@@ -1,0 +1,245 @@
+"""
+Watch this host's websocket (``odoo_websocket_verify.check`` with the
+settings the formula uses) and fire an event when its verdict changes, so
+that a reactor can put the formula back (``salt://odoo_websocket/reactor/``).
+
+Events, under ``salt/beacon/<minion id>/odoo_websocket/``:
+
+- ``broken``: the verdict went from healthy (or unknown: the first check
+  after the minion started) to broken; ``failed`` lists the failing checks.
+  It asks for a heal: attempt 1.
+- ``still_broken``: not a change of verdict, a repeated heal request: the
+  host is still broken one interval after the last request (the heal failed,
+  or nothing answered). Attempts 2 to ``attempts``, at most one per beacon
+  interval, none while a state run is in progress on this minion.
+- ``giving_up``: ``attempts`` requests went out and the host is still
+  broken: once, with an error in the minion's log; then silence until the
+  host is healthy again.
+- ``healthy``: the verdict went from broken to healthy (``broken_for_s``,
+  ``attempts`` used).
+
+The verdict and the count live in a small file in the minion's cache
+(``odoo_websocket_beacon.json``), so a minion restart or a beacon refresh
+neither loses a broken host nor resets its attempts.
+
+Configuration (pillar or minion config):
+
+.. code-block:: yaml
+
+    beacons:
+      odoo_websocket:
+        - interval: 60    # seconds between checks (Salt's own beacon option)
+        - attempts: 3     # heal requests before giving up
+        - timeout: 3      # seconds for each connection of the check
+"""
+
+import contextvars
+import json
+import logging
+import os
+import re
+import threading
+import time
+
+import salt.utils.beacons
+import salt.utils.data
+import salt.utils.minion
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "odoo_websocket"
+
+DEFAULTS = {"attempts": 3, "timeout": 3, "saltenv": "base"}
+# Keys Salt's beacon framework reads itself (and strips or adds).
+FRAMEWORK = {"interval", "enabled", "disable_during_state_run", "run_once", "beacon_module",
+             "_beacon_name"}  # fmt: skip
+STATE_FILE = "odoo_websocket_beacon.json"
+CHECK_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _config(config):
+    merged = dict(DEFAULTS)
+    merged.update(salt.utils.beacons.list_to_dict(config) if isinstance(config, list) else config)
+    return merged
+
+
+def validate(config):
+    """
+    The configuration is a list of one-key dicts (or a dict): ``attempts``
+    (an integer >= 1), ``timeout`` (seconds > 0), ``saltenv``, and Salt's
+    own beacon options (``interval``...).
+    """
+    if not isinstance(config, list | dict):
+        return False, "odoo_websocket beacon: the configuration must be a list of dicts"
+    if isinstance(config, list) and not all(isinstance(item, dict) for item in config):
+        return False, "odoo_websocket beacon: the configuration must be a list of dicts"
+    merged = _config(config)
+    unknown = sorted(set(merged) - set(DEFAULTS) - FRAMEWORK)
+    if unknown:
+        return False, f"odoo_websocket beacon: unknown option(s): {', '.join(unknown)}"
+    attempts, timeout = merged["attempts"], merged["timeout"]
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        return False, f"odoo_websocket beacon: attempts must be an integer >= 1, got {attempts!r}"
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        return False, f"odoo_websocket beacon: timeout must be a number > 0, got {timeout!r}"
+    if not isinstance(merged["saltenv"], str):
+        return False, "odoo_websocket beacon: saltenv must be a string"
+    return True, "Valid beacon configuration"
+
+
+def _state_path():
+    return os.path.join(__opts__["cachedir"], STATE_FILE)
+
+
+def _load():
+    try:
+        with open(_state_path(), encoding="utf-8") as handle:
+            state = json.load(handle)
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(state):
+    path = _state_path()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(state, handle)
+    os.rename(tmp, path)
+
+
+def _state_run_in_progress():
+    """A state run (the reactor's heal, or a person's) is changing the host:
+    its transaction proves the websocket itself, and a check now could catch
+    nginx mid-reload."""
+    return any(
+        re.match(r"state\.", job.get("fun", "")) for job in salt.utils.minion.running(__opts__)
+    )
+
+
+def _fetch(job, saltenv):
+    try:
+        job["verify"] = __salt__["odoo_websocket_settings.current"](saltenv)["verify"]
+    except Exception as exc:  # pylint: disable=broad-except
+        job["error"] = f"{type(exc).__name__}: {exc}"
+
+
+def _settings(options):
+    """The verify settings, read in a thread: the beacon runs in the minion's
+    main loop, and fetching defaults.yaml from the master there would block
+    that loop (and every job's return, which goes through it). None until
+    the first read is done; the last settings while a changed pillar's are
+    read."""
+    pillar = salt.utils.data.traverse_dict_and_list(
+        __opts__.get("pillar", {}), "odoo_websocket", {}
+    )
+    key = json.dumps([options["saltenv"], pillar], sort_keys=True, default=str)
+    cache = __context__.setdefault("odoo_websocket_beacon", {})
+    if cache.get("key") == key:
+        return cache["verify"]
+    job = cache.get("job")
+    if job and job["key"] == key and not job["thread"].is_alive():
+        del cache["job"]
+        if "error" in job:
+            log.error("odoo_websocket beacon: cannot read the settings: %s", job["error"])
+        else:
+            cache.update(key=key, verify=job["verify"])
+            return job["verify"]
+    elif not job or not job["thread"].is_alive():
+        job = {"key": key}
+        # Salt's loader keeps __pillar__, __grains__ and __context__ in context
+        # variables, which a new thread does not inherit: run it in a copy.
+        run = contextvars.copy_context().run
+        job["thread"] = threading.Thread(
+            target=run, args=(_fetch, job, options["saltenv"]), daemon=True
+        )
+        cache["job"] = job
+        job["thread"].start()
+    return cache.get("verify")
+
+
+def _verdict(options):
+    settings = _settings(options)
+    if settings is None or not settings.get("enabled", True):
+        return None
+    args = {key: settings[key] for key in CHECK_KEYS}
+    verdict = __salt__["odoo_websocket_verify.check"](timeout=options["timeout"], **args)
+    verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
+    return verdict
+
+
+def _event(tag, verdict, state, **extra):
+    failed = [{"name": c["name"], "detail": c["detail"]} for c in verdict["checks"] if not c["ok"]]
+    data = {"tag": tag, "healthy": verdict["ok"], "summary": verdict["summary"], "failed": failed}
+    if state.get("since"):
+        data["broken_since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["since"]))
+    data.update(extra)
+    return data
+
+
+def _next(state, verdict, attempts, now):
+    """(new state, events) for one check."""
+    broken = state.get("verdict") == "broken"
+    if verdict["ok"]:
+        if not broken:
+            return {"verdict": "healthy"}, []
+        extra = {"broken_for_s": round(now - state["since"], 1), "attempts": state["requests"]}
+        return {"verdict": "healthy"}, [_event("healthy", verdict, state, **extra)]
+    if not broken:
+        state = {"verdict": "broken", "since": now, "requests": 1, "gave_up": False}
+        return state, [_event("broken", verdict, state, attempt=1, attempts=attempts)]
+    state = dict(state)
+    if state.get("gave_up"):
+        return state, []
+    if state["requests"] < attempts:
+        state["requests"] += 1
+        extra = {"attempt": state["requests"], "attempts": attempts}
+        return state, [_event("still_broken", verdict, state, **extra)]
+    state["gave_up"] = True
+    log.error(
+        "odoo_websocket beacon: GIVING UP on %s: still broken after %s heal request(s) since "
+        "%s: %s",
+        __opts__.get("id"),
+        state["requests"],
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["since"])),
+        verdict["summary"],
+    )
+    return state, [_event("giving_up", verdict, state, attempts=state["requests"])]
+
+
+def beacon(config):
+    """
+    Check the websocket as ``odoo_websocket.verify`` does (skipped while a
+    state run is in progress) and return the events of a changed verdict
+    (see the module's documentation).
+
+    .. code-block:: yaml
+
+        beacons:
+          odoo_websocket:
+            - interval: 60
+            - attempts: 3
+    """
+    options = _config(config)
+    if _state_run_in_progress():
+        log.debug("odoo_websocket beacon: a state run is in progress, not checking")
+        return []
+    try:
+        verdict = _verdict(options)
+    except Exception as exc:  # pylint: disable=broad-except
+        # A bad pillar or a missing module: say so, but never claim a verdict.
+        log.error("odoo_websocket beacon: cannot check the websocket: %s", exc)
+        return []
+    if verdict is None:  # settings not read yet, or verify:enabled false
+        return []
+    old = _load()
+    state, events = _next(old, verdict, int(options["attempts"]), time.time())
+    if state != old:
+        _save(state)
+    for event in events:
+        log.info("odoo_websocket beacon: %s: %s", event["tag"], verdict["summary"])
+    return events

@@ -1,0 +1,164 @@
+"""The odoo_websocket beacon's verdict machine and configuration check, with
+the check's verdicts given (the fleet test runs it for real, in salt-minions
+on the rig, against nginx and the stand-in Odoo)."""
+
+import copy
+import importlib.util
+import os
+
+import pytest
+
+from rig.sandbox import REPO
+
+SPEC = importlib.util.spec_from_file_location(
+    "odoo_websocket_beacon", os.path.join(REPO, "_beacons", "odoo_websocket.py")
+)
+beacon = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(beacon)
+
+OK = {"ok": True, "latency_ms": 2, "checks": [
+    {"name": "websocket handshake", "ok": True, "detail": "101 Switching Protocols via x"},
+    {"name": "Odoo ports", "ok": True, "detail": "Odoo ports not reachable"},
+]}  # fmt: skip
+INVALID = "HTTP 400 BAD REQUEST: Invalid upgrade header"
+BROKEN = {"ok": False, "latency_ms": 2, "checks": [
+    {"name": "websocket handshake", "ok": False, "detail": INVALID},
+    {"name": "Odoo ports", "ok": True, "detail": "Odoo ports not reachable"},
+]}  # fmt: skip
+
+
+@pytest.fixture
+def minion(tmp_path, monkeypatch):
+    """The beacon as a minion loads it: a cache folder, the check's verdicts
+    queued, no state run in progress unless a test says so."""
+    verdicts, jobs = [], []
+    settings = {"verify": {"enabled": True, "server_name": "odoo.example.com",
+                           "address": "127.0.0.1", "port": 80, "tls": False,
+                           "realtime_path": "/websocket", "odoo_ports": [8069, 8072]}}  # fmt: skip
+    beacon.__opts__ = {"cachedir": str(tmp_path), "id": "odoo1", "pillar": {}}
+    beacon.__context__ = {}
+    beacon.__salt__ = {
+        "odoo_websocket_settings.current": lambda saltenv: settings,
+        "odoo_websocket_verify.check": lambda **kwargs: copy.deepcopy(verdicts.pop(0)),
+        "odoo_websocket_verify.summary": lambda v: "ok" if v["ok"] else "check FAILED",
+    }
+    monkeypatch.setattr(beacon.salt.utils.minion, "running", lambda opts: jobs)
+    settings_read(beacon)
+    return verdicts, jobs, settings
+
+
+def settings_read(module, options=None):
+    """Start the settings' read (in a thread, as on a minion) and wait for it."""
+    options = dict(module.DEFAULTS, **(options or {}))
+    first = module._settings(options)
+    job = module.__context__["odoo_websocket_beacon"].get("job")
+    if job:
+        job["thread"].join(5)
+    return first, module._settings(options)
+
+
+def tags(events):
+    return [event["tag"] for event in events]
+
+
+def run(minion, *verdicts, config=({"attempts": 2},)):
+    queue = minion[0]
+    fired = []
+    for verdict in verdicts:
+        queue.append(verdict)
+        fired.append(tags(beacon.beacon(list(config))))
+    return fired
+
+
+def test_only_a_changed_verdict_fires(minion):
+    assert run(minion, OK, OK, BROKEN) == [[], [], ["broken"]]
+    assert run(minion, OK, OK) == [["healthy"], []]
+
+
+def test_broken_at_start_asks_for_a_heal_and_says_what_failed(minion):
+    minion[0].append(BROKEN)
+    (event,) = beacon.beacon([{"attempts": 2}])
+    assert event["tag"] == "broken" and event["attempt"] == 1 and event["attempts"] == 2
+    assert event["failed"] == [{"name": "websocket handshake", "detail": INVALID}]
+    assert event["healthy"] is False and "broken_since" in event
+
+
+def test_repeats_the_request_then_gives_up_loudly_once(minion, caplog):
+    fired = run(minion, BROKEN, BROKEN, BROKEN, BROKEN, OK)
+    assert fired == [["broken"], ["still_broken"], ["giving_up"], [], ["healthy"]]
+    assert "GIVING UP on odoo1: still broken after 2 heal request(s)" in caplog.text
+
+
+def test_healthy_event_counts_the_attempts(minion):
+    minion[0].extend([BROKEN, BROKEN, OK])
+    events = [beacon.beacon([{"attempts": 3}]) for _ in range(3)]
+    assert events[2][0]["attempts"] == 2 and events[2][0]["broken_for_s"] >= 0
+
+
+def test_the_verdict_survives_a_minion_restart(minion):
+    """Kept in the minion's cache, not in memory: a restarted minion (a new
+    loader) neither forgets a broken host nor resets its attempts."""
+    assert run(minion, BROKEN) == [["broken"]]
+    saved = os.path.join(beacon.__opts__["cachedir"], beacon.STATE_FILE)
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    fresh = importlib.util.module_from_spec(SPEC)
+    SPEC.loader.exec_module(fresh)
+    fresh.__opts__, fresh.__salt__, fresh.__context__ = beacon.__opts__, beacon.__salt__, {}
+    settings_read(fresh)
+    minion[0].append(BROKEN)
+    assert tags(fresh.beacon([{"attempts": 2}])) == ["still_broken"]
+
+
+def test_no_check_while_a_state_run_changes_the_host(minion):
+    minion[1].append({"fun": "state.apply", "jid": "1"})
+    minion[0].append(BROKEN)
+    assert beacon.beacon([{"attempts": 2}]) == []
+    assert minion[0] == [BROKEN]  # not even checked
+
+
+def test_verify_disabled_means_no_verdict(minion):
+    minion[2]["verify"]["enabled"] = False
+    assert beacon.beacon([]) == []
+
+
+def test_settings_are_read_off_the_minions_loop_and_again_when_the_pillar_changes(minion):
+    """The first tick only starts the read (no verdict yet); a changed
+    pillar is read again while the last settings keep serving."""
+    beacon.__context__ = {}
+    first, then = settings_read(beacon)
+    assert first is None and then["server_name"] == "odoo.example.com"
+    beacon.__opts__["pillar"] = {"odoo_websocket": {"nginx": {"server_name": ["other"]}}}
+    minion[2]["verify"] = dict(minion[2]["verify"], server_name="other")
+    stale, fresh = settings_read(beacon)
+    assert stale["server_name"] == "odoo.example.com" and fresh["server_name"] == "other"
+
+
+def test_unreadable_settings_are_logged_and_retried(minion, caplog):
+    beacon.__context__ = {}
+
+    def broken(saltenv):
+        raise ValueError("Invalid pillar")
+
+    beacon.__salt__ = dict(beacon.__salt__, **{"odoo_websocket_settings.current": broken})
+    assert settings_read(beacon) == (None, None)
+    assert "cannot read the settings: ValueError: Invalid pillar" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("config", "why"),
+    [
+        ({"interval": 2}, None),
+        ([{"interval": 2}, {"attempts": 5}, {"timeout": 1.5}], None),
+        ([{"attempts": 0}], "attempts must be an integer >= 1"),
+        ([{"attempts": True}], "attempts must be an integer >= 1"),
+        ([{"timeout": "3"}], "timeout must be a number > 0"),
+        ([{"atempts": 3}], "unknown option(s): atempts"),
+        ("attempts: 3", "must be a list of dicts"),
+        (["attempts"], "must be a list of dicts"),
+    ],
+)
+def test_validate(config, why):
+    valid, comment = beacon.validate(config)
+    assert valid is (why is None), comment
+    if why:
+        assert why in comment
