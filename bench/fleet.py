@@ -83,7 +83,9 @@ VARIANTS = (
         "15.0",
         False,
         HARDCODED,
-        {"workers": 2},
+        # The host's Odoo already serves HTTP on 8169 (the formula writes the
+        # evented port, never http_port); the pillar says so.
+        {"workers": 2, "http_port": 8169},
         {**NATIVE, "odoo": {"version": "15.0", "http_port": 8169, "gevent_port": 8172}},
     ),
     ("docker 17 threaded", "17.0", True, ODOO_SAMPLE, {}, {"odoo": {"workers": 0}}),
@@ -583,7 +585,10 @@ def check_probes(fleet):
         seen = fleet.probe(host)
         through = seen["through_nginx"]
         ok = through.get("subscribed") or through.get("polled")
-        if not ok or any(seen["direct"].values()):
+        # The web client's pages too (location /, Odoo's HTTP port).
+        page = http_status(fleet.outside, host.address, fleet.spec[host.name]["server_name"])
+        seen["page"] = page
+        if not ok or page != 200 or any(seen["direct"].values()):
             problems.append(f"{host.name}: browser sees {seen}")
     return problems
 

@@ -142,7 +142,7 @@ def hold(args):
                         raise SystemExit(f"hold did not start: {holder.communicate()}")
                     time.sleep(0.05)
                 time.sleep(1)  # a second of the HTTP stream before the change
-                pillar["odoo_websocket"]["nginx"]["proxy_timeout"] = 600 + 120 * (index % 2 == 0)
+                pillar["odoo_websocket"]["nginx"]["proxy_timeout"] = 720 - 120 * (index % 2 == 0)
                 start = time.perf_counter()
                 code, ret = host.apply_formula(pillar)
                 apply_s = time.perf_counter() - start
