@@ -142,6 +142,50 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
     )
 
 
+def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
+    """
+    Take the formula off this host: its map drop-in, site and link removed,
+    and what it adopted or changed (a host's own site, odoo.conf, the compose
+    file) put back as its oldest kept backup set found them. One transaction,
+    as a restore: validated (nginx's whole tree), Odoo restarted when its
+    files come back, nginx reloaded, a backup set of what it replaces (so
+    ``restore`` undoes it). The websocket is checked afterwards and reported
+    in ``verdict``; it does not fail the clean (the host is back to what it
+    was, which may be what broke it). A second run changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'odoo1' odoo_websocket.clean
+    """
+    settings = _settings(saltenv)
+    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
+    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
+                 "cmd": config["restart_cmd"]}]  # fmt: skip
+    if compose["enabled"]:
+        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
+                         "what": f"recreate {compose['service']}",
+                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
+        # Recreating the container reads odoo.conf too: no second restart.
+        restarts[0]["unless"] = restarts[1]["path"]
+    ret = __salt__["odoo_websocket_changes.clean"](
+        backup_dir or settings["backup"]["dir"],
+        conf_file=conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
+        binary=binary or nginx["binary"],
+        start=start,
+        restarts=restarts,
+        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
+    )
+    if ret["result"] and settings["verify"]["enabled"]:
+        plan = {"verify": settings["verify"]}
+        verdict = __salt__["odoo_websocket_activation.verify"](plan, wait=bool(ret["changed"]),
+                                                               timeout=10)  # fmt: skip
+        ret["verdict"] = verdict
+        ret["comment"] += " Now: " + __salt__["odoo_websocket_activation.summary"](verdict)
+    return ret
+
+
 def recover(backup_dir=None, force=False, saltenv="base"):
     """
     Roll back a run that was killed mid-change (real runs do it first anyway).

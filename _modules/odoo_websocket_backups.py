@@ -220,6 +220,57 @@ def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, manage
     return plan
 
 
+# Sets written by the formula's own runs (odoo_websocket_changes.apply): what
+# they saved is what the host held before the formula changed it.
+APPLY_LABEL = "odoo_websocket: "
+
+
+def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
+    """
+    The plan that puts the host back as it was before the formula: for each
+    path any of the formula's runs changed, what the oldest kept set of a run
+    (label ``odoo_websocket: ...``; restores' and cleans' sets are skipped)
+    saved, so a path the formula created (its map, site, link) is removed and
+    one it adopted or edited comes back. As :py:func:`restore_plan` otherwise.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_backups.original_plan
+    """
+    restarts = [dict(r, concern=r["path"]) for r in restarts or []]
+    plan = {"changes": [], "restarts": restarts, "errors": [], "secret_keys": [], "notes": []}
+    used = []
+    for set_id in sets(backup_dir):  # oldest first
+        found = manifest(set_id, backup_dir)
+        if not str(found.get("label", "")).startswith(APPLY_LABEL):
+            continue
+        fresh = [c for c in changes(set_id, backup_dir)
+                 if c["path"] not in {done["path"] for done in plan["changes"]}]  # fmt: skip
+        if fresh:
+            used.append(set_id)
+            plan["changes"].extend(fresh)
+            plan["secret_keys"] = sorted(set(plan["secret_keys"]) | set(found["secret_keys"]))
+    for change in plan["changes"]:
+        # Every change names a concern: due_restarts skips a restart whose
+        # "unless" (None when unset) is among the changes' concerns.
+        follows = any(r["path"] == change["path"] for r in restarts)
+        change["concern"] = change["path"] if follows else "nginx"
+    if used:
+        plan["notes"].append(f"Putting back what the formula found, from backup {', '.join(used)}.")
+    else:
+        plan["notes"].append(
+            f"No backup set of a formula run in {backup_dir}: nothing to put back."
+        )
+    paths = [change["path"] for change in plan["changes"]]
+    outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
+    if outside:
+        plan["errors"].append("The backup sets name paths the formula does not manage: "
+                              + ", ".join(outside) + "; nothing was touched.")  # fmt: skip
+    return plan
+
+
 def listing(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The sets, newest first: id, created, label and paths.

@@ -518,3 +518,30 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
         ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
+
+
+def clean(backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx", lock_timeout=60,
+          start=True, restarts=None, managed=None):  # fmt: skip
+    """
+    Put the host back as the formula found it, through the same transaction
+    as :py:func:`restore`: each path the formula's runs changed gets what the
+    oldest kept set saved (``odoo_websocket_backups.original_plan``), so its
+    map, site and link go and an adopted site, odoo.conf and the compose file
+    come back. Paths outside MANAGED are refused; no set is pruned (the old
+    ones are what a later clean puts back); a second run changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_changes.clean conf_file=/etc/nginx/nginx.conf
+    """
+    with _locked(backup_dir, lock_timeout):
+        nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
+        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
+        plan = _backups("original_plan")(backup_dir, restarts, managed)
+        plan["nginx"] = nginx
+        keep = len(_backups("sets")(backup_dir)) + 1
+        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label="odoo_websocket.clean")
+    ret["comment"] = f"{note} {ret['comment']}".strip()
+    return ret
