@@ -100,7 +100,7 @@ def due_restarts(plan, changes):
     return [
         r
         for r in plan.get("restarts", [])
-        if r["concern"] in concerns and r.get("unless") not in concerns
+        if r["concern"] in concerns and not (r.get("unless") and r["unless"] in concerns)
     ]
 
 

@@ -333,7 +333,14 @@ def _roll_back(plan, backup_dir, set_id, state):
         except CommandExecutionError as exc:
             lines.append(f"{exc} (while restoring)")
     if state["nginx"]:
-        lines.append(_live("reload")(plan["nginx"], old=True)["comment"])
+        try:
+            lines.append(_live("reload")(plan["nginx"], old=True)["comment"])
+        except CommandExecutionError as exc:
+            # The restored files are what nginx refused before this run too
+            # (e.g. a neighbour's site holding a port): it keeps serving what
+            # it served; the files are back, so no journal is kept.
+            lines.append(f"{exc} (the restored configuration; nginx keeps serving what it "
+                         "served before this run).")  # fmt: skip
     if state["verdict"]:
         after = _live("verify")(plan, wait=True, timeout=10)
         lines.append("After the restore: " + _live("summary")(after))

@@ -51,6 +51,8 @@ SHARED_FOLDERS = frozenset(
 MANAGED_OPTIONS = (
     "proxy_mode",
     "workers",
+    "http_port",
+    "xmlrpc_port",
     "gevent_port",
     "longpolling_port",
     "http_interface",

@@ -114,9 +114,13 @@ def _derive_options(result):
     """The odoo.conf options the formula writes, and the keys masked in diffs."""
     odoo = result["odoo"]
     config = odoo["config"]
+    # The HTTP port too: nginx's upstreams use odoo:http_port, so Odoo must
+    # listen there (Odoo 11 renamed xmlrpc_port to http_port).
+    http_option = "http_port" if odoo["major"] >= 11 else "xmlrpc_port"
     options = [
         ["proxy_mode", "True"],
         ["workers", str(odoo["workers"])],
+        [http_option, str(odoo["http_port"])],
         [odoo["evented_option"], str(odoo["gevent_port"])],
     ]
     if result["deployment"] == "native":
@@ -130,7 +134,9 @@ def _derive_options(result):
         set(DEFAULT_SECRET_KEYS) | set(config["secret_keys"]) | set(config["extra_options"])
     )
     config["extra_options"] = sorted(config["extra_options"])
-    config["renames"] = {"longpolling_port": "gevent_port"} if odoo["major"] >= 16 else {}
+    config["renames"] = {"xmlrpc_port": "http_port"} if odoo["major"] >= 11 else {}
+    if odoo["major"] >= 16:
+        config["renames"]["longpolling_port"] = "gevent_port"
 
 
 def _derive_commands(result):

@@ -410,6 +410,7 @@ def test_odoo_conf_keeps_comments_percent_order_owner_and_mode(formula, sandbox,
         + [
             "proxy_mode = True",
             "workers = 2",
+            "http_port = 8069",
             "gevent_port = 8072",
             "websocket_url = wss://x/websocket",
         ]

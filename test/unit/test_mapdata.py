@@ -38,7 +38,8 @@ def test_settings_carry_extra_option_names_never_values():
     config = yaml.safe_load(text)["odoo"]["config"]
     assert config["extra_options"] == ["admin_passwd", "db_host"]
     assert {"admin_passwd", "db_host"} <= set(config["secret_keys"])
-    assert [key for key, _ in config["options"]] == ["proxy_mode", "workers", "gevent_port"]
+    keys = [key for key, _ in config["options"]]
+    assert keys == ["proxy_mode", "workers", "http_port", "gevent_port"]
 
 
 def _salt_call(config_dir, *args):

@@ -57,8 +57,11 @@ def test_routing_follows_workers_and_version(workers, version, path, upstream, o
     assert result["odoo"]["realtime_path"] == path
     assert result["nginx"]["realtime_upstream"] == upstream
     assert [option, "8072"] in result["odoo"]["config"]["options"]
+    # Odoo must listen where nginx's upstreams point (xmlrpc_port before 11.0).
+    assert ["http_port", "8069"] in result["odoo"]["config"]["options"]
     renames = result["odoo"]["config"]["renames"]
-    assert renames == ({"longpolling_port": "gevent_port"} if option == "gevent_port" else {})
+    evented = {"longpolling_port": "gevent_port"} if option == "gevent_port" else {}
+    assert renames == {"xmlrpc_port": "http_port", **evented}
 
 
 def test_keepalive_never_reaches_the_bus_route():
@@ -100,7 +103,12 @@ def test_extra_options_and_secret_keys():
     # planner reads them from the pillar; the names are all masked in diffs.
     assert config["extra_options"] == ["db_password", "limit", "list_db"]
     assert "a%b" not in str(result)
-    assert [key for key, _ in config["options"]] == ["proxy_mode", "workers", "gevent_port"]
+    assert [key for key, _ in config["options"]] == [
+        "proxy_mode",
+        "workers",
+        "http_port",
+        "gevent_port",
+    ]
     assert config["secret_keys"] == [
         "admin_passwd", "db_password", "limit", "list_db", "smtp_password",
     ]  # fmt: skip
@@ -188,3 +196,14 @@ def test_dependencies_pin_what_requirements_txt_pins():
         "odoo_websocket:dependencies:pip_packages: every entry must be a pinned pip requirement "
         "like crossplane==0.5.8 (bad entry: 'crossplane>=0.5'), got ['crossplane>=0.5']"
     ]
+
+
+@pytest.mark.parametrize("version, option", [("10.0", "xmlrpc_port"), ("11.0", "http_port")])
+def test_odoo_listens_on_the_http_port_nginx_uses(version, option):
+    """A native Odoo moved to 8169: odoo.conf must say so, or nginx's / points
+    at a port nothing serves while the websocket check passes."""
+    result = mod.settings(settings_with(deployment="native", odoo={"version": version,
+                                                                   "http_port": 8169}))  # fmt: skip
+    assert [option, "8169"] in result["odoo"]["config"]["options"]
+    assert result["nginx"]["upstream_http_port"] == 8169
+    assert schema.validate(settings_with(odoo={"config": {"extra_options": {option: 1}}}))
