@@ -110,6 +110,27 @@ def backup_diff(backup_id, backup_dir=None):
     return __salt__["odoo_websocket_backups.diff"](backup_id, _backup_dir(backup_dir))
 
 
+def _put_back_args(settings, backup_dir, conf_file, binary, start):
+    """What restore and clean give the engine, from SETTINGS unless given: the
+    backup folder, nginx, the restarts for odoo.conf and the compose file
+    (followed to their real paths) and the paths the formula manages."""
+    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
+    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
+                 "cmd": config["restart_cmd"]}]  # fmt: skip
+    if compose["enabled"]:
+        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
+                         "what": f"recreate {compose['service']}",
+                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
+    return {
+        "backup_dir": backup_dir or settings["backup"]["dir"],
+        "conf_file": conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
+        "binary": binary or nginx["binary"],
+        "start": start,
+        "restarts": restarts,
+        "managed": __salt__["odoo_websocket_plan.managed_paths"](settings),
+    }
+
+
 def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
     """
     Put a backup set back: validated like any change (nginx's whole tree, from
@@ -123,23 +144,8 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
 
         salt '*' odoo_websocket.restore 20261126T140000123456-1234-abcdef
     """
-    settings = _settings(saltenv)
-    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
-    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
-                 "cmd": config["restart_cmd"]}]  # fmt: skip
-    if compose["enabled"]:
-        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
-                         "what": f"recreate {compose['service']}",
-                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
-    return __salt__["odoo_websocket_changes.restore"](
-        backup_id,
-        backup_dir or settings["backup"]["dir"],
-        conf_file=conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
-        binary=binary or nginx["binary"],
-        start=start,
-        restarts=restarts,
-        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
-    )
+    args = _put_back_args(_settings(saltenv), backup_dir, conf_file, binary, start)
+    return __salt__["odoo_websocket_changes.restore"](backup_id, **args)
 
 
 def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
@@ -160,23 +166,11 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
         salt 'odoo1' odoo_websocket.clean
     """
     settings = _settings(saltenv)
-    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
-    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
-                 "cmd": config["restart_cmd"]}]  # fmt: skip
-    if compose["enabled"]:
-        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
-                         "what": f"recreate {compose['service']}",
-                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
-        # Recreating the container reads odoo.conf too: no second restart.
+    args = _put_back_args(settings, backup_dir, conf_file, binary, start)
+    restarts = args["restarts"]
+    if len(restarts) == 2:  # recreating the container reads odoo.conf too: no second restart
         restarts[0]["unless"] = restarts[1]["path"]
-    ret = __salt__["odoo_websocket_changes.clean"](
-        backup_dir or settings["backup"]["dir"],
-        conf_file=conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
-        binary=binary or nginx["binary"],
-        start=start,
-        restarts=restarts,
-        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
-    )
+    ret = __salt__["odoo_websocket_changes.clean"](**args)
     if ret["result"] and settings["verify"]["enabled"]:
         plan = {"verify": settings["verify"]}
         verdict = __salt__["odoo_websocket_activation.verify"](plan, wait=bool(ret["changed"]),

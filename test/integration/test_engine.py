@@ -205,6 +205,16 @@ def served_status(box):
     return connection.getresponse().status
 
 
+RETURNS = (
+    "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}\n"
+)
+
+
+def returning_site(box, code):
+    """The change set of a site that answers CODE: what is served tells which is live."""
+    return site_change(box, text=RETURNS.format(port=box.http_port, code=code))
+
+
 def served_soon(box, status, seconds=5):
     """Old workers may take a last connection just after a graceful reload."""
     deadline = time.monotonic() + seconds
@@ -219,28 +229,24 @@ def test_activation_left_pending_is_done_by_the_next_run(live_sandbox):
     """nginx:reload false: the files change, the running nginx keeps serving
     the old ones. The next run must not find "nothing to do": it reloads."""
     box = live_sandbox
-    returns = (
-        "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}"
-    )
 
-    def site(code):
-        return site_change(box, text=returns.format(port=box.http_port, code=code) + "\n")
-
-    assert apply(box, site(204), nginx=nginx_of(box, start=True))["result"] is True
+    assert apply(box, returning_site(box, 204), nginx=nginx_of(box, start=True))["result"] is True
     assert served_status(box) == 204
     mark = os.path.join(box.backup_dir, "activation-pending.json")
-    held = apply(box, site(418), nginx=nginx_of(box, reload=False))
+    held = apply(box, returning_site(box, 418), nginx=nginx_of(box, reload=False))
     assert held["result"] is True, held
     assert "the next run activates it" in held["comment"]
     assert served_status(box) == 204 and os.path.exists(mark)
-    still = apply(box, site(418), nginx=nginx_of(box, reload=False))
+    still = apply(box, returning_site(box, 418), nginx=nginx_of(box, reload=False))
     assert "nginx had not loaded the configuration of backup " + held["backup"] in still["comment"]
     assert served_status(box) == 204 and os.path.exists(mark)
-    caught_up = apply(box, site(418), nginx=nginx_of(box))
+    caught_up = apply(box, returning_site(box, 418), nginx=nginx_of(box))
     assert caught_up["result"] is True and caught_up["changed"] == [], caught_up
     assert "nginx reloaded gracefully" in caught_up["comment"]
     assert served_soon(box, 418) and not os.path.exists(mark)
-    assert "Nothing to change." in apply(box, site(418), nginx=nginx_of(box))["comment"]
+    assert (
+        "Nothing to change." in apply(box, returning_site(box, 418), nginx=nginx_of(box))["comment"]
+    )
 
 
 STEPS = ["backup", "journal", "write-0", "write-1", "validated", "activated"]
@@ -284,17 +290,11 @@ def test_sigkill_with_nginx_running_is_rolled_back_and_reloaded(live_sandbox, st
     reloaded onto them): recovery puts the files back and reloads the running
     nginx, which then serves the old site again."""
     box = live_sandbox
-    returns = (
-        "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}"
-    )
 
-    def site(code):
-        return site_change(box, text=returns.format(port=box.http_port, code=code) + "\n")
-
-    assert apply(box, site(204), nginx=nginx_of(box, start=True))["result"] is True
+    assert apply(box, returning_site(box, 204), nginx=nginx_of(box, start=True))["result"] is True
     assert served_status(box) == 204
     before = box.fingerprint()
-    proc, payload = spawn_engine(site(418), nginx_of(box), box.backup_dir, step)
+    proc, payload = spawn_engine(returning_site(box, 418), nginx_of(box), box.backup_dir, step)
     proc.communicate(payload, timeout=60)
     assert proc.returncode == -9
     assert box.fingerprint() != before
