@@ -41,6 +41,8 @@ PYTHON = sys.executable
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 # Folders a host gets its own copy of; the machine's stay untouched.
 PRIVATE_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo", "var/log", "var/backups")
+# Mounted over the machine's only when the host's folder has them.
+OPTIONAL_PRIVATE = ("etc/passwd", "etc/group", "var/lib/nginx")
 
 
 def run(*args, check=True, **kwargs):
@@ -67,6 +69,7 @@ class Host:
         self.veth_inner = f"{rig.tag}i{index}"
         self.init = None  # Popen of `ip netns exec ... unshare ...`
         self.init_pid = None  # PID 1 of the host's PID namespace, as the machine sees it
+        self.grains = {}  # set in its minion configuration (salt_call)
 
     def _network(self):
         run("ip", "netns", "add", self.netns)
@@ -177,6 +180,7 @@ class Host:
                 "file_client": "local",
                 "file_roots": {"base": [REPO]},
                 "pillar_roots": {"base": [os.path.join(self.root, "pillar")]},
+                "grains": self.grains,
             }
             with open(os.path.join(config_dir, "minion"), "w", encoding="utf-8") as handle:
                 json.dump(minion, handle)
@@ -251,18 +255,22 @@ class Rig:
         return self
 
     def odoo_host(
-        self, name="odoo", odoo_version="17.0", docker=True, prepare=None, ping_interval=None
-    ):
+        self, name="odoo", odoo_version="17.0", docker=True, prepare=None, ping_interval=None,
+        layout="debian",
+    ):  # fmt: skip
         """A host running nginx and the stand-in Odoo. PREPARE(sandbox) may
         change its files (the field's broken state) before services start.
         PING_INTERVAL: seconds between the stand-in's keep-alive pings on an
-        idle websocket (Odoo's 45 by default)."""
+        idle websocket (Odoo's 45 by default). LAYOUT "redhat": RedHat's
+        nginx tree and user, and the os_family grain RedHat."""
         root = os.path.join(self.workdir, name)
-        box = Sandbox(root, inside=True).create()
+        box = Sandbox(root, inside=True, layout=layout).create()
         if prepare:
             prepare(box)
         host = Host(self, name, len(self.hosts), root)
         host.sandbox = box
+        if layout == "redhat":
+            host.grains = {"os_family": "RedHat"}
         self.hosts.append(host)
         return host.start(odoo_version=odoo_version, docker=docker, ping_interval=ping_interval)
 

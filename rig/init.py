@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from rig.hosts import PRIVATE_DIRS  # noqa: E402
+from rig.hosts import OPTIONAL_PRIVATE, PRIVATE_DIRS  # noqa: E402
 from rig.standin_odoo import listen_plan, read_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,6 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def mount_private(root):
     for folder in PRIVATE_DIRS:
         subprocess.run(["mount", "--bind", os.path.join(root, folder), "/" + folder], check=True)
+    for path in OPTIONAL_PRIVATE:  # a RedHat host's (rig/sandbox.py, create_redhat)
+        if os.path.exists(os.path.join(root, path)):
+            subprocess.run(["mount", "--bind", os.path.join(root, path), "/" + path], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)
     os.makedirs("/var/log/nginx", exist_ok=True)
     os.makedirs("/var/log/odoo", exist_ok=True)

@@ -14,6 +14,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "test", "fixtures")
 
 
+# RedHat's nginx package's system user (its uid and gid are picked by
+# useradd -r; one the machine does not use).
+REDHAT_NGINX_USER = "nginx:x:988:988:Nginx web server:/var/lib/nginx:/sbin/nologin\n"
+REDHAT_NGINX_GROUP = "nginx:x:988:\n"
+
+
 def load_pillar_example():
     with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
@@ -26,13 +32,15 @@ def _fill(path, root, http_port):
 
 
 class Sandbox:
-    """Files under ROOT laid out as on a Debian host running Odoo in docker."""
+    """Files under ROOT laid out as on a Debian host running Odoo in docker
+    (or, with LAYOUT "redhat", a RedHat one: see create_redhat)."""
 
-    def __init__(self, root, http_port=80, inside=False):
+    def __init__(self, root, http_port=80, inside=False, layout="debian"):
         """INSIDE: the files are for a namespace host that mounts them at their
         real places (/etc/nginx...), so their contents name those places."""
         self.root = os.path.abspath(root)
         self.inside = inside
+        self.layout = layout
         self.prefix = "" if inside else self.root
         self.nginx_dir = os.path.join(self.root, "etc/nginx")
         self.conf_file = os.path.join(self.nginx_dir, "nginx.conf")
@@ -46,6 +54,8 @@ class Sandbox:
         self.http_port = http_port
 
     def create(self):
+        if self.layout == "redhat":
+            return self.create_redhat()
         for folder in (
             "etc/nginx/conf.d",
             "etc/nginx/sites-available",
@@ -76,6 +86,29 @@ class Sandbox:
             self.prefix + "/etc/nginx/sites-available/default",
             os.path.join(self.nginx_dir, "sites-enabled/default"),
         )
+        shutil.copy(os.path.join(FIXTURES, "odoo.conf"), self.odoo_conf)
+        os.chmod(self.odoo_conf, 0o640)
+        shutil.copy(os.path.join(FIXTURES, "docker-compose.yml"), self.compose_file)
+        return self
+
+    def create_redhat(self):
+        """A RedHat host's files, for a namespace host only (INSIDE): RHEL's
+        stock nginx.conf (user nginx, conf.d only, its own default server),
+        no sites-available or sites-enabled; its own /etc/passwd and
+        /etc/group (the machine's plus RedHat's nginx user) and
+        /var/lib/nginx (nginx gives its temporary folders to its user), which
+        rig/init.py mounts over the machine's."""
+        assert self.inside, "the RedHat layout is for namespace hosts"
+        self.site_file = os.path.join(self.nginx_dir, "conf.d/odoo_websocket.conf")
+        self.site_link = None
+        for folder in ("etc/nginx/conf.d", "etc/nginx/default.d", "etc/odoo", "opt/odoo",
+                       "var/log/nginx", "var/backups", "var/lib/nginx", "markers"):  # fmt: skip
+            os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+        shutil.copy(os.path.join(FIXTURES, "nginx/redhat-nginx.conf"), self.conf_file)
+        shutil.copy(os.path.join(FIXTURES, "nginx/mime.types"), self.nginx_dir)
+        for name, entry in (("passwd", REDHAT_NGINX_USER), ("group", REDHAT_NGINX_GROUP)):
+            with open("/etc/" + name, encoding="utf-8") as handle:
+                self.write(os.path.join(self.root, "etc", name), handle.read() + entry)
         shutil.copy(os.path.join(FIXTURES, "odoo.conf"), self.odoo_conf)
         os.chmod(self.odoo_conf, 0o640)
         shutil.copy(os.path.join(FIXTURES, "docker-compose.yml"), self.compose_file)
