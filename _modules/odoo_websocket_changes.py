@@ -18,7 +18,7 @@ goes live (checks, restarts, reload, the websocket check) in
 """
 
 import contextlib
-import fcntl
+import functools
 import json
 import os
 import shutil
@@ -31,7 +31,6 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "odoo_websocket_changes"
 
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
-_LOCK = "lock"
 # A run whose nginx configuration could not go live (nginx:reload or
 # nginx:start false) leaves this, so the next run activates it again.
 _PENDING = "activation-pending.json"  # odoo_websocket_backups.ACTIVATION_PENDING
@@ -60,7 +59,7 @@ def _fault(step):
         os.kill(os.getpid(), signal.SIGKILL if fault.startswith("kill") else signal.SIGSTOP)
 
 
-# -- files: atomic writes (private) ---------------------------
+# -- files: atomic writes (private) -------------------------------------------
 
 
 def _fsync_dir(path):
@@ -124,65 +123,21 @@ def _apply_change(change):
         if os.path.isfile(path) and not os.path.islink(path):
             stat = os.stat(path)
             mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
-        _replace_file(
-            path,
-            change["data"],
-            change.get("mode", mode),
-            change.get("uid", uid),
-            change.get("gid", gid),
-        )
+        owner = change.get("uid", uid), change.get("gid", gid)
+        _replace_file(path, change["data"], change.get("mode", mode), *owner)
 
 
-# -- backup sets, lock and journal -------------------------------------------
-
-
-def _open_lock(backup_dir, dry):
-    """The lock's descriptor, once the folder is found safe (unsafe_folder)."""
-    try:
-        # A new folder is private; an existing one keeps its mode. exist_ok:
-        # two first runs may race to create it.
-        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-        unsafe = _backups("unsafe_folder")(backup_dir)
-        if unsafe:
-            raise OSError(f"{unsafe}: another user could plant or swap files there")
-        # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-        if not dry:  # the mark that the formula's sets live here
-            os.close(os.open(os.path.join(backup_dir, ".odoo_websocket"), flags, 0o600))
-        return os.open(os.path.join(backup_dir, _LOCK), os.O_RDONLY if dry else flags, 0o600)
-    except OSError as exc:
-        raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
+# -- lock and journal ---------------------------------------------------------
 
 
 @contextlib.contextmanager
 def _locked(backup_dir, timeout, dry=False):
-    """The host's lock. DRY (test=True): never create the folder or the lock,
-    nor write the pid, just wait for a real run to finish."""
-    if dry and not os.path.isdir(backup_dir):
-        yield
-        return
-    fd = _open_lock(backup_dir, dry)
-    deadline = time.monotonic() + timeout
+    """The host's lock (odoo_websocket_lock), held for the block."""
+    fd = __salt__["odoo_websocket_lock.acquire"](backup_dir, timeout, dry=dry)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    raise CommandExecutionError(
-                        f"another odoo_websocket run holds {os.path.join(backup_dir, _LOCK)} "
-                        f"(pid {holder}); gave up after {timeout} s"
-                    ) from None
-                time.sleep(0.1)
-        if not dry:  # who holds it, for the next run's message
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        __salt__["odoo_websocket_lock.release"](fd)
 
 
 def _now():
@@ -501,6 +456,20 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
     return note
 
 
+def _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan_of):
+    """restore and clean: under the lock, finish a dead run, then put back
+    what PLAN_OF plans through the transaction. KEEP None prunes nothing."""
+    with _locked(backup_dir, lock_timeout):
+        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
+        plan = plan_of()
+        plan["nginx"] = nginx
+        if keep is None:
+            keep = len(_backups("sets")(backup_dir)) + 1
+        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=label)
+    ret["comment"] = f"{note} {ret['comment']}".strip()
+    return ret
+
+
 def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",
             keep=10, lock_timeout=60, start=True, restarts=None, managed=None):  # fmt: skip
     """
@@ -517,14 +486,10 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
         salt '*' odoo_websocket_changes.restore 20261126T140000123456-1234-abcdef \\
             conf_file=/etc/nginx/nginx.conf
     """
-    with _locked(backup_dir, lock_timeout):
-        nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
-        plan = _backups("restore_plan")(backup_id, backup_dir, restarts, managed)
-        plan["nginx"] = nginx
-        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=f"restore of {backup_id}")
-    ret["comment"] = f"{note} {ret['comment']}".strip()
-    return ret
+    nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
+    plan = functools.partial(_backups("restore_plan"), backup_id, backup_dir, restarts, managed)
+    label = f"restore of {backup_id}"
+    return _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan)
 
 
 def clean(backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx", lock_timeout=60,
@@ -543,12 +508,7 @@ def clean(backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx
 
         salt '*' odoo_websocket_changes.clean conf_file=/etc/nginx/nginx.conf
     """
-    with _locked(backup_dir, lock_timeout):
-        nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
-        plan = _backups("original_plan")(backup_dir, restarts, managed)
-        plan["nginx"] = nginx
-        keep = len(_backups("sets")(backup_dir)) + 1
-        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label="odoo_websocket.clean")
-    ret["comment"] = f"{note} {ret['comment']}".strip()
-    return ret
+    nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
+    # keep=None: no set is pruned (the old ones are what a later clean puts back).
+    plan = functools.partial(_backups("original_plan"), backup_dir, restarts, managed)
+    return _put_back(backup_dir, lock_timeout, nginx, managed, "odoo_websocket.clean", None, plan)

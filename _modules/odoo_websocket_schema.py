@@ -30,10 +30,6 @@ _SIZE = re.compile(r"[0-9]+[kKmMgG]?")
 # An nginx time for "expires" (seconds when bare), or max.
 _EXPIRES = re.compile(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|M|y)?|max")
 _VERSION = re.compile(r"([0-9]+)(\.[0-9]+)?")
-# One label of an RFC 1123 host name (checked on ASCII text only).
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-# What a ~regex server name may not hold: it would end or split the directive.
-_REGEX_UNSAFE = re.compile(r"""[\s;{}'"`]""")
 # Longest string any key accepts: long values never reach a regex or nginx.
 MAX_LENGTH = 4096
 # Unicode categories refused in every string: control (NUL, newlines, escape),
@@ -108,110 +104,14 @@ def _optional_path(value):
     return _path(value)
 
 
-def _ip(value):
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return "must be an IP address"
-
-
-def _listen_address(value):
-    # nginx wants IPv6 listen addresses in brackets: [::1]
-    text = str(value)
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-        try:
-            ipaddress.IPv6Address(text)
-            return None
-        except ValueError:
-            return "must be an IPv4 address or a bracketed IPv6 address like '[::]'"
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return "must be an IPv4 address or a bracketed IPv6 address like '[::]'"
-
-
-def _is_host_name(text):
-    """An RFC 1123 host name: ASCII labels of 1-63 letters, digits and '-' (not
-    first or last), 253 characters at most, no trailing dot, and not an
-    all-digit last label unless the whole is an IPv4 address."""
-    if not text.isascii() or len(text) > 253:
-        return False
-    labels = text.split(".")
-    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
-
-
-def _is_ip(text, bare_ipv6=True):
-    """An IPv4 literal, a bracketed IPv6 literal, or (BARE_IPV6) a bare one."""
-    if text.startswith("[") and text.endswith("]"):
-        text, bare_ipv6 = text[1:-1], True
-    elif ":" in text and not bare_ipv6:
-        return False
-    if "%" in text:  # a zone id (fe80::1%eth0) is no address nginx can use
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_wildcard(text):
-    """nginx's wildcard names: *.example.com, .example.com, www.example.*"""
-    if text.startswith("*."):
-        return _is_host_name(text[2:])
-    if text.startswith("."):
-        return _is_host_name(text[1:])
-    if text.endswith(".*"):
-        return _is_host_name(text[:-2])
-    return False
-
-
-def _host(value):
-    if not isinstance(value, str) or not (_is_host_name(value) or _is_ip(value, False)):
-        return "must be a host name, an IPv4 address or a bracketed IPv6 address like '[::1]'"
-
-
-def _server_name(value):
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    if not value.isascii():
-        return "must be ASCII (write an internationalised name in punycode: xn--...)"
-    if value.startswith("~"):
-        # nginx compiles the regex itself when the staged tree is tested.
-        if len(value) == 1 or _REGEX_UNSAFE.search(value):
-            return "starting with '~' must not contain whitespace, ';', '{', '}', quotes or '`'"
-        return None
-    if value == "_" or _is_ip(value) or _is_host_name(value) or _is_wildcard(value):
-        return None
-    return "must be a host name, an IP address or an nginx wildcard like *.example.com"
+def _address_rule(name):
+    """A rule of odoo_websocket_names (host names, addresses, server names)."""
+    return lambda value: __salt__[f"odoo_websocket_names.{name}"](value)
 
 
 def _server_names(value):
-    problem = _list_of(_server_name, allow_empty=False)(value)
-    if problem:
-        return problem
-    seen = set()
-    for name in value:
-        # Host names are case-insensitive; a regex is compared as written.
-        folded = name if name.startswith("~") else name.lower()
-        if folded in seen:
-            return f"every entry must appear once (duplicate: {name!r})"
-        seen.add(folded)
-
-
-def probe_name(name):
-    """
-    Whether NAME (a valid server name) can be the Host header of the check
-    after a change: a host name or an address, not a wildcard or a regex.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_schema.probe_name '*.example.com'
-    """
-    return _is_host_name(name) or _is_ip(name, bare_ipv6=False)
+    problem = _list_of(_address_rule("server_name"), allow_empty=False)(value)
+    return problem or __salt__["odoo_websocket_names.duplicate_server_name"](value)
 
 
 def _backup_dir(value):
@@ -246,19 +146,6 @@ def _expires(value):
 def _keepalive(value):
     if not _is_int(value) or not 0 <= value <= 1024:
         return "must be an integer from 0 (off) to 1024"
-
-
-def _allowed_client(value):
-    """What nginx's allow takes, written as nginx wants it: an address or a
-    network with a prefix length and no host bits ('all' is what an empty
-    list means; a netmask, brackets or a zone are refused)."""
-    wrong = "must be an IP address or a network like 10.0.0.0/8"
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", value):
-        return wrong
-    try:
-        ipaddress.ip_network(value)
-    except ValueError as error:
-        return f"{wrong} (host bits set)" if "host bits" in str(error) else wrong
 
 
 def _version(value):
@@ -327,11 +214,11 @@ SCHEMA = {
     "deployment": _choice("docker", "native"),
     "odoo": {
         "version": _version,
-        "host": _host,
+        "host": _address_rule("host"),
         "http_port": _port,
         "gevent_port": _port,
         "workers": _count(0),
-        "http_interface": _ip,
+        "http_interface": _address_rule("ip"),
         "config": {
             "enabled": _boolean,
             "file": _path,
@@ -352,7 +239,7 @@ SCHEMA = {
         "start": _boolean,
         "server_name": _server_names,
         "http_port": _port,
-        "listen_addresses": _list_of(_listen_address),
+        "listen_addresses": _list_of(_address_rule("listen_address")),
         "existing_site": _choice("adopt", "fail", "keep"),
         "upstream_http": _upstream,
         "upstream_evented": _upstream,
@@ -360,7 +247,8 @@ SCHEMA = {
         "client_max_body_size": _size,
         "static_expires": _expires,
         "upstream_keepalive": _keepalive,
-        "database_manager_allow": _list_of(_allowed_client),
+        "max_sessions": _count(0),
+        "database_manager_allow": _list_of(_address_rule("allowed_client")),
         "tls": {
             "enabled": _boolean,
             "port": _port,
@@ -383,7 +271,7 @@ SCHEMA = {
         "enabled": _boolean,
         "file": _path,
         "service": _upstream,
-        "bind_address": _ip,
+        "bind_address": _address_rule("ip"),
         "published_http_port": _optional_port,
         "published_gevent_port": _optional_port,
         "recreate_cmd": _command,
@@ -514,7 +402,9 @@ def _docker_checks(data, errors):
 
 def _verify_checks(data, errors):
     """The check after a change sends a server name as its Host header."""
-    if data["verify"]["enabled"] and not any(map(probe_name, data["nginx"]["server_name"])):
+    if data["verify"]["enabled"] and not any(
+        map(__salt__["odoo_websocket_names.probe_name"], data["nginx"]["server_name"])
+    ):
         errors.append(
             "odoo_websocket:nginx:server_name: with verify:enabled, one entry must be a "
             "host name or an IP address (the Host the check sends): wildcards, '_' "

@@ -185,7 +185,7 @@ def _derive_verify(result):
     verify["tls"] = tls
     # The first name a browser could send as Host (not a wildcard or regex);
     # with verify:enabled the schema makes sure there is one.
-    names, usable = nginx["server_name"], __salt__["odoo_websocket_schema.probe_name"]
+    names, usable = nginx["server_name"], __salt__["odoo_websocket_names.probe_name"]
     verify["server_name"] = next(filter(usable, names), names[0])
     verify["realtime_path"] = result["odoo"]["realtime_path"]
     verify["odoo_ports"] = sorted({nginx["upstream_http_port"], nginx["upstream_evented_port"]})

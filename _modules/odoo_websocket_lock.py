@@ -1,0 +1,90 @@
+"""
+The host's lock for odoo_websocket runs: one change at a time per backup
+folder, whoever starts it (a state run, a restore, a clean, a recovery).
+
+It lives in the backup folder, which must be safe first
+(``odoo_websocket_backups.unsafe_folder``): nobody but root may plant or swap
+files there. The change engine holds it with :py:func:`acquire` and
+:py:func:`release`; it writes nothing but the lock file and the folder's mark.
+"""
+
+import contextlib
+import fcntl
+import os
+import time
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "odoo_websocket_lock"
+
+DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
+LOCK = "lock"
+MARK = ".odoo_websocket"  # the sign that the formula's backup sets live here
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _open(backup_dir, dry):
+    """The lock's descriptor, once the folder is found safe."""
+    try:
+        # A new folder is private; an existing one keeps its mode. exist_ok:
+        # two first runs may race to create it.
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        unsafe = __salt__["odoo_websocket_backups.unsafe_folder"](backup_dir)
+        if unsafe:
+            raise OSError(f"{unsafe}: another user could plant or swap files there")
+        # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        if not dry:
+            os.close(os.open(os.path.join(backup_dir, MARK), flags, 0o600))
+        return os.open(os.path.join(backup_dir, LOCK), os.O_RDONLY if dry else flags, 0o600)
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
+
+
+def acquire(backup_dir=DEFAULT_BACKUP_DIR, timeout=60, dry=False):
+    """
+    Wait up to TIMEOUT seconds for the host's lock and return its descriptor
+    (None when DRY, a test run, finds no folder: it never creates the folder
+    or the lock, nor writes its pid). Give it back with :py:func:`release`.
+
+    CLI Example (a run in progress makes this wait, then fail):
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_lock.acquire timeout=0 dry=True
+    """
+    if dry and not os.path.isdir(backup_dir):
+        return None
+    fd = _open(backup_dir, dry)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise CommandExecutionError(
+                    f"another odoo_websocket run holds {os.path.join(backup_dir, LOCK)} "
+                    f"(pid {holder}); gave up after {timeout} s"
+                ) from None
+            time.sleep(0.1)
+    if not dry:  # who holds it, for the next run's message
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def release(fd):
+    """
+    Give back the lock that :py:func:`acquire` returned (None: nothing held).
+
+    CLI Example: none; the engine calls it.
+    """
+    if fd is not None:
+        os.close(fd)  # closing releases the lock
