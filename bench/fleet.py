@@ -47,14 +47,18 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 # The folders of a host the formula manages (snapshots, byte-for-byte checks).
 MANAGED_DIRS = ("etc/nginx", "etc/odoo", "opt/odoo")
 NEIGHBOUR = "/etc/nginx/sites-enabled/shop"
-# A neighbour site `nginx -t` accepts (it does not bind) but nginx's master
-# cannot load: Odoo already holds 8069 on every address.
+NEIGHBOUR_NAME = "shop.internal"
+# The broken host's neighbour site: served from the start (nginx loads it),
+# then a colleague's edit, never reloaded, adds a port Odoo already holds:
+# `nginx -t` accepts it (it does not bind), nginx's master cannot load it, so
+# every reload fails and nginx keeps serving what it loaded.
 NEIGHBOUR_SITE = """server {
-    listen 8069;
+    listen 80;
     server_name shop.internal;
-    return 204;
+    return 200 "shop\\n";
 }
 """
+NEIGHBOUR_BROKEN = NEIGHBOUR_SITE.replace("listen 80;", "listen 80;\n    listen 8069;")
 TX_ID = "odoo_websocket-host-transaction-applied"
 
 
@@ -63,13 +67,15 @@ def _odoo_conf_options(box, **options):
         handle.write("".join(f"{key} = {value}\n" for key, value in options.items()))
 
 
-def _prepare(text, server_name, **odoo_options):
-    """The host's field state: its own site (TEXT, for SERVER_NAME) and
-    odoo.conf lines."""
+def _prepare(text, server_name, neighbour=False, **odoo_options):
+    """The host's field state: its own site (TEXT, for SERVER_NAME),
+    odoo.conf lines, and with NEIGHBOUR the neighbour site."""
 
     def prepare(box):
         site(box, text.replace("odoo.example.com", server_name))
         _odoo_conf_options(box, **odoo_options)
+        if neighbour:
+            box.write(box.root + NEIGHBOUR, NEIGHBOUR_SITE)
 
     return prepare
 
@@ -261,11 +267,12 @@ class Fleet:
             name = f"fleet{index + 1:02d}"
             label, version, docker, text, options, overrides = VARIANTS[index % len(VARIANTS)]
             server_name = f"{name}.example.com"
+            neighbour = self.broken and index == self.count - 1
             host = self.rig.odoo_host(
                 name=name,
                 odoo_version=version,
                 docker=docker,
-                prepare=_prepare(text, server_name, **options),
+                prepare=_prepare(text, server_name, neighbour, **options),
             )
             pillar = host.sandbox.pillar(**overrides)
             pillar["odoo_websocket"]["nginx"]["server_name"] = [server_name]
@@ -274,7 +281,7 @@ class Fleet:
             self.hosts.append(host)
         if self.broken:
             host = self.hosts[-1]
-            host.sandbox.write(host.root + NEIGHBOUR, NEIGHBOUR_SITE)
+            host.sandbox.write(host.root + NEIGHBOUR, NEIGHBOUR_BROKEN)
             self.spec[host.name]["broken"] = self.neighbour = True
         self.outside = self.rig.outside_host()
         for host in self.hosts:
@@ -323,6 +330,9 @@ class Fleet:
             "file_roots": {"base": [self.formula, self.top_dir]},
             "pillar_roots": {"base": [self.pillar_dir]},
             "user": "root",
+            # The default wait for minions of `salt` and of LocalClient (what
+            # testinfra's salt backend uses): a busy host may need more than 5 s.
+            "timeout": 30,
         }
         with open(config["conf_file"], "w", encoding="utf-8") as handle:
             json.dump(config, handle)
@@ -434,17 +444,18 @@ class Fleet:
         reloaded, Odoo re-reading its files."""
         for host in self.hosts:
             restore_snapshot(host.root, self.saved[host.name])
-            if self.spec[host.name]["broken"]:
-                os.unlink(host.root + NEIGHBOUR)
-                self.neighbour = False
+            if self.spec[host.name]["broken"]:  # later rounds converge every host
+                host.sandbox.write(host.root + NEIGHBOUR, NEIGHBOUR_SITE)
             host.exec("sh", "-c", "kill -HUP $(cat /run/odoo.pid); nginx -s reload", check=True)
+        self.neighbour = False
         time.sleep(1.5)
 
     def fix_neighbour(self):
-        """The operator fixes the broken host: the neighbour site goes."""
+        """The operator fixes the broken host's neighbour site (as it was
+        when nginx loaded it)."""
         for host in self.hosts:
-            if self.spec[host.name]["broken"] and os.path.lexists(host.root + NEIGHBOUR):
-                os.unlink(host.root + NEIGHBOUR)
+            if self.spec[host.name]["broken"]:
+                host.sandbox.write(host.root + NEIGHBOUR, NEIGHBOUR_SITE)
         self.neighbour = False
 
     def probe(self, host):
@@ -460,20 +471,27 @@ class Fleet:
         return _run_in(self.outside, *args)
 
 
-def http_status(outside, address, server_name):
-    """The status of GET / through ADDRESS's nginx, asked from OUTSIDE (0:
-    no answer)."""
+def http_get(outside, address, server_name):
+    """(status, body's first line) of GET / through ADDRESS's nginx, asked
+    from OUTSIDE ((0, "") when nothing answers)."""
     code = (
         "import http.client, sys\n"
         "c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)\n"
         "try:\n"
         "    c.request('GET', '/', headers={'Host': sys.argv[2]})\n"
-        "    print(c.getresponse().status)\n"
+        "    r = c.getresponse()\n"
+        "    print(r.status, r.read(200).decode('latin-1').split('\\n')[0])\n"
         "except OSError:\n"
         "    print(0)\n"
     )
-    proc = outside.python("-c", code, address, server_name)
-    return int(proc.stdout.strip() or 0)
+    status, _, body = outside.python("-c", code, address, server_name).stdout.strip().partition(" ")
+    return int(status or 0), body
+
+
+def http_status(outside, address, server_name):
+    """The status of GET / through ADDRESS's nginx, asked from OUTSIDE (0:
+    no answer)."""
+    return http_get(outside, address, server_name)[0]
 
 
 def _failures(run, name):
@@ -558,6 +576,9 @@ def check_first(fleet, run):
                 problems.append(f"{host.name}: files differ after the failed run: {differ}")
             if not http_status(fleet.outside, host.address, fleet.spec[host.name]["server_name"]):
                 problems.append(f"{host.name}: nginx does not answer after the failed run")
+            shop = http_get(fleet.outside, host.address, NEIGHBOUR_NAME)
+            if shop != (200, "shop"):
+                problems.append(f"{host.name}: the neighbour site answers {shop} after the run")
             continue
         if not succeeded(states):
             problems.append(f"{host.name}: failed {_failures(run, host.name)}")

@@ -1,149 +1,173 @@
-"""A fleet: one salt-master (pytest-salt-factories) on the rig's bridge, a
-salt-minion inside each of two namespace hosts, per-host pillar, one
-highstate across both, each host then checked from a browser host."""
+"""A fleet as a salt-master operator runs the formula: bench/fleet's Fleet at
+the size of a test. One salt-master on the rig's bridge, a salt-minion in
+each of four namespace hosts with its own nginx and stand-in Odoo, a pillar
+top file giving each host its own server name and:
 
-import json
+    fleet01  Odoo 17, docker, prefork (workers 2), a hard-coded Upgrade site
+    fleet02  Odoo 15, native, prefork, HTTP 8169 / long polling 8172
+    fleet03  Odoo 17, docker, threaded (workers 0), Odoo's documented sample
+    fleet04  Odoo 16, native, threaded, and a neighbour site (shop.internal)
+             edited since nginx loaded it: every reload fails there
+
+The first highstate goes out in `salt -b 2` batches: fleet04's run fails and
+puts every file back byte for byte, its nginx still serving its sites; the
+others converge, their bus proven from the rig's outside host. Once the
+neighbour is fixed, a highstate converges fleet04 alone; the next changes
+nothing anywhere. testinfra's salt backend then checks every host through
+its minion."""
+
+import hashlib
 import os
-import sys
-import time
 
+import pytest
+import testinfra
 from conftest import parse_site
 
-from rig.field import ODOO_SAMPLE, SITE, broken_docker_host, site
-from rig.probe import check_from
-from rig.sandbox import REPO
+from bench.fleet import (
+    NEIGHBOUR_NAME,
+    TX_ID,
+    Fleet,
+    changed,
+    check_first,
+    check_noop,
+    check_noop_after_fix,
+    http_get,
+    run_states,
+    snapshot,
+)
+from rig.field import LINK, SITE
 
-TX_ID = "odoo_websocket-host-transaction-applied"
-SALT_MINION = os.path.join(os.path.dirname(sys.executable), "salt-minion")
 MAP = "/etc/nginx/conf.d/odoo_websocket_map.conf"  # pillar.example's
+ODOO_CONF = "/etc/odoo/odoo.conf"
+COMPOSE = "/opt/odoo/docker-compose.yml"
 
 
-def threaded_sample_host(box):
-    """Odoo threaded (the docker image's default: odoo.conf leaves workers
-    commented out) behind Odoo's documented sample, which sends /websocket to
-    8072, where nothing listens: 502. Only the nginx change fixes this host;
-    odoo.conf's workers are already what the pillar asks."""
-    site(box, ODOO_SAMPLE)
+@pytest.fixture
+def fleet(tmp_path, monkeypatch):
+    with Fleet(4, broken=True, workdir=str(tmp_path)) as fleet:
+        # testinfra's salt backend talks to the master through Salt's
+        # LocalClient with the default configuration path, which Salt lets
+        # SALT_MASTER_CONFIG replace: this fleet's master.
+        monkeypatch.setenv("SALT_MASTER_CONFIG", os.path.join(fleet.master_dir, "master"))
+        yield fleet
+
+
+def digests(root):
+    """sha256 (or link target, or folder mode and owner) of every file the
+    formula manages under ROOT."""
+    return {
+        path: hashlib.sha256(entry[0]).hexdigest() if isinstance(entry[0], bytes) else entry
+        for path, entry in snapshot(root).items()
+    }
 
 
 def nginx_workers(host):
-    """PIDs of nginx's workers inside HOST: a reload replaces them all."""
     return set(host.exec("pgrep", "-f", "nginx: worker").stdout.split())
 
 
-def start_minion(host, master):
-    """A real salt-minion daemon inside HOST, talking to MASTER over the bridge."""
-    config_dir = os.path.join(host.root, "salt-minion")
-    os.makedirs(config_dir)
-    config = {
-        "id": host.name,
-        "master": master.config["interface"],
-        "master_port": master.config["ret_port"],
-        "publish_port": master.config["publish_port"],
-        # Salt puts its Unix sockets under root_dir, and they need a short
-        # path: the host's private /run (gone with the host).
-        "root_dir": "/run/saltroot",
-        "acceptance_wait_time": 1,
-    }
-    with open(os.path.join(config_dir, "minion"), "w", encoding="utf-8") as handle:
-        json.dump(config, handle)
-    output = open(os.path.join(host.root, "salt-minion.out"), "wb")  # noqa: SIM115
-    return host.popen(SALT_MINION, "-c", config_dir, stdout=output, stderr=output)
+def odoo_ports(spec):
+    """The ports Odoo listens on, as the host's pillar says."""
+    odoo = spec["pillar"]["odoo_websocket"]["odoo"]
+    http = odoo.get("http_port", 8069)
+    return [http, odoo.get("gevent_port", 8072)] if odoo.get("workers", 2) else [http]
 
 
-def test_highstate_across_a_fleet_with_per_host_pillar(rig, salt_factories, tmp_path):
-    hosts = [
-        rig.odoo_host(name="fleet-a", prepare=broken_docker_host),
-        rig.odoo_host(name="fleet-b", prepare=threaded_sample_host),
+def test_four_hosts_in_batches_one_broken_then_repaired_then_no_op(fleet):
+    names = [host.name for host in fleet.hosts]
+    broken = fleet.hosts[-1]
+    outside = fleet.outside
+    assert [fleet.spec[n]["variant"] for n in names] == [
+        "docker 17 prefork",
+        "native 15 prefork, ports 8169/8172",
+        "docker 17 threaded",
+        "native 16 threaded",
     ]
-    outside = rig.outside_host()
-    # Both broken before, each in the way only its nginx change fixes: fleet-a
-    # reaches a prefork worker (500), fleet-b's /websocket goes to an evented
-    # port that threaded Odoo does not open (502).
-    before = {host.name: check_from(outside, host)["through_nginx"] for host in hosts}
-    assert {name: probe["status"] for name, probe in before.items()} == {
-        "fleet-a": 500,
-        "fleet-b": 502,
-    }, before
-    workers = {host.name: nginx_workers(host) for host in hosts}
-    assert all(workers.values()), workers
-    # Per-host pillar: fleet-b runs Odoo threaded, so its route differs.
-    pillars = {
-        "fleet-a": hosts[0].sandbox.pillar(),
-        "fleet-b": hosts[1].sandbox.pillar(odoo={"workers": 0}),
-    }
-    pillar_dir, top_dir = tmp_path / "pillar", tmp_path / "top"
-    pillar_dir.mkdir()
-    top_dir.mkdir()
-    top = "base:\n"
-    for minion_id, data in pillars.items():
-        name = minion_id.replace("-", "_")
-        top += f"  '{minion_id}':\n    - {name}\n"
-        (pillar_dir / f"{name}.sls").write_text(json.dumps(data))  # JSON is YAML
-    (pillar_dir / "top.sls").write_text(top)
-    (top_dir / "top.sls").write_text("base:\n  'fleet-*':\n    - odoo_websocket\n")
+    # As found: fleet01's bus reaches a prefork worker (500), fleet03's goes
+    # to the evented port threaded Odoo does not open (502).
+    found = [fleet.probe(fleet.hosts[i])["through_nginx"]["status"] for i in (0, 2)]
+    assert found == [500, 502], found
+    assert http_get(outside, broken.address, NEIGHBOUR_NAME) == (200, "shop")
+    before = digests(broken.root)
+    workers = {host.name: nginx_workers(host) for host in fleet.hosts}
 
-    master = salt_factories.salt_master_daemon(
-        "fleet-master",
-        overrides={
-            "interface": rig.gateway,  # reachable from the hosts, over the bridge only
-            "auto_accept": True,
-            "file_roots": {"base": [REPO, str(top_dir)]},
-            "pillar_roots": {"base": [str(pillar_dir)]},
-        },
-    )
-    with master.started():
-        minions = [start_minion(host, master) for host in hosts]
-        try:
-            cli = master.salt_cli(timeout=180)
-            deadline = time.monotonic() + 120
-            while True:
-                ping = cli.run("-t", "5", "test.ping", minion_tgt="fleet-*")
-                if isinstance(ping.data, dict) and list(ping.data.values()) == [True, True]:
-                    break
-                assert time.monotonic() < deadline, f"minions never answered: {ping.stdout}"
-                time.sleep(1)
-            assert cli.run("saltutil.sync_all", minion_tgt="fleet-*").returncode == 0
-
-            result = cli.run("state.highstate", minion_tgt="fleet-*")
-            assert result.returncode == 0, result.stdout
-            assert set(result.data) == {"fleet-a", "fleet-b"}
-            for name, states in result.data.items():
-                assert all(s["result"] for s in states.values()), (name, states)
-                tx = next(s for s in states.values() if s["__id__"] == TX_ID)
-                # Each minion's nginx concern changed: its own site adopted
-                # (SITE), the map drop-in written, and nginx reloaded.
-                concerns = {p: tx["changes"].get(p, {}).get("concern") for p in (SITE, MAP)}
-                assert concerns == {SITE: "nginx", MAP: "nginx"}, (name, tx["changes"])
-                assert "nginx reloaded gracefully" in tx["comment"], (name, tx["comment"])
-                assert "websocket verified" in tx["comment"], (name, tx["comment"])
-        finally:
-            # nsenter does not pass signals on: end the daemons inside. SIGKILL,
-            # since a salt-minion may take longer than any timeout to shut down
-            # (its host is removed right after anyway).
-            for host, minion in zip(hosts, minions, strict=True):
-                host.exec("pkill", "-KILL", "-f", "salt-minion")
-                minion.wait(30)
-
-    for host in hosts:
-        after = check_from(outside, host)
-        assert after["through_nginx"]["status"] == 101 and after["through_nginx"]["subscribed"]
-        assert after["direct"] == {"8069": False, "8072": False}
-        # The running nginx took the change: its workers were all replaced.
+    first = fleet.highstate("first", batch=2)
+    # Healthy hosts converged and verified; the broken host failed, its files
+    # as they were, its nginx answering for both its sites (bench/fleet.py).
+    assert check_first(fleet, first) == []
+    tx = next(s for s in run_states(first["data"], broken.name).values() if s["__id__"] == TX_ID)
+    assert not tx["result"] and "nginx did not take the new configuration" in tx["comment"], tx
+    assert digests(broken.root) == before
+    assert nginx_workers(broken) == workers[broken.name]  # never reloaded
+    for host in fleet.hosts[:-1]:
+        tx = next(s for s in run_states(first["data"], host.name).values() if s["__id__"] == TX_ID)
+        concerns = {path: tx["changes"].get(path, {}).get("concern") for path in (SITE, MAP)}
+        assert concerns == {SITE: "nginx", MAP: "nginx"}, (host.name, tx["changes"])
+        assert "nginx reloaded gracefully" in tx["comment"], (host.name, tx["comment"])
         assert not nginx_workers(host) & workers[host.name], host.name
-    sites = {host.name: parse_site(host.sandbox.root + SITE) for host in hosts}
-    routes = {
-        name: {d["args"][0]: d["block"] for d in servers[0] if d["directive"] == "location"}
-        for name, (_, servers) in sites.items()
-    }
-    proxied = {
-        name: [d["args"] for d in r["/websocket"] if d["directive"] == "proxy_pass"]
-        for name, r in routes.items()
-    }
+
+    fleet.fix_neighbour()
+    repair = fleet.highstate("repair")
+    assert check_noop_after_fix(fleet, repair) == []
+    assert changed(run_states(repair["data"], broken.name))
+    noop = fleet.highstate("no-op")
+    assert check_noop(fleet, noop) == []
+    print(f"\nhighstate walls: first (-b 2) {first['wall']:.1f} s, repair {repair['wall']:.1f} s,"
+          f" no-op {noop['wall']:.1f} s")  # fmt: skip
+
+    # A browser elsewhere: the bus through nginx (a websocket, long polling
+    # on 15), the pages, and none of Odoo's ports answering directly.
+    for name, host in zip(names, fleet.hosts, strict=True):
+        seen = fleet.probe(host)
+        bus = seen["through_nginx"]
+        if name == "fleet02":
+            assert bus["polled"], bus
+        else:
+            assert bus["status"] == 101 and bus["subscribed"], (name, bus)
+        assert not any(seen["direct"].values()), (name, seen["direct"])
+        assert http_get(outside, host.address, fleet.spec[name]["server_name"])[0] == 200
+    assert http_get(outside, broken.address, NEIGHBOUR_NAME) == (200, "shop")
+    # The bus's route (/longpolling on 15) follows workers; the sample's
+    # upstreams went.
+    proxied = {}
+    for host in fleet.hosts:
+        path = "/longpolling" if host.name == "fleet02" else "/websocket"
+        bus = next(d for d in parse_site(host.root + SITE)[1][0] if d["args"] == [path])
+        proxied[host.name] = [d["args"][0] for d in bus["block"] if d["directive"] == "proxy_pass"]
     assert proxied == {
-        "fleet-a": [["http://odoo_websocket_evented"]],  # prefork: the evented port
-        "fleet-b": [["http://odoo_websocket_http"]],  # threaded: the HTTP port
+        "fleet01": ["http://odoo_websocket_evented"],
+        "fleet02": ["http://odoo_websocket_evented"],
+        "fleet03": ["http://odoo_websocket_http"],
+        "fleet04": ["http://odoo_websocket_http"],
     }
-    # fleet-b's sample upstreams (odoo, odoochat on 8072) are gone: its HTTP
-    # upstream is the only one, on Odoo's HTTP port.
-    assert sites["fleet-b"][0] == {"odoo_websocket_http": ["127.0.0.1:8069"]}
+    assert parse_site(fleet.hosts[2].root + SITE)[0] == {"odoo_websocket_http": ["127.0.0.1:8069"]}
+
+    for name in names:
+        check_with_testinfra(testinfra.get_host(f"salt://{name}"), fleet.spec[name])
+
+
+def check_with_testinfra(host, spec):
+    """The host as its minion reports it: the formula's files and modes,
+    nginx running, Odoo's ports on loopback only, the formula's own check."""
+    name = spec["server_name"]
+    docker = spec["pillar"]["odoo_websocket"].get("deployment") != "native"
+    for path in (SITE, MAP):
+        managed = host.file(path)
+        assert (managed.is_file, managed.user, managed.mode) == (True, "root", 0o644), path
+    assert host.file(LINK).linked_to == SITE
+    assert host.file(SITE).contains(f"server_name {name};"), name
+    conf = host.file(ODOO_CONF)  # odoo.conf keeps its mode: it holds secrets
+    assert (conf.user, conf.mode) == ("root", 0o640) and conf.contains("^proxy_mode = True")
+    if docker:
+        assert host.file(COMPOSE).contains(r"127\.0\.0\.1:8069:8069"), name
+    nginx = [p.args for p in host.process.filter(comm="nginx")]
+    assert any(a.startswith("nginx: master process") for a in nginx), (name, nginx)
+    assert any(a.startswith("nginx: worker process") for a in nginx), (name, nginx)
+    listening = host.socket.get_listening_sockets()
+    assert "tcp://0.0.0.0:80" in listening, (name, listening)
+    for port in odoo_ports(spec):
+        assert f"tcp://127.0.0.1:{port}" in listening, (name, port, listening)
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, (name, port)
+    exposed = [s for s in listening if s.rsplit(":", 1)[1] in {"8069", "8072", "8169", "8172"}]
+    assert all(s.startswith("tcp://127.0.0.1:") for s in exposed), (name, exposed)
+    verdict = host.salt("odoo_websocket.verify")
+    assert verdict["ok"], (name, verdict)
