@@ -50,7 +50,7 @@ def precheck(plan, changes):
     """
     verdict = {"problem": None, "notes": [], "staged": None, "nginx_changed": False}
     nginx = plan.get("nginx")
-    if not nginx:
+    if not nginx or not changes:  # a no-op runs no nginx -t and parses no tree
         return verdict
     conf_dir = os.path.dirname(os.path.abspath(nginx["conf_file"]))
     candidate = [

@@ -6,6 +6,7 @@ site it takes over, the restarts a change needs, and masked diffs.
 Read only: the change engine (``odoo_websocket_changes.apply``) runs the plan.
 """
 
+import json
 import os
 import re
 
@@ -331,10 +332,16 @@ def _render(sources, context, saltenv):
         raise CommandExecutionError(
             f"none of these templates exists: {', '.join(sources)}"
         ) from exc
-    template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
-    return __salt__["file.apply_template_on_contents"](
-        template, template="jinja", context=context, defaults={}, saltenv=saltenv
-    )
+    # The planning state and the transaction render the same template with
+    # the same settings in one run: rendered once (Salt's __context__).
+    key = json.dumps([source, saltenv, context], sort_keys=True, default=str)
+    rendered = __context__.setdefault("odoo_websocket_plan.rendered", {})
+    if key not in rendered:
+        template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
+        rendered[key] = __salt__["file.apply_template_on_contents"](
+            template, template="jinja", context=context, defaults={}, saltenv=saltenv
+        )
+    return rendered[key]
 
 
 def _where(blocks):

@@ -237,7 +237,14 @@ def _as_list(value):
 def _host_addresses():
     """This host's addresses a remote browser could use: not loopback, and not
     IPv6 link-local (unusable without a scope)."""
-    found = list(__salt__["network.ip_addrs"]()) + list(__salt__["network.ip_addrs6"]())
+    # One `ip addr` for both families (network.ip_addrs and ip_addrs6 run one each).
+    interfaces = __salt__["network.interfaces"]().values()
+    found = [
+        entry.get("address", "")
+        for interface in interfaces
+        for family in ("inet", "inet6")
+        for entry in interface.get(family, [])
+    ]
     addresses = []
     for text in found:
         try:

@@ -840,9 +840,18 @@ def test_existing_sample_site_is_adopted_and_second_run_changes_nothing(formula,
     entry = next(e for e in manifest["files"] if e["path"] == path)
     assert open(os.path.join(sandbox.backup_dir, backup, entry["blob"]), "rb").read() == sample
 
-    second = formula.apply(sandbox.pillar())
+    # The no-op run starts no nginx at all (no nginx -t, no tree parsed): its
+    # binary is a wrapper that logs every call.
+    calls = os.path.join(sandbox.root, "nginx-calls")
+    wrapper = os.path.join(sandbox.root, "nginx-wrapper")
+    real = sandbox.pillar()["odoo_websocket"]["nginx"]["binary"]
+    with open(wrapper, "w") as handle:
+        handle.write(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    second = formula.apply(sandbox.pillar(nginx={"binary": wrapper}))
     assert second.returncode == 0, second.stdout
     assert changed(second) == set()
+    assert not os.path.exists(calls), open(calls).read()
 
 
 def assert_planning_refuses(formula, sandbox, message):

@@ -1,7 +1,7 @@
 """odoo_websocket_verify against real servers on loopback: the stand-in Odoo
 (rig/standin_odoo.py) run as a subprocess, a websockets server for close
 codes, and a one-request recorder that shows exactly what was sent. No network
-mocks; only network.ip_addrs(6) of __salt__ is faked, to test address choice."""
+mocks; only network.interfaces of __salt__ is faked, to test address choice."""
 
 import json
 import os
@@ -336,15 +336,27 @@ def test_exposed_ports_over_ipv6():
         assert verify.exposed_ports([port], addresses="::1") == [{"address": "::1", "port": port}]
 
 
+def _interfaces(inet, inet6):
+    """network.interfaces' shape: one address per entry."""
+    return lambda: {
+        "lo": {"inet": [{"address": a} for a in inet if a.startswith("127.")]},
+        "eth0": {
+            "inet": [{"address": a} for a in inet if not a.startswith("127.")],
+            "inet6": [{"address": a} for a in inet6],
+        },
+    }
+
+
 def test_default_addresses_skip_loopback_and_link_local(monkeypatch):
     fake = {
-        "network.ip_addrs": lambda: ["10.1.2.3", "127.0.0.1"],
-        "network.ip_addrs6": lambda: ["::1", "fe80::1", "2001:db8::5"],
+        "network.interfaces": _interfaces(
+            ["10.1.2.3", "127.0.0.1"], ["::1", "fe80::1", "2001:db8::5"]
+        )
     }
     monkeypatch.setattr(verify, "__salt__", fake, raising=False)
     assert verify._host_addresses() == ["10.1.2.3", "2001:db8::5"]
     # Only loopback: nothing to try, even with a port listening there.
-    fake["network.ip_addrs6"] = lambda: ["::1"]
+    fake["network.interfaces"] = _interfaces(["127.0.0.1"], ["::1"])
     with socket.create_server(("127.0.0.1", 0)) as server:
         assert verify.exposed_ports([server.getsockname()[1]]) == []
 
