@@ -142,16 +142,28 @@ def _derive_options(result):
 def _derive_commands(result):
     """Default restart and recreate commands for the deployment, when left empty."""
     config, compose = result["odoo"]["config"], result["compose"]
-    compose_cmd = f"docker compose -f {shlex.quote(compose['file'])}"
+    service = shlex.quote(compose["service"])
     if not config["restart_cmd"]:
         config["restart_cmd"] = (
-            f"{compose_cmd} restart {shlex.quote(compose['service'])}"
+            _compose_command(compose["file"], f"restart {service}")
             if result["deployment"] == "docker"
             else "service odoo restart"
         )
     if not compose["recreate_cmd"]:
-        compose["recreate_cmd"] = f"{compose_cmd} up -d {shlex.quote(compose['service'])}"
+        compose["recreate_cmd"] = _compose_command(compose["file"], f"up -d {service}")
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
+
+
+def _compose_command(compose_file, arguments):
+    """A shell command running compose ARGUMENTS on COMPOSE_FILE with the
+    compose the host has: the docker CLI's plugin (`docker compose`) when it
+    answers, else the standalone `docker-compose` (Debian 12's package). The
+    choice is made when the command runs, on the minion."""
+    tail = f"-f {shlex.quote(compose_file)} {arguments}"
+    return (
+        f"if docker compose version >/dev/null 2>&1; then docker compose {tail}; "
+        f"else docker-compose {tail}; fi"
+    )
 
 
 def _derive_upstream_ports(result):

@@ -14,12 +14,22 @@ def commands(pillar=None, family="Debian"):
     return result["odoo"]["config"]["restart_cmd"], result["compose"]["recreate_cmd"], result
 
 
+def compose_either(file, arguments):
+    """The default compose command: the docker CLI's plugin when it answers,
+    else the standalone docker-compose, decided on the minion when it runs."""
+    tail = f"-f {file} {arguments}"
+    return (
+        f"if docker compose version >/dev/null 2>&1; then docker compose {tail}; "
+        f"else docker-compose {tail}; fi"
+    )
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_docker_defaults_restart_and_recreate_the_odoo_service(family):
     restart, recreate, result = commands(family=family)
-    assert restart == "docker compose -f /opt/odoo/docker-compose.yml restart odoo"
+    assert restart == compose_either("/opt/odoo/docker-compose.yml", "restart odoo")
     # `up -d`: detached, or the run would wait on the container's output forever.
-    assert recreate == "docker compose -f /opt/odoo/docker-compose.yml up -d odoo"
+    assert recreate == compose_either("/opt/odoo/docker-compose.yml", "up -d odoo")
     assert result["compose"]["enabled"] is True
 
 
@@ -27,13 +37,15 @@ def test_docker_defaults_follow_the_compose_file_and_service():
     restart, recreate, _ = commands(
         {"compose": {"file": "/srv/odoo(prod)/compose&co.yaml", "service": "erp"}}
     )
-    assert shlex.split(restart) == [
-        "docker", "compose", "-f", "/srv/odoo(prod)/compose&co.yaml", "restart", "erp",
-    ]  # fmt: skip
-    assert shlex.split(recreate) == [
-        "docker", "compose", "-f", "/srv/odoo(prod)/compose&co.yaml", "up", "-d", "erp",
-    ]  # fmt: skip
-    assert restart == "docker compose -f '/srv/odoo(prod)/compose&co.yaml' restart erp"
+    # The path stays one argument in both branches (quoted once for the shell).
+    assert restart == compose_either("'/srv/odoo(prod)/compose&co.yaml'", "restart erp")
+    assert recreate == compose_either("'/srv/odoo(prod)/compose&co.yaml'", "up -d erp")
+    branches = recreate.removeprefix("if ").removesuffix("; fi").split("; ")
+    assert [shlex.split(b) for b in branches] == [
+        ["docker", "compose", "version", ">/dev/null", "2>&1"],
+        ["then", "docker", "compose", "-f", "/srv/odoo(prod)/compose&co.yaml", "up", "-d", "erp"],
+        ["else", "docker-compose", "-f", "/srv/odoo(prod)/compose&co.yaml", "up", "-d", "erp"],
+    ]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

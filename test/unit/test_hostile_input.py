@@ -281,9 +281,12 @@ def test_docker_host_message_names_the_bind_address():
 
 def test_default_commands_quote_pillar_values():
     result = mod.settings(settings_with(compose={"file": "/opt/odoo(1)/dc&co.yml"}))
-    assert (
-        result["compose"]["recreate_cmd"] == "docker compose -f '/opt/odoo(1)/dc&co.yml' up -d odoo"
+    quoted = "-f '/opt/odoo(1)/dc&co.yml'"
+    assert result["compose"]["recreate_cmd"] == (
+        f"if docker compose version >/dev/null 2>&1; then docker compose {quoted} up -d odoo; "
+        f"else docker-compose {quoted} up -d odoo; fi"
     )
     assert result["odoo"]["config"]["restart_cmd"] == (
-        "docker compose -f '/opt/odoo(1)/dc&co.yml' restart odoo"
+        f"if docker compose version >/dev/null 2>&1; then docker compose {quoted} restart odoo; "
+        f"else docker-compose {quoted} restart odoo; fi"
     )

@@ -83,7 +83,9 @@ def test_native_writes_http_interface_docker_does_not():
     assert native["compose"]["enabled"] is False
     assert native["odoo"]["config"]["restart_cmd"] == "service odoo restart"
     assert docker["odoo"]["config"]["restart_cmd"] == (
-        "docker compose -f /opt/odoo/docker-compose.yml restart odoo"
+        "if docker compose version >/dev/null 2>&1; then docker compose"
+        " -f /opt/odoo/docker-compose.yml restart odoo; else docker-compose"
+        " -f /opt/odoo/docker-compose.yml restart odoo; fi"
     )
 
 
