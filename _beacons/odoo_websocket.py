@@ -166,8 +166,12 @@ def _verdict(options):
     settings = _settings(options)
     if settings is None or not settings.get("enabled", True):
         return None
-    args = {key: settings[key] for key in CHECK_KEYS}
-    verdict = __salt__["odoo_websocket_verify.check"](timeout=options["timeout"], **args)
+    targets = settings.get("targets") or []
+    if len(targets) > 1:  # several Odoo instances: each one's site
+        verdict = __salt__["odoo_websocket_verify.check_all"](targets, timeout=options["timeout"])
+    else:
+        args = {key: settings[key] for key in CHECK_KEYS}
+        verdict = __salt__["odoo_websocket_verify.check"](timeout=options["timeout"], **args)
     verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
     return verdict
 

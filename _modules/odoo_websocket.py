@@ -58,8 +58,8 @@ def verify(saltenv="base"):
         salt 'odoo*' odoo_websocket.verify
     """
     settings = _settings(saltenv)["verify"]
-    keys = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
-    verdict = __salt__["odoo_websocket_verify.check"](**{key: settings[key] for key in keys})
+    # Every Odoo instance's site (verify:targets), or the one the settings name.
+    verdict = __salt__["odoo_websocket_verify.check_all"](settings.get("targets") or [settings])
     verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
     return verdict
 
@@ -110,17 +110,23 @@ def backup_diff(backup_id, backup_dir=None):
     return __salt__["odoo_websocket_backups.diff"](backup_id, _backup_dir(backup_dir))
 
 
-def _put_back_args(settings, backup_dir, conf_file, binary, start):
+def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
     """What restore and clean give the engine, from SETTINGS unless given: the
     backup folder, nginx, the restarts for odoo.conf and the compose file
     (followed to their real paths) and the paths the formula manages."""
-    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
-    restarts = [{"path": os.path.realpath(config["file"]), "what": "restart Odoo",
-                 "cmd": config["restart_cmd"]}]  # fmt: skip
-    if compose["enabled"]:
-        restarts.append({"path": os.path.realpath(compose["file"]), "cmd": compose["recreate_cmd"],
-                         "what": f"recreate {compose['service']}",
-                         "cwd": os.path.dirname(compose["file"])})  # fmt: skip
+    nginx, restarts = settings["nginx"], []
+    for instance in (settings.get("instances") or {"default": settings}).values():
+        config, compose = instance["odoo"]["config"], instance["compose"]
+        restart = {"path": os.path.realpath(config["file"]), "what": "restart Odoo",
+                   "cmd": config["restart_cmd"]}  # fmt: skip
+        restarts.append(restart)
+        if compose["enabled"]:
+            if clean:  # recreating the container reads odoo.conf too: no second restart
+                restart["unless"] = os.path.realpath(compose["file"])
+            restarts.append({"path": os.path.realpath(compose["file"]),
+                             "cmd": compose["recreate_cmd"],
+                             "what": f"recreate {compose['service']}",
+                             "cwd": os.path.dirname(compose["file"])})  # fmt: skip
     return {
         "backup_dir": backup_dir or settings["backup"]["dir"],
         "conf_file": conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
@@ -166,10 +172,7 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
         salt 'odoo1' odoo_websocket.clean
     """
     settings = _settings(saltenv)
-    args = _put_back_args(settings, backup_dir, conf_file, binary, start)
-    restarts = args["restarts"]
-    if len(restarts) == 2:  # recreating the container reads odoo.conf too: no second restart
-        restarts[0]["unless"] = restarts[1]["path"]
+    args = _put_back_args(settings, backup_dir, conf_file, binary, start, clean=True)
     ret = __salt__["odoo_websocket_changes.clean"](**args)
     if ret["result"] and settings["verify"]["enabled"]:
         plan = {"verify": settings["verify"]}

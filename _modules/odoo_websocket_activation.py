@@ -96,11 +96,13 @@ def due_restarts(plan, changes):
 
         salt '*' odoo_websocket_activation.due_restarts '{"restarts": [...]}' '[...]'
     """
-    concerns = {change.get("concern") for change in changes}
+    # Per Odoo instance: one instance's changed files restart that one only.
+    touched = {(change.get("concern"), change.get("instance")) for change in changes}
     return [
         r
         for r in plan.get("restarts", [])
-        if r["concern"] in concerns and not (r.get("unless") and r["unless"] in concerns)
+        if (r["concern"], r.get("instance")) in touched
+        and not (r.get("unless") and (r["unless"], r.get("instance")) in touched)
     ]
 
 
@@ -167,14 +169,12 @@ def verify(plan, wait=False, timeout=None):
     settings = plan.get("verify")
     if not settings or not settings["enabled"]:
         return None
-    args = {
-        key: settings[key]
-        for key in ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
-    }
+    # Every Odoo instance's site (verify:targets), or the one the settings name.
+    targets = settings.get("targets") or [settings]
     if wait:
         deadline = min(settings["timeout"], timeout or settings["timeout"])
-        return __salt__["odoo_websocket_verify.wait"](deadline=deadline, **args)
-    return __salt__["odoo_websocket_verify.check"](**args)
+        return __salt__["odoo_websocket_verify.wait_all"](targets, deadline=deadline)
+    return __salt__["odoo_websocket_verify.check_all"](targets)
 
 
 def summary(verdict):

@@ -229,7 +229,8 @@ def site_problems(nginx, payload):
     What keeps a parsed candidate tree from serving the formula's site: its
     map or site file not loaded by nginx, or another server block answering
     for its names (nginx would ignore the formula's). NGINX: the plan's nginx
-    part (conf_file, map_file, site_file, names, ports, existing_site).
+    part (conf_file, map_file, site_file, names, ports, existing_site; or
+    ``sites``, one such site per Odoo instance).
     Returns one problem per line, or an empty string.
 
     CLI Example:
@@ -239,21 +240,23 @@ def site_problems(nginx, payload):
         salt '*' odoo_websocket_nginx.site_problems '{...}' "$(...tree)"
     """
     loaded = loaded_files(payload)
+    sites = nginx.get("sites") or [nginx]  # one per Odoo instance
     problems = [
-        f"{nginx[key]} is not loaded by {nginx['conf_file']} (set nginx:{key} to a file it "
+        f"{path} is not loaded by {nginx['conf_file']} (set nginx:{key} to a file it "
         "includes, e.g. in conf.d/ where nginx.conf includes only conf.d/*.conf)"
-        for key in ("map_file", "site_file")
-        if os.path.realpath(nginx[key]) not in loaded
+        for key, path in [("map_file", nginx["map_file"])]
+        + [("site_file", site["site_file"]) for site in sites]
+        if os.path.realpath(path) not in loaded
     ]
-    site = os.path.realpath(nginx["site_file"])
-    if nginx.get("existing_site") == "keep":
-        return "\n".join(problems)
-    for block in answering(payload, nginx["names"], nginx["ports"]):
-        if block["real"] != site:
-            problems.append(
-                f"{block['file']}:{block['line']} still answers for {', '.join(block['names'])}: "
-                "nginx would ignore the formula's site"
-            )
+    for site in sites:
+        if site.get("existing_site") == "keep":
+            continue
+        for block in answering(payload, site["names"], site["ports"]):
+            if block["real"] != os.path.realpath(site["site_file"]):
+                problems.append(
+                    f"{block['file']}:{block['line']} still answers for "
+                    f"{', '.join(block['names'])}: nginx would ignore the formula's site"
+                )
     return "\n".join(problems)
 
 

@@ -116,14 +116,21 @@ def managed_paths(settings):
 
         salt '*' odoo_websocket_plan.managed_paths "$(settings)"
     """
-    nginx, config, compose = settings["nginx"], settings["odoo"]["config"], settings["compose"]
-    paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/"]
-    for key in ("map_file", "site_file", "site_link"):
-        if nginx[key]:
-            paths.append(nginx[key])
-    for path in (config["file"], compose["file"]):
-        paths.extend([path, os.path.realpath(path)])
+    nginx = settings["nginx"]
+    paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/", nginx["map_file"]]
+    for instance in _instances(settings).values():
+        for key in ("site_file", "site_link"):
+            if instance["nginx"][key]:
+                paths.append(instance["nginx"][key])
+        for path in (instance["odoo"]["config"]["file"], instance["compose"]["file"]):
+            paths.extend([path, os.path.realpath(path)])
     return sorted(set(paths))
+
+
+def _instances(settings):
+    """{name: settings} of each Odoo instance (odoo_websocket_instances): the
+    settings themselves for a single-instance pillar."""
+    return settings.get("instances") or {"default": settings}
 
 
 def outside(paths, managed):
@@ -156,6 +163,8 @@ def build(settings, parts, saltenv="base"):
 
         salt '*' odoo_websocket_plan.build "$(settings)" '{"odoo_conf": {}}'
     """
+    instances = _instances(settings)
+    secret_keys = {key for i in instances.values() for key in i["odoo"]["config"]["secret_keys"]}
     plan = {
         "changes": [],
         "diffs": {},
@@ -164,12 +173,31 @@ def build(settings, parts, saltenv="base"):
         "restarts": [],
         "nginx": None,
         "verify": settings["verify"],
-        "secret_keys": settings["odoo"]["config"]["secret_keys"],
+        "secret_keys": sorted(secret_keys),
     }
-    for concern, planner in (("compose", _compose), ("odoo_conf", _odoo_conf), ("nginx", _nginx)):
-        if concern in parts:
-            planner(settings, parts[concern] or {}, plan, saltenv)
+    for concern, planner in (("compose", _compose), ("odoo_conf", _odoo_conf)):
+        for name, instance in instances.items() if concern in parts else ():
+            if _ENABLED[concern](instance):
+                _planned_for(name, planner, instance, parts[concern] or {}, plan, saltenv)
+    if "nginx" in parts:
+        _nginx(settings, parts["nginx"] or {}, plan, saltenv)
     return plan
+
+
+# Whether an instance's settings manage a concern (compose: docker only).
+_ENABLED = {
+    "compose": lambda s: s["compose"]["enabled"],
+    "odoo_conf": lambda s: s["odoo"]["config"]["enabled"],
+}
+
+
+def _planned_for(name, planner, instance, part, plan, saltenv):
+    """PLANNER's changes and restarts for one instance, each tagged with its
+    NAME: an instance's restart follows its own files only."""
+    known = len(plan["changes"]), len(plan["restarts"])
+    planner(instance, part, plan, saltenv)
+    for entry in plan["changes"][known[0] :] + plan["restarts"][known[1] :]:
+        entry["instance"] = name
 
 
 # Where a linked odoo.conf or compose file may never lead: system files the
@@ -271,14 +299,15 @@ def _masked_options(old, new, secret_keys):
     return changed
 
 
-def _extra_options(keys):
+def _extra_options(keys, instance=None):
     """odoo:config:extra_options from the pillar: the settings carry only their
     names (values may be secrets), validated when map.jinja rendered."""
     # __pillar__ itself: pillar.get outside a template returns masked values
     # ("**********") since Salt 3008, and those must never reach odoo.conf.
-    values = salt.utils.data.traverse_dict_and_list(
-        __pillar__, "odoo_websocket:odoo:config:extra_options", {}
-    )
+    read, key = salt.utils.data.traverse_dict_and_list, "odoo:config:extra_options"
+    values = dict(read(__pillar__, f"odoo_websocket:{key}", {}))
+    if instance:  # the instance's own values over the top level's, as its settings merge
+        values.update(read(__pillar__, f"odoo_websocket:instances:{instance}:{key}", {}))
     return [[key, str(values[key])] for key in keys]  # str(True) == "True", as Odoo writes it
 
 
@@ -293,7 +322,7 @@ def _odoo_conf(settings, part, plan, saltenv):
             f"{config['file']} does not exist: install Odoo (or point odoo:config:file at it) first"
         )
         return
-    options = config["options"] + _extra_options(config["extra_options"])
+    options = config["options"] + _extra_options(config["extra_options"], settings.get("instance"))
     try:
         wanted = __salt__["odoo_conf.set_options"](current, options, config["renames"])
     except CommandExecutionError as exc:
@@ -348,12 +377,13 @@ def _where(blocks):
     return ", ".join(f"{block['file']}:{block['line']}" for block in blocks)
 
 
-def _site_target(nginx, names, ports, payload, plan):
+def _site_target(nginx, names, ports, payload, plan, owned):
     """Where the formula's site goes: its own site_file, or the file of a site
-    that already answers for its names (adopted). None when it must stop."""
-    own = os.path.realpath(nginx["site_file"])
+    that already answers for its names (adopted). None when it must stop.
+    OWNED: the real paths of every instance's own site file (rewritten in
+    this run, never adopted)."""
     answering = __salt__["odoo_websocket_nginx.answering"](payload, names, ports)
-    found = [block for block in answering if block["real"] != own]
+    found = [block for block in answering if block["real"] not in owned]
     if not found:
         return nginx["site_file"]
     mode, listed = nginx["existing_site"], ", ".join(names)
@@ -414,15 +444,18 @@ def _foreign_servers(path, names, ports, payload):
     )
 
 
-def _stale_sites(payload, target, plan):
+def _stale_sites(payload, targets, plan):
     """Sites the formula wrote earlier that no longer answer for its names
-    (server_name changed): removed, with the link that loads them, so their
-    upstreams do not clash with the new site's."""
+    (server_name changed, an instance removed from the pillar): loaded by
+    nginx, marked as the formula's (MARK) and none of this run's TARGETS.
+    Removed, with the links that load them, so their upstreams do not clash
+    with the new sites'."""
+    keep = {os.path.realpath(target) for target in targets}
     loaded = {}
     for block in __salt__["odoo_websocket_nginx.server_blocks"](payload):
         loaded.setdefault(block["real"], set()).add(block["file"])
     for real, paths in sorted(loaded.items()):
-        if real == os.path.realpath(target) or not _ours(real):
+        if real in keep or not _ours(real):
             continue
         for path in sorted(paths | {real}):
             if path == real or os.path.islink(path):
@@ -430,28 +463,56 @@ def _stale_sites(payload, target, plan):
                 plan["diffs"][path] = {"concern": "nginx", "removed": "an earlier formula site"}
 
 
+def _sites(instances, texts, payload, plan):
+    """Each instance's site (TEXTS) in its own file with its link, or in the
+    site it adopts: ``[{site_file, names, ports, existing_site}]``, or None
+    when one of them must stop (every instance's problem is in the plan)."""
+    owned = {os.path.realpath(i["nginx"]["site_file"]) for i in instances.values()}
+    sites, taken, stop = [], {}, False
+    for name, instance in instances.items():
+        nginx = instance["nginx"]
+        names = nginx["server_name"]
+        ports = [nginx["http_port"]] + ([nginx["tls"]["port"]] if nginx["tls"]["enabled"] else [])
+        target = _site_target(nginx, names, ports, payload, plan, owned)
+        other = taken.setdefault(os.path.realpath(target), name) if target else name
+        if other != name:
+            plan["errors"].append(f"Instances {other} and {name} would both take over {target}.")
+        if target is None or other != name:
+            stop = True
+            continue
+        _add_nginx_file(plan, target, texts[name])
+        if target == nginx["site_file"] and nginx["site_link"]:
+            _add_link(plan, nginx["site_link"], nginx["site_file"])
+        sites.append({"site_file": target, "names": names, "ports": ports,
+                      "existing_site": nginx["existing_site"]})  # fmt: skip
+    return None if stop else sites
+
+
 def _nginx(settings, part, plan, saltenv):
-    nginx = settings["nginx"]
-    names = nginx["server_name"]
-    ports = [nginx["http_port"]] + ([nginx["tls"]["port"]] if nginx["tls"]["enabled"] else [])
+    nginx, instances = settings["nginx"], _instances(settings)
     try:
-        site = _render(part["site_source"], {"settings": settings}, saltenv)
+        texts = {
+            name: _render(part["site_source"], {"settings": instance}, saltenv)
+            for name, instance in instances.items()
+        }
         map_text = _render(part["map_source"], {"settings": settings}, saltenv)
     except CommandExecutionError as exc:
         plan["errors"].append(f"Could not render the nginx templates: {exc}")
         return
     payload = __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
-    target = _site_target(nginx, names, ports, payload, plan)
-    if target is None:
+    sites = _sites(instances, texts, payload, plan)
+    if sites is None:
         return
-    _add_nginx_file(plan, target, site)
-    if target == nginx["site_file"] and nginx["site_link"]:
-        _add_link(plan, nginx["site_link"], nginx["site_file"])
-    _stale_sites(payload, target, plan)
+    _stale_sites(payload, [site["site_file"] for site in sites], plan)
     _add_nginx_file(plan, nginx["map_file"], map_text)
     keys = ("conf_file", "binary", "reload", "restart", "start", "map_file", "existing_site")
+    first = sites[0]  # and every instance's site under "sites"
     plan["nginx"] = dict(
-        {key: nginx[key] for key in keys}, site_file=target, names=names, ports=ports
+        {key: nginx[key] for key in keys},
+        site_file=first["site_file"],
+        names=first["names"],
+        ports=first["ports"],
+        sites=sites,
     )
 
 

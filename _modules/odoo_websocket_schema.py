@@ -200,6 +200,11 @@ def _extra_options(value):
             return f"value of {key!r} must be on one line"
 
 
+def _mapping(value):
+    if not isinstance(value, dict):
+        return "must be a mapping"
+
+
 def _requirement(value):
     if not isinstance(value, str) or not _REQUIREMENT.fullmatch(value):
         return "must be a pinned pip requirement like crossplane==0.5.8"
@@ -280,6 +285,8 @@ SCHEMA = {
         "pip_packages": _list_of(_requirement),
         "pip_bin_env": _optional_path,
     },
+    # Each instance's keys: odoo_websocket_instances, then this schema again.
+    "instances": _mapping,
 }
 
 # Values never repeated in an error message.

@@ -19,6 +19,8 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_websocket_settings"
 
+# What the check after a change needs of each instance (odoo_websocket_verify.check).
+TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
 # Always masked in diffs and backups' metadata, whatever the pillar adds.
 DEFAULT_SECRET_KEYS = ("admin_passwd", "db_password")
 
@@ -77,17 +79,55 @@ def settings(data):
 
         salt '*' odoo_websocket_settings.settings "{...}"
     """
-    errors = __salt__["odoo_websocket_schema.validate"](data)
+    split = __salt__["odoo_websocket_instances.split"](data)
+    validate = __salt__["odoo_websocket_schema.validate"]
+    errors = split["errors"] or validate(dict(data, instances={}))
+    if not errors and not split["implicit"]:
+        for name, merged in split["instances"].items():
+            errors.extend(__salt__["odoo_websocket_instances.located"](name, validate(merged)))
+    _refuse(errors)
+    instances = {name: _derived(merged) for name, merged in split["instances"].items()}
+    if split["implicit"]:
+        return next(iter(instances.values()))  # exactly the single-instance settings
+    _refuse(__salt__["odoo_websocket_instances.cross_check"](instances))
+    return _several(instances)
+
+
+def _refuse(errors):
     if errors:
         raise CommandExecutionError(
             "Invalid pillar, nothing was changed:\n  " + "\n  ".join(errors)
         )
+
+
+def _derived(data):
+    """One instance's settings with the values derived from them."""
     result = copy.deepcopy(data)
+    result.pop("instances", None)
     _derive_odoo(result)
     _derive_options(result)
     _derive_commands(result)
     _derive_upstream_ports(result)
     _derive_verify(result)
+    return result
+
+
+def _several(instances):
+    """The settings of a host with several instances: the first instance's
+    (by name) at the top level, with the switches on when any instance's is,
+    every instance's under ``instances`` (each knowing its name), and every
+    instance's websocket check under ``verify:targets``."""
+    for name, instance in instances.items():
+        instance["instance"] = name
+    result = copy.deepcopy(instances[min(instances)])
+    result["instances"] = instances
+    every = list(instances.values())
+    result["compose"]["enabled"] = any(i["compose"]["enabled"] for i in every)
+    result["odoo"]["config"]["enabled"] = any(i["odoo"]["config"]["enabled"] for i in every)
+    result["verify"]["targets"] = [
+        dict({key: i["verify"][key] for key in TARGET_KEYS}, instance=name)
+        for name, i in sorted(instances.items())
+    ]
     return result
 
 

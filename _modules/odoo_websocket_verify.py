@@ -351,6 +351,60 @@ def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/w
     return verdict
 
 
+TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
+
+
+def _combined(targets, run):
+    """RUN's verdict for each of TARGETS (one per Odoo instance: settings'
+    ``verify:targets``); one target's verdict as it is, several as one:
+    ok when all are, each check named after its instance, the slowest
+    latency, the verdicts under ``instances``."""
+    verdicts = {
+        target.get("instance", str(number)): run(**{key: target[key] for key in TARGET_KEYS})
+        for number, target in enumerate(targets, 1)
+    }
+    if len(verdicts) == 1:
+        return next(iter(verdicts.values()))
+    combined = {
+        "ok": all(v["ok"] for v in verdicts.values()),
+        "checks": [dict(c, name=f"{name}: {c['name']}") for name, v in verdicts.items()
+                   for c in v["checks"]],
+        "latency_ms": max(v["latency_ms"] or 0 for v in verdicts.values()),
+        "instances": verdicts,
+    }  # fmt: skip
+    if all("waited_s" in v for v in verdicts.values()):
+        combined["waited_s"] = round(sum(v["waited_s"] for v in verdicts.values()), 1)
+    return combined
+
+
+def check_all(targets, timeout=5):
+    """
+    :py:func:`check` for each of TARGETS (``[{server_name, address, port,
+    tls, realtime_path, odoo_ports, instance}]``, one per Odoo instance), as
+    one verdict (see ``_combined``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_verify.check_all '[{"server_name": "erp.example.com", ...}]'
+    """
+    return _combined(targets, lambda **args: check(timeout=timeout, **args))
+
+
+def wait_all(targets, timeout=5, deadline=60):
+    """
+    :py:func:`wait` for each of TARGETS in turn, as one verdict.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_verify.wait_all '[{"server_name": "erp.example.com", ...}]'
+    """
+    return _combined(targets, lambda **args: wait(timeout=timeout, deadline=deadline, **args))
+
+
 def summary(verdict):
     """
     One line for a state comment, from a ``check`` or ``wait`` verdict.
@@ -362,6 +416,8 @@ def summary(verdict):
         salt '*' odoo_websocket_verify.summary '{"ok": false, "latency_ms": 2,
             "checks": [{"name": "websocket handshake", "ok": false, "detail": "..."}]}'
     """
+    if "instances" in verdict:  # several Odoo instances (check_all, wait_all)
+        return "; ".join(f"{name}: {summary(v)}" for name, v in verdict["instances"].items())
     checks = verdict["checks"]
     kind = "websocket" if checks[0]["name"] == "websocket handshake" else checks[0]["name"]
     if verdict["ok"]:

@@ -18,6 +18,7 @@ NAMES = (
     "odoo_compose",
     "odoo_websocket_names",
     "odoo_websocket_schema",
+    "odoo_websocket_instances",
     "odoo_websocket_settings",
     "odoo_websocket_nginx",
     "odoo_websocket_plan",
