@@ -83,7 +83,7 @@ def lost(result):
     return [event for event in result.get("events", []) if event.startswith(LOST)]
 
 
-def run(url, resolve, screenshot, timeout=20, watch=0):
+def run(url, resolve, screenshot, timeout=20, watch=0, spki=None):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         raise SystemExit("chromium is not installed (apt-get install chromium)")
@@ -93,6 +93,9 @@ def run(url, resolve, screenshot, timeout=20, watch=0):
     if resolve:
         name, address = resolve.split("=", 1)
         flags.append(f"--host-resolver-rules=MAP {name} {address}")
+    if spki:
+        # Trust a test certificate by its key's hash (no certificate store needed).
+        flags.append(f"--ignore-certificate-errors-spki-list={spki}")
     proc = subprocess.Popen(
         [chromium, *flags, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -133,12 +136,13 @@ def main(argv=None):
     parser.add_argument("url")
     parser.add_argument("--resolve", help="NAME=ADDRESS, as a DNS record would")
     parser.add_argument("--screenshot")
+    parser.add_argument("--spki", help="base64 SHA-256 of a test certificate's public key to trust")
     parser.add_argument("--timeout", type=float, default=20)
     parser.add_argument(
         "--watch", type=float, default=0, help="seconds to keep watching once subscribed"
     )
     args = parser.parse_args(argv)
-    result = run(args.url, args.resolve, args.screenshot, args.timeout, args.watch)
+    result = run(args.url, args.resolve, args.screenshot, args.timeout, args.watch, args.spki)
     json.dump(result, sys.stdout)
     return 0 if result.get("subscribed") and not lost(result) else 1
 

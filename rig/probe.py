@@ -16,16 +16,27 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import sys
 
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 
-def http_get(address, port, path, host_header, headers=None, timeout=5):
-    """(status, headers, body text) of one plain GET."""
+def tls_context(ca):
+    """A client context trusting only the CA file CA, as a browser that has it."""
+    return ssl.create_default_context(cafile=ca)
+
+
+def http_get(address, port, path, host_header, headers=None, timeout=5, ca=None):
+    """(status, headers, body text) of one GET; over https when CA is given
+    (the certificate checked against CA for the site's name, sent as SNI)."""
     connection = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
+        if ca:
+            raw = socket.create_connection((address, port), timeout=timeout)
+            name = host_header.split(":")[0]
+            connection.sock = tls_context(ca).wrap_socket(raw, server_hostname=name)
         connection.request("GET", path, headers={"Host": host_header, **(headers or {})})
         reply = connection.getresponse()
         return reply.status, dict(reply.getheaders()), reply.read().decode("utf-8", "replace")
@@ -72,19 +83,22 @@ def browser_headers(server_name, scheme="http"):
     }
 
 
-def websocket_session(address, port, server_name, path="/websocket", timeout=5):
-    """Open the bus websocket as the web client does and subscribe.
+def websocket_session(address, port, server_name, path="/websocket", timeout=5, ca=None):
+    """Open the bus websocket as the web client does and subscribe; wss://
+    trusting the CA file CA when given.
 
     Returns {"status": 101, "subscribed": bool, "reply": ...} or, when the
     handshake is refused, {"status": N, "body": text}."""
     # The URL names the site, as in the browser; the socket goes to ADDRESS.
-    url = f"ws://{server_name}{path}?version=17.0-1"
+    scheme = "https" if ca else "http"
+    url = f"{'wss' if ca else 'ws'}://{server_name}{path}?version=17.0-1"
     try:
         sock = socket.create_connection((address, port), timeout=timeout)
         with connect(
             url,
             sock=sock,
-            origin=f"http://{server_name}",
+            ssl=tls_context(ca) if ca else None,
+            origin=f"{scheme}://{server_name}",
             open_timeout=timeout,
             close_timeout=timeout,
         ) as websocket:
@@ -130,13 +144,13 @@ def port_answers(address, port, timeout=2):
         return False
 
 
-def check(address, server_name, port=80, direct=(), longpolling=False):
+def check(address, server_name, port=80, direct=(), longpolling=False, ca=None):
     """Everything a browser elsewhere would run into, as one dict."""
     result = {"through_nginx": {}, "direct": {}}
     if longpolling:
         result["through_nginx"] = long_polling(address, port, server_name)
     else:
-        result["through_nginx"] = websocket_session(address, port, server_name)
+        result["through_nginx"] = websocket_session(address, port, server_name, ca=ca)
     for other in direct:
         result["direct"][str(other)] = port_answers(address, other)
     return result
@@ -201,10 +215,13 @@ def _run_in(outside, *args):
     return json.loads(proc.stdout)
 
 
-def check_from(outside, target, longpolling=False):
+def check_from(outside, target, longpolling=False, ca=None):
     """check() run on the host OUTSIDE against the Odoo host TARGET: through
-    nginx on port 80, and Odoo's own ports 8069 and 8072 directly."""
+    nginx on port 80 (443 over TLS, trusting the CA file CA, when given), and
+    Odoo's own ports 8069 and 8072 directly."""
     args = ["check", "--address", target.address, "--direct", "8069", "--direct", "8072"]
+    if ca:
+        args += ["--port", "443", "--ca", ca]
     return _run_in(outside, *args, *(["--longpolling"] if longpolling else []))
 
 
@@ -220,6 +237,7 @@ def main(argv=None):
     run.add_argument("--port", type=int, default=80)
     run.add_argument("--direct", type=int, action="append", default=[])
     run.add_argument("--longpolling", action="store_true")
+    run.add_argument("--ca", help="CA file: the bus over wss://, trusting it")
     who = sub.add_parser("whoami")
     keep = sub.add_parser("hold")
     keep.add_argument("--sessions", type=int, default=50)
@@ -236,7 +254,9 @@ def main(argv=None):
     elif args.command == "whoami":
         result = json.loads(http_get(args.address, 80, "/web/whoami", args.server_name)[2])
     else:
-        result = check(args.address, args.server_name, args.port, args.direct, args.longpolling)
+        result = check(
+            args.address, args.server_name, args.port, args.direct, args.longpolling, args.ca
+        )
     json.dump(result, sys.stdout)
     return 0
 

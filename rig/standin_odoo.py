@@ -18,7 +18,9 @@ and `proxy_mode`:
   400 texts, 426 for a bad version), then `subscribe` answered and pings sent
   like the bus does.
 - /web/whoami reports the client address, scheme and host Odoo derived,
-  applying X-Forwarded-* only with proxy_mode and X-Forwarded-Host present.
+  applying X-Forwarded-* only with proxy_mode and X-Forwarded-Host present,
+  and the X-Forwarded-Proto it received. It and the page set a session_id
+  cookie as Odoo does (no Secure flag of its own).
 
 With --compose FILE, it plays a container: its ports are published on the
 host addresses the compose file's Odoo service gives (all interfaces when
@@ -62,6 +64,9 @@ def ping_interval(version):
 
 log = logging.getLogger("odoo.standin")
 STATIC_TYPES = {"js": "application/javascript", "css": "text/css", "png": "image/png"}
+# Odoo sets its session cookie on pages like this, without Secure or SameSite
+# (odoo/http.py): behind TLS, nginx's proxy_cookie_flags adds them.
+SESSION_COOKIE = {"Set-Cookie": "session_id=standin0session; Max-Age=604800; HttpOnly; Path=/"}
 
 
 # --------------------------------------------------------------------------
@@ -520,9 +525,10 @@ class StandinOdoo:
                 derived_client(request, config),
                 proxy_mode=config["proxy_mode"],
                 connection=request.headers.get("connection", ""),
+                forwarded_proto=request.headers.get("x-forwarded-proto", ""),
                 served=self.counts,
             )
-            return response(200, json.dumps(body), "application/json")
+            return response(200, json.dumps(body), "application/json", SESSION_COOKIE)
         if re.fullmatch(r"/[^/]+/static/.+", path):
             # A module's static file; no cache headers of its own here, so the
             # ones a client sees come from nginx.
@@ -532,7 +538,7 @@ class StandinOdoo:
             return response(200, f"<h1>Odoo database manager: {path}</h1>")
         if path in ("/", "/web", "/odoo"):
             page = PAGE.format(version=config["version"], major=config["major"])
-            return response(200, page)
+            return response(200, page, headers=SESSION_COOKIE)
         return werkzeug_error(404, "The requested URL was not found on the server.")
 
 
