@@ -6,7 +6,10 @@ floor on the same host, interleaved round by round:
 - `salt-call --local test.ping` vs `salt-call --local state.apply odoo_websocket`
   (inside the host);
 - `salt HOST test.ping` vs `salt HOST state.apply odoo_websocket` through
-  the running minion (from the master on the rig's bridge).
+  the running minion (from the master on the rig's bridge);
+- Salt's own floor for a state run: `state.apply floor`, one
+  test.succeed_without_changes state (both ways): what any state.apply costs
+  (fresh pillar from the master, authentication, loaders) before a formula.
 
     bench/noop --rounds 7
 
@@ -22,6 +25,9 @@ import time
 
 from bench.fleet import Fleet, changed, run_states, succeeded
 from rig.hosts import SALT_CALL
+
+# Salt's floor: the cheapest state run there is.
+FLOOR_SLS = "odoo_websocket-bench-floor:\n  test.succeed_without_changes: []\n"
 
 
 def local_config(host, formula, pillar):
@@ -76,7 +82,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
-    keys = ("local ping", "local apply", "local apply, repo", "minion ping", "minion apply")
+    keys = ("local ping", "local floor", "local apply", "local apply, repo",
+            "minion ping", "minion floor", "minion apply")  # fmt: skip
     timings = {key: [] for key in keys}
     problems = []
     with Fleet(1, broken=False) as fleet:
@@ -93,6 +100,9 @@ def main(argv=None):
         code, ret = host.apply_formula(pillar)
         repo_config = os.path.join(host.root, "salt")
         config = local_config(host, fleet.formula, pillar)
+        for folder in (fleet.formula, fleet.top_dir):  # the local and the master's file_roots
+            with open(os.path.join(folder, "floor.sls"), "w", encoding="utf-8") as handle:
+                handle.write(FLOOR_SLS)
         salt_call(host, config, "saltutil.sync_all")
         for label, config_dir in (("local warm-up", config), ("repo warm-up", repo_config)):
             problem = noop_problem(
@@ -103,6 +113,9 @@ def main(argv=None):
         for index in range(args.rounds):
             wall, ret = salt_call(host, config, "test.ping")
             timings["local ping"].append(wall)
+            wall, ret = salt_call(host, config, "state.apply", "floor")
+            timings["local floor"].append(wall)
+            problems.append(noop_problem(f"local floor r{index + 1}", ret))
             wall, ret = salt_call(host, config, "state.apply", "odoo_websocket")
             timings["local apply"].append(wall)
             problems.append(noop_problem(f"local apply r{index + 1}", ret))
@@ -111,6 +124,9 @@ def main(argv=None):
             problems.append(noop_problem(f"local apply, repo r{index + 1}", ret))
             wall, _, data = fleet.salt(name, "test.ping")
             timings["minion ping"].append(wall)
+            wall, _, data = fleet.salt("-t", "120", name, "state.apply", "floor")
+            timings["minion floor"].append(wall)
+            problems.append(noop_problem(f"minion floor r{index + 1}", run_states(data, name)))
             wall, _, data = fleet.salt("-t", "120", name, "state.apply", "odoo_websocket")
             timings["minion apply"].append(wall)
             problems.append(noop_problem(f"minion apply r{index + 1}", run_states(data, name)))
@@ -123,6 +139,8 @@ def main(argv=None):
         )
     print(f"local apply - local ping:   {medians['local apply'] - medians['local ping']:.2f} s")
     print(f"minion apply - minion ping: {medians['minion apply'] - medians['minion ping']:.2f} s")
+    print(f"local apply - local floor:  {medians['local apply'] - medians['local floor']:.2f} s")
+    print(f"minion apply - minion floor: {medians['minion apply'] - medians['minion floor']:.2f} s")
     print("problems:", json.dumps(problems, indent=1))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
