@@ -505,6 +505,13 @@ def _nginx(settings, part, plan, saltenv):
         return
     _stale_sites(payload, [site["site_file"] for site in sites], plan)
     _add_nginx_file(plan, nginx["map_file"], map_text)
+    capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
+    if capacity["note"]:
+        plan["notes"].append(capacity["note"])
+    if capacity["error"]:
+        plan["errors"].append(capacity["error"])
+    elif capacity["text"] is not None:  # worker_connections, worker_rlimit_nofile
+        _add_nginx_file(plan, nginx["conf_file"], capacity["text"])
     keys = ("conf_file", "binary", "reload", "restart", "start", "map_file", "existing_site")
     first = sites[0]  # and every instance's site under "sites"
     plan["nginx"] = dict(

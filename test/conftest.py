@@ -4,6 +4,8 @@ master and minion (pytest-salt-factories) serving this repository."""
 import json
 import logging
 import os
+import socket
+import subprocess
 
 import crossplane
 import pytest
@@ -15,6 +17,18 @@ from rig.sandbox import REPO, Sandbox
 @pytest.fixture
 def sandbox(tmp_path):
     return Sandbox(str(tmp_path / "root")).create()
+
+
+@pytest.fixture
+def running_nginx(tmp_path):
+    """The sandbox's nginx really running, on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Sandbox(str(tmp_path / "live"), http_port=port).create()
+    subprocess.run(["nginx", "-c", box.conf_file], check=True)
+    yield box
+    subprocess.run(["nginx", "-c", box.conf_file, "-s", "stop"], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import datetime
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -25,7 +26,6 @@ from cryptography.x509.oid import NameOID
 from loader import spawn_engine
 
 from rig.field import ODOO_SAMPLE
-from rig.sandbox import Sandbox
 
 NGINX_ID = "odoo_websocket-nginx-site-planned"
 ODOO_ID = "odoo_websocket-odoo-config-planned"
@@ -89,8 +89,11 @@ def test_pillar_example_applies_validates_and_is_idempotent(formula, sandbox, ho
     assert changed(first) == {TX_ID}
     assert set(states(first)[TX_ID]["changes"]) == {
         sandbox.site_file, sandbox.site_link, sandbox.map_file, sandbox.odoo_conf,
-        sandbox.compose_file, "backup",
+        sandbox.compose_file, sandbox.conf_file, "backup",
     }  # fmt: skip
+    # nginx.conf sized for nginx:max_sessions (2000), the capacity in the comment.
+    held = r"nginx holds [0-9]+ websocket sessions: [0-9]+ workers x [0-9]+ connections"
+    assert re.search(held, states(first)[TX_ID]["comment"]), states(first)[TX_ID]["comment"]
     # Recreating the container picks up odoo.conf too: no second restart.
     assert os.path.exists(sandbox.marker("compose-recreated"))
     assert not os.path.exists(sandbox.marker("odoo-restarted"))
@@ -520,18 +523,6 @@ def test_missing_nginx_binary_fails_and_touches_nothing(formula, sandbox):
     assert state["result"] is False
     assert "nginx binary /nonexistent/nginx not found; nothing was touched" in state["comment"]
     assert sandbox.fingerprint() == before
-
-
-@pytest.fixture
-def running_nginx(tmp_path):
-    """The sandbox's nginx really running, on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    box = Sandbox(str(tmp_path / "live"), http_port=port).create()
-    subprocess.run(["nginx", "-c", box.conf_file], check=True)
-    yield box
-    subprocess.run(["nginx", "-c", box.conf_file, "-s", "stop"], check=False)
 
 
 def status_of(port, path, host_header="odoo.example.com"):
