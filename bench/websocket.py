@@ -7,12 +7,16 @@ The websocket path a browser uses, on a rig host the formula converged
   (subscribe -> reply) through nginx (127.0.0.1:80) and straight to Odoo's
   evented port (127.0.0.1:8072), by the same client inside the host,
   interleaved;
-- hold: SESSIONS open websockets and a stream of HTTP requests through
-  nginx from another host while an apply changes the site (the proxy
-  timeout flips) and nginx reloads: dropped sessions, failed requests.
+- hold: a stream of HTTP requests through nginx from another host, SESSIONS
+  websockets opened from there and held while an apply changes the site
+  (the proxy timeout flips) and nginx reloads: sessions refused, dropped,
+  failed requests. nginx.conf is sized by the formula for MAX_SESSIONS
+  (nginx:max_sessions); 0 keeps Debian's stock nginx.conf.
 
     bench/websocket latency --runs 5
     bench/websocket hold --runs 5 --sessions 200
+    bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
+    bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
 
 Run as root, under the machine-wide lock: flock /tmp/ows-test.lock bench/websocket ...
 """
@@ -20,6 +24,7 @@ Run as root, under the machine-wide lock: flock /tmp/ows-test.lock bench/websock
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -66,9 +71,11 @@ def client(port, handshakes, messages):
     return shakes, trips
 
 
-def converged_host(rig, workdir):
+def converged_host(rig, workdir, max_sessions=None):
     host = rig.odoo_host(prepare=broken_docker_host)
     pillar = host.sandbox.pillar()
+    if max_sessions is not None:
+        pillar["odoo_websocket"]["nginx"]["max_sessions"] = max_sessions
     code, ret = host.apply_formula(pillar)
     if code != 0:
         raise SystemExit(f"apply failed: {ret}")
@@ -126,7 +133,7 @@ def hold(args):
     with tempfile.TemporaryDirectory(prefix="owsws") as workdir:
         rig = Rig(workdir).create()
         try:
-            host, pillar = converged_host(rig, workdir)
+            host, pillar = converged_host(rig, workdir, args.max_sessions)
             outside = rig.outside_host()
             for index in range(args.runs):
                 ready = os.path.join(workdir, f"ready{index}")
@@ -136,7 +143,7 @@ def hold(args):
                     "--sessions", str(args.sessions), "--ready-file", ready, "--stop-file", stop,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 )  # fmt: skip
-                deadline = time.monotonic() + 120
+                deadline = time.monotonic() + 120 + args.sessions / 20
                 while not os.path.exists(ready):
                     if holder.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit(f"hold did not start: {holder.communicate()}")
@@ -155,14 +162,18 @@ def hold(args):
                     handle.write("stop")
                 out, err = holder.communicate(timeout=180)
                 seen = json.loads(out)
-                seen.pop("http_errors", None) if not seen.get("http_errors") else None
+                seen["http_errors"] = sorted(set(seen["http_errors"]))[:5]
+                held = re.search(r"nginx holds [^(]*", tx.get("comment", ""))
                 row = {
                     "apply_ok": code == 0 and bool(tx.get("result")),
                     "site_changed": bool(tx.get("changes")),
                     "reloaded": "nginx reloaded" in tx.get("comment", ""),
                     "apply_s": apply_s,
+                    "capacity": held.group(0).strip() if held else None,
                     **seen,
                 }
+                if not row["apply_ok"]:
+                    row["apply_comment"] = tx.get("comment", str(ret))[-600:]
                 runs.append(row)
                 print(json.dumps(row), flush=True)
         finally:
@@ -180,6 +191,12 @@ def main(argv=None):
     keep = sub.add_parser("hold")
     keep.add_argument("--runs", type=int, default=5)
     keep.add_argument("--sessions", type=int, default=200)
+    keep.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="nginx:max_sessions (default: pillar.example's; 0: stock nginx.conf)",
+    )
     one = sub.add_parser("client")  # used inside the host by `latency`
     one.add_argument("--port", type=int, required=True)
     one.add_argument("--handshakes", type=int, default=200)
@@ -196,7 +213,11 @@ def main(argv=None):
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=1)
     if args.command == "hold":
-        bad = [r for r in result["runs"] if r["dropped"] or r["http_failed"] or not r["apply_ok"]]
+        bad = [
+            r
+            for r in result["runs"]
+            if r["open_failed"] or r["dropped"] or r["http_failed"] or not r["apply_ok"]
+        ]
         return 1 if bad else 0
     return 0
 

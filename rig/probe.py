@@ -156,22 +156,26 @@ def check(address, server_name, port=80, direct=(), longpolling=False, ca=None):
     return result
 
 
+def _open_files(wanted):
+    """Raise this process's open-file limit to WANTED (up to its hard limit):
+    each session is a socket of the client's too."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
 def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
-    """Keep SESSIONS bus websockets open and a stream of HTTP requests going
-    through nginx until STOP_FILE appears; then check every session still
-    answers. Returns counts of what survived."""
+    """A stream of HTTP requests through nginx from the start, SESSIONS bus
+    websockets opened (those nginx refuses are counted, not retried) and kept
+    open until STOP_FILE appears; then every open session must still answer.
+    Returns counts of what opened, survived and failed."""
     import threading
     import time
 
-    opened = []
-    for _ in range(sessions):
-        sock = socket.create_connection((address, 80), timeout=10)
-        websocket = connect(
-            f"ws://{server_name}/websocket", sock=sock, origin=f"http://{server_name}"
-        )
-        websocket.send(json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": 0}}))
-        websocket.recv(timeout=10)
-        opened.append(websocket)
+    _open_files(sessions + 256)
     counts = {"http_ok": 0, "http_failed": 0, "http_errors": []}
     stop = threading.Event()
 
@@ -187,6 +191,19 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
 
     worker = threading.Thread(target=stream)
     worker.start()
+    opened, refused = [], []
+    subscribe = {"event_name": "subscribe", "data": {"channels": [], "last": 0}}
+    for _ in range(sessions):
+        try:
+            sock = socket.create_connection((address, 80), timeout=10)
+            websocket = connect(
+                f"ws://{server_name}/websocket", sock=sock, origin=f"http://{server_name}"
+            )
+            websocket.send(json.dumps(subscribe))
+            websocket.recv(timeout=10)
+            opened.append(websocket)
+        except Exception as exc:  # noqa: BLE001 - a session nginx or Odoo would not open
+            refused.append(f"{type(exc).__name__}: {exc}")
     with open(ready_file, "w", encoding="utf-8") as handle:
         handle.write("ready")
     deadline = time.monotonic() + timeout
@@ -205,7 +222,9 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
             websocket.close()
         except Exception:  # noqa: BLE001 - any failure means the session was dropped
             pass
-    return {"sessions": sessions, "alive": alive, "dropped": sessions - alive, **counts}
+    return {"sessions": sessions, "opened": len(opened), "open_failed": len(refused),
+            "open_errors": sorted(set(refused))[:5], "alive": alive,
+            "dropped": len(opened) - alive, **counts}  # fmt: skip
 
 
 def _run_in(outside, *args):
