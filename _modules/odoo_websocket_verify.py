@@ -40,6 +40,8 @@ SUBSCRIBE_WAIT = 1.0
 POLL_HOLD = 2.0
 RETRY_EVERY = 0.5
 SUBSCRIBE = {"event_name": "subscribe", "data": {"channels": [], "last": 0}}
+# The page the check loads through nginx besides the real-time channel.
+LOGIN_PAGE = "/web/login"
 POLL = {"jsonrpc": "2.0", "method": "call", "params": {"channels": [], "last": 0}}
 
 
@@ -172,15 +174,51 @@ def _websocket(server_name, address, port, tls, timeout):
     return dict(result, detail=f"{line} via {address}:{port} (Host {host})")
 
 
-def _long_polling(server_name, address, port, tls, timeout):
-    host, origin = _site(server_name, port, tls)
-    check, started = "long polling", time.monotonic()
+def _connection(server_name, address, port, tls, timeout):
+    """An HTTP connection to ADDRESS:PORT (TLS with SNI SERVER_NAME, the
+    certificate not verified), connected: raises OSError."""
     connection = http.client.HTTPConnection(address, int(port), timeout=timeout)
     try:
         sock = socket.create_connection((address, int(port)), timeout=timeout)
         if tls:
             sock = _tls_context().wrap_socket(sock, server_hostname=server_name)
-        connection.sock = sock  # http.client then sends on our (TLS) socket
+    except OSError:
+        connection.close()
+        raise
+    connection.sock = sock  # http.client then sends on our (TLS) socket
+    return connection
+
+
+def _page(server_name, address, port, tls, timeout):
+    """Odoo's login page through nginx: the HTTP route every page load takes
+    (a redirect, to the database selector say, is Odoo answering too)."""
+    host, _ = _site(server_name, port, tls)
+    check, started, connection = "page", time.monotonic(), None
+    try:
+        connection = _connection(server_name, address, port, tls, timeout)
+        connection.request("GET", LOGIN_PAGE, headers={"Host": host})
+        reply = connection.getresponse()
+        body = reply.read(65536)
+    except OSError as exc:
+        return _result(check, False, None, _network_error(exc, address, port), started)
+    except http.client.HTTPException as exc:
+        return _result(check, False, None, f"{address}:{port}: {exc!r}", started)
+    finally:
+        if connection:
+            connection.close()
+    if reply.status >= 400:
+        detail = _status_detail(reply.status, reply.reason, body, reply.headers)
+        return _result(check, False, reply.status, f"{LOGIN_PAGE}: {detail}", started)
+    detail = f"{LOGIN_PAGE}: {reply.status} {reply.reason}".rstrip()
+    return _result(check, True, reply.status, detail, started)
+
+
+def _long_polling(server_name, address, port, tls, timeout):
+    host, origin = _site(server_name, port, tls)
+    check, started, connection = "long polling", time.monotonic(), None
+    try:
+        connection = _connection(server_name, address, port, tls, timeout)
+        sock = connection.sock
         headers = {"Host": host, "Origin": origin, "Content-Type": "application/json"}
         connection.request("POST", "/longpolling/poll", json.dumps(POLL), headers)
         sock.settimeout(POLL_HOLD)
@@ -195,7 +233,8 @@ def _long_polling(server_name, address, port, tls, timeout):
     except http.client.HTTPException as exc:  # not HTTP at all (a TLS port spoken to in clear)
         return _result(check, False, None, f"{address}:{port}: {exc!r}", started)
     finally:
-        connection.close()
+        if connection:
+            connection.close()
     if reply.status != 200:
         detail = _status_detail(reply.status, reply.reason, body, reply.headers)
         return _result(check, False, reply.status, detail, started)
@@ -293,8 +332,9 @@ def exposed_ports(ports, addresses=None, timeout=1):
 def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/websocket",
           odoo_ports=(8069, 8072), addresses=None, timeout=5):  # fmt: skip
     """
-    The verdict: the handshake through nginx (see ``handshake``) and one
-    failed check per Odoo port that answers on one of the host's addresses.
+    The verdict: the handshake through nginx (see ``handshake``), Odoo's
+    login page through nginx (answered below 400), and one failed check per
+    Odoo port that answers on one of the host's addresses.
 
     Returns ``{"ok", "checks": [{"name", "ok", "detail"}, ...], "latency_ms"}``.
 
@@ -305,7 +345,9 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
         salt '*' odoo_websocket_verify.check odoo.example.com port=443 tls=True
     """
     shake = handshake(server_name, address, port, tls, realtime_path, timeout)
-    checks = [{"name": shake["check"], "ok": shake["ok"], "detail": shake["detail"]}]
+    page = _page(server_name, address, port, tls, timeout)
+    checks = [{"name": item["check"], "ok": item["ok"], "detail": item["detail"]}
+              for item in (shake, page)]  # fmt: skip
     addresses = _host_addresses() if addresses is None else _as_list(addresses)
     exposed = exposed_ports(odoo_ports, addresses, timeout=min(timeout, 1))
     bypass = "Odoo port {port} answers on {address}: browsers can bypass nginx"

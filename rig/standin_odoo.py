@@ -536,7 +536,7 @@ class StandinOdoo:
             return response(200, f"/* {path} */\n", kind)
         if path.startswith("/web/database/"):
             return response(200, f"<h1>Odoo database manager: {path}</h1>")
-        if path in ("/", "/web", "/odoo"):
+        if path in ("/", "/web", "/odoo", "/web/login"):
             page = PAGE.format(version=config["version"], major=config["major"])
             return response(200, page, headers=SESSION_COOKIE)
         return werkzeug_error(404, "The requested URL was not found on the server.")

@@ -369,12 +369,13 @@ def test_check_passes_and_summarises(odoo):
     port = server.http_port
     verdict = verify.check(SITE, port=port, odoo_ports=[free_port()], addresses=["127.0.0.1"])
     assert verdict["ok"] is True
-    assert [item["name"] for item in verdict["checks"]] == ["websocket handshake", "Odoo ports"]
+    names = [item["name"] for item in verdict["checks"]]
+    assert names == ["websocket handshake", "page", "Odoo ports"]
     line = verify.summary(verdict)
     assert line.startswith(
         f"websocket verified: 101 Switching Protocols via 127.0.0.1:{port} (Host {SITE}:{port}) in "
     )
-    assert line.endswith(" ms; Odoo ports not reachable on 127.0.0.1")
+    assert line.endswith(" ms; /web/login: 200 OK; Odoo ports not reachable on 127.0.0.1")
 
 
 def test_check_fails_when_an_odoo_port_answers(odoo):
@@ -382,10 +383,28 @@ def test_check_fails_when_an_odoo_port_answers(odoo):
     port = server.http_port
     verdict = verify.check(SITE, port=port, odoo_ports=(port,), addresses=["127.0.0.1"])
     assert verdict["ok"] is False
-    assert verdict["checks"][0]["ok"] is True
+    assert verdict["checks"][0]["ok"] is True and verdict["checks"][1]["ok"] is True
     bypass = f"Odoo port {port} answers on 127.0.0.1: browsers can bypass nginx"
-    assert verdict["checks"][1] == {"name": f"Odoo port {port}", "ok": False, "detail": bypass}
+    assert verdict["checks"][2] == {"name": f"Odoo port {port}", "ok": False, "detail": bypass}
     assert verify.summary(verdict) == f"websocket check FAILED: {bypass}"
+
+
+def test_check_fails_when_only_the_websocket_works(websocket_server):
+    """A route that holds websockets but no page (say the HTTP upstream points
+    at the evented port): pages would fail in the browser, so the check does."""
+
+    def bus(websocket):
+        for _ in websocket:
+            websocket.send("[]")
+
+    port = websocket_server(bus)
+    verdict = verify.check(SITE, port=port, odoo_ports=[free_port()], addresses=["127.0.0.1"])
+    assert verdict["checks"][0]["ok"] is True
+    page = verdict["checks"][1]
+    assert page["name"] == "page" and page["ok"] is False
+    assert page["detail"].startswith("/web/login: HTTP 426")
+    assert verdict["ok"] is False
+    assert verify.summary(verdict).startswith("websocket check FAILED: /web/login: HTTP 426")
 
 
 def test_summary_of_a_refused_handshake():
