@@ -148,7 +148,7 @@ def reload(nginx, old=False):
             return {"live": False, "pending": False, "comment": "nginx not reloaded: the "
                     "restored configuration fails nginx -t."}  # fmt: skip
         args.update(start=False, restart=False, reload=True)
-    comment = _nginx("activate")(**args)
+    comment = __salt__["odoo_websocket_nginx_service.activate"](**args)
     return {"live": not comment.startswith((NOT_RELOADED, NOT_RUNNING)),
             "pending": comment.startswith(NOT_RELOADED),
             "comment": comment + (" (old configuration)." if old else ".")}  # fmt: skip

@@ -368,4 +368,4 @@ def plan(nginx, payload):
 
 
 def _master(conf_file):
-    return __salt__["odoo_websocket_nginx.pid"](conf_file)
+    return __salt__["odoo_websocket_nginx_service.pid"](conf_file)

@@ -184,7 +184,7 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
         return _set_aside(backup_dir, found["unusable"]), []
     for change in found["changes"]:
         _apply_change(change)
-    if nginx and __salt__["odoo_websocket_nginx.pid"](nginx["conf_file"]) is not None:
+    if nginx and __salt__["odoo_websocket_nginx_service.pid"](nginx["conf_file"]) is not None:
         _live("reload")(nginx, old=True)
     _drop_journal(backup_dir)
     journal = found["journal"]

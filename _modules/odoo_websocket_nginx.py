@@ -2,7 +2,8 @@
 nginx inspection and control for the odoo_websocket formula: ``nginx -t`` with
 its messages parsed, the parsed tree (crossplane, every include followed),
 which server blocks answer which names, a staged check of a candidate tree,
-and graceful reload or start.
+and where nginx's master writes its pid. Starting, reloading and restarting
+nginx: ``odoo_websocket_nginx_service``.
 
 Nothing here writes a live file: the staged check writes into a private copy.
 
@@ -16,9 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-
-from salt.exceptions import CommandExecutionError
 
 try:
     import crossplane
@@ -384,140 +382,25 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
     return verdict
 
 
-def pid(conf_file="/etc/nginx/nginx.conf"):
+def pid_file(conf_file="/etc/nginx/nginx.conf"):
     """
-    The PID of the nginx master that CONF_FILE's ``pid`` file names, or None
-    when nginx is not running.
+    The path of the pid file that CONF_FILE's ``pid`` directive names
+    (``/run/nginx.pid`` when it names none).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' odoo_websocket_nginx.pid
+        salt '*' odoo_websocket_nginx.pid_file
     """
-    pid_file = "/run/nginx.pid"
+    path = "/run/nginx.pid"
     try:
         payload = crossplane.parse(conf_file, single=True, **_PARSE_OPTIONS)
         for directive in payload["config"][0]["parsed"]:
             if directive["directive"] == "pid" and directive["args"]:
-                pid_file = directive["args"][0]
+                path = directive["args"][0]
     except (IndexError, KeyError, OSError):
         pass
-    if not os.path.isabs(pid_file):
-        pid_file = os.path.join(os.path.dirname(conf_file), pid_file)
-    try:
-        with open(pid_file, encoding="ascii") as handle:
-            master = int(handle.read().strip())
-        os.kill(master, 0)
-    except (OSError, ValueError):
-        return None
-    return master
-
-
-def _run(binary, *args):
-    proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
-    if proc.returncode != 0:
-        raise CommandExecutionError(f"nginx {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-
-
-def _wait(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _workers(master):
-    """PIDs of the processes whose parent is MASTER (nginx's workers)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if entry.isdigit() and fields[1] == str(master):
-            found.add(int(entry))
-    return found
-
-
-def service_managed(conf_file="/etc/nginx/nginx.conf", systemd_dir="/run/systemd/system"):
-    """
-    Whether a service manager runs this nginx: systemd is the init and the
-    tree is the packaged one. Then nginx is started, reloaded and restarted
-    through ``service.*`` (it stays in its own cgroup, its unit knows its
-    state); otherwise with nginx's own signals.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.service_managed
-    """
-    return os.path.isdir(systemd_dir) and os.path.abspath(conf_file) == "/etc/nginx/nginx.conf"
-
-
-def _signal(conf_file, binary, action):
-    """ACTION (start, reload, restart) through the service manager when one
-    runs nginx, else with nginx's own command line."""
-    if service_managed(conf_file):
-        if not __salt__[f"service.{action}"]("nginx"):
-            raise CommandExecutionError(f"service nginx {action} failed")
-        return
-    if action == "reload":
-        _run(binary, "-s", "reload", "-c", conf_file)
-        return
-    if action == "restart":
-        _run(binary, "-s", "quit", "-c", conf_file)
-        _wait(lambda: pid(conf_file) is None, 30)
-    _run(binary, "-c", conf_file)
-
-
-def _start(conf_file, binary, action="start"):
-    _signal(conf_file, binary, action)
-    if not _wait(lambda: pid(conf_file) is not None, 10):
-        raise CommandExecutionError("nginx did not start: no master running after 10 s")
-
-
-def activate(
-    conf_file="/etc/nginx/nginx.conf",
-    binary="/usr/sbin/nginx",
-    reload=True,
-    restart=False,
-    start=True,
-):
-    """
-    Make a validated configuration live: a graceful reload (old workers finish
-    their open connections, websockets included), a start when nginx is not
-    running (START), or a restart only when RESTART asks. Returns a comment.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.activate
-    """
-    running = pid(conf_file) is not None
-    if running and restart:
-        _start(conf_file, binary, "restart")
-        return "nginx restarted"
-    if not running:
-        if not start:
-            return "nginx is not running: not started (nginx:start is false)"
-        _start(conf_file, binary)
-        return "nginx started"
-    if not reload:
-        return "nginx not reloaded (nginx:reload is false)"
-    master = pid(conf_file)
-    before = _workers(master)
-    _signal(conf_file, binary, "reload")
-    # The signal only asks: the master starts new workers once it has read and
-    # applied the configuration (binding its ports). No new worker: refused.
-    if not _wait(lambda: _workers(master) - before, 10):
-        raise CommandExecutionError(
-            f"nginx did not take the new configuration: its master (pid {master}) started no "
-            "new workers after the reload (its error log says why, e.g. a port in use)"
-        )
-    return "nginx reloaded gracefully (new workers running)"
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(conf_file), path)
+    return path

@@ -32,7 +32,7 @@ def sized(box, max_sessions=2000):
 
 def worker_files(box):
     """The open-file limit of each running nginx worker."""
-    master = nginx.pid(box.conf_file)
+    master = MODULES["odoo_websocket_nginx_service"].pid(box.conf_file)
     pids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
     limits = set()
     for pid in pids.split():

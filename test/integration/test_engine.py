@@ -172,17 +172,17 @@ def nginx_workers(master):
 
 def test_nginx_not_running_is_started_after_validation(live_sandbox):
     box = live_sandbox
-    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is None
+    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) is None
     result = apply(box, site_change(box), nginx=nginx_of(box, start=True))
     assert result["result"] is True, result
     assert "nginx started." in result["comment"]
-    master = MODULES["odoo_websocket_nginx"].pid(box.conf_file)
+    master = MODULES["odoo_websocket_nginx_service"].pid(box.conf_file)
     assert master is not None
     workers = nginx_workers(master)
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
     assert "nginx reloaded gracefully (new workers running)." in again["comment"]
     # Reloaded for real: the same master, and workers it started after the change.
-    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) == master
+    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) == master
     assert nginx_workers(master) - workers
 
     # A rejected candidate: the running nginx keeps serving the old site.
@@ -303,7 +303,7 @@ def test_sigkill_with_nginx_running_is_rolled_back_and_reloaded(live_sandbox, st
     engine.recover(box.backup_dir, conf_file=box.conf_file, binary=NGINX)
     assert box.fingerprint() == before
     assert served_soon(box, 204)
-    assert MODULES["odoo_websocket_nginx"].pid(box.conf_file) is not None
+    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) is not None
 
 
 def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):

@@ -64,9 +64,10 @@ def test_answering_is_what_nginx_calls_a_conflicting_server_name(payload, names,
 
 
 def test_service_manager_only_for_the_packaged_tree_under_systemd(tmp_path):
-    assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path)) is True
-    assert nginx.service_managed("/srv/box/etc/nginx/nginx.conf", str(tmp_path)) is False
-    assert nginx.service_managed("/etc/nginx/nginx.conf", str(tmp_path / "none")) is False
+    managed = load()["odoo_websocket_nginx_service"].service_managed
+    assert managed("/etc/nginx/nginx.conf", str(tmp_path)) is True
+    assert managed("/srv/box/etc/nginx/nginx.conf", str(tmp_path)) is False
+    assert managed("/etc/nginx/nginx.conf", str(tmp_path / "none")) is False
 
 
 def test_include_loops_and_empty_globs(tmp_path):
