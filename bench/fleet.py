@@ -38,6 +38,7 @@ import tempfile
 import time
 
 from rig.field import HARDCODED, ODOO_SAMPLE, site
+from rig.fleet import stop_minion
 from rig.hosts import Rig
 from rig.probe import _run_in
 from rig.sandbox import REPO, _entry
@@ -382,7 +383,9 @@ class Fleet:
         for host in self.hosts:
             minion = self.minions.get(host.name)
             if minion and minion.poll() is None:
-                minion.kill()  # the minion itself dies with its host's PID namespace
+                # Killed inside its host: left there, it holds up the host's
+                # init on the way down (2 s a host).
+                stop_minion(host, minion)
         if self.master and self.master.poll() is None:
             try:
                 os.killpg(self.master.pid, signal.SIGTERM)
