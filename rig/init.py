@@ -7,6 +7,7 @@ all. When it exits, the kernel ends whatever is left in its PID namespace.
 """
 
 import argparse
+import glob
 import os
 import signal
 import socket
@@ -23,7 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def mount_private(root):
     for folder in PRIVATE_DIRS:
         subprocess.run(["mount", "--bind", os.path.join(root, folder), "/" + folder], check=True)
-    for path in OPTIONAL_PRIVATE:  # a RedHat host's (rig/sandbox.py, create_redhat)
+    # A RedHat host's (rig/sandbox.py, create_redhat), a salt-ssh target's (rig/ssh.py).
+    site = glob.glob("usr/local/lib/python3*/dist-packages", root_dir=root)
+    for path in (*OPTIONAL_PRIVATE, *site):
         if os.path.exists(os.path.join(root, path)):
             subprocess.run(["mount", "--bind", os.path.join(root, path), "/" + path], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)

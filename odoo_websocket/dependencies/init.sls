@@ -42,6 +42,12 @@ odoo_websocket-dependencies-libraries-installed:
 odoo_websocket-dependencies-ready:
   test.succeed_without_changes:
     - name: The formula's modules and the libraries they import are in place.
+    # The files the modules read at run time (odoo_websocket_settings.current),
+    # named here so that salt-ssh, which ships a state run only the salt://
+    # files its states name, ships them too. Ignored by the state.
+    - settings_files:
+      - salt://{{ tplroot }}/defaults.yaml
+      - salt://{{ tplroot }}/osfamilymap.yaml
 {%- if not (synced and libraries) %}
     - require:
 {%-   if not synced %}
