@@ -20,9 +20,13 @@ test itself and gone when it ends.
   mounts only in that mount namespace, and ending the service ends every
   process it started (conmon, the containers) with its PID namespace.
 
-CLI:
-    containers.py image     build (or find in the cache) the test image's root
+CLI (python -m rig.containers ...):
+    image                   build (or find in the cache) the test image's root
                             file system; prints its folder and the build time
+    up WORKDIR NETNS        start an engine in network namespace NETNS, import
+                            the image, write a compose project (the field's
+                            ports) in WORKDIR/project; prints DOCKER_HOST
+    down WORKDIR            remove its containers and networks, end it
 """
 
 import argparse
@@ -57,6 +61,36 @@ RECIPE = {
 # podman sets its own RLIMIT_NPROC to this at start: containers cannot get more.
 PODMAN_NPROC = 32768
 PODMAN_NOFILE = 1048576
+
+
+# The Odoo service as found in the field: ports on every interface of the
+# host, odoo.conf mounted from the project's config folder.
+COMPOSE = """# Odoo behind nginx: a compose file as found in the field.
+services:
+  odoo:
+    image: {image}
+    command: ["python3", "{standin}", "--config", "/etc/odoo/odoo.conf",
+              "--odoo-version", "{version}"]
+    restart: unless-stopped
+    ports:
+      - "8069:8069"   # web client
+      - "8072:8072"   # bus / websocket
+    volumes:
+      - ./config:/etc/odoo
+"""
+
+
+def write_project(folder, image, odoo_conf, version="17.0"):
+    """A compose project in FOLDER running the stand-in Odoo from IMAGE, with
+    ODOO_CONF (text) as config/odoo.conf. Returns the compose file's path."""
+    os.makedirs(os.path.join(folder, "config"), exist_ok=True)
+    with open(os.path.join(folder, "config/odoo.conf"), "w", encoding="utf-8") as handle:
+        handle.write(odoo_conf)
+    os.chmod(os.path.join(folder, "config/odoo.conf"), 0o640)
+    compose_file = os.path.join(folder, "docker-compose.yml")
+    with open(compose_file, "w", encoding="utf-8") as handle:
+        handle.write(COMPOSE.format(image=image, standin=STANDIN_IN_IMAGE, version=version))
+    return compose_file
 
 
 def _digest(*parts):
@@ -205,7 +239,18 @@ class Engine:
         children = f"/proc/{self.service.pid}/task/{self.service.pid}/children"
         with open(children, encoding="ascii") as handle:
             self.init = int(handle.read().split()[0])
+        with open(os.path.join(self.workdir, "engine.json"), "w", encoding="ascii") as handle:
+            json.dump({"netns": self.netns, "init": self.init}, handle)
         return self
+
+    @classmethod
+    def running(cls, workdir):
+        """The engine `start` left running in WORKDIR (from another process)."""
+        with open(os.path.join(workdir, "engine.json"), encoding="ascii") as handle:
+            state = json.load(handle)
+        engine = cls(workdir, state["netns"])
+        engine.init = state["init"]
+        return engine
 
     def _answers(self):
         """Whether the API socket answers Docker's /_ping."""
@@ -269,46 +314,63 @@ class Engine:
         return tag, built, time.monotonic() - started
 
     def _end_service(self):
-        """SIGTERM to unshare reaches catatonit (--kill-child), which passes it
-        to podman; when catatonit, PID 1 of the namespace, is gone, so is every
-        process in it. SIGKILL to it if it lingers."""
-        if self.service.poll() is None:
-            self.service.terminate()
-            try:
-                self.service.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.service.pid, signal.SIGKILL)
-                self.service.wait(5)
+        """SIGTERM to catatonit, PID 1 of the service's namespace, which passes
+        it to podman (unshare itself ignores SIGTERM while it waits); once
+        catatonit is gone, so is every process in the namespace. SIGKILL to it
+        if it lingers."""
+        alive = self.init and os.path.exists(f"/proc/{self.init}")
+        if alive:
+            os.kill(self.init, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while self.init and os.path.exists(f"/proc/{self.init}") and time.monotonic() < deadline:
+        while alive and os.path.exists(f"/proc/{self.init}") and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self.init and os.path.exists(f"/proc/{self.init}"):
+        if alive and os.path.exists(f"/proc/{self.init}"):
             os.kill(self.init, signal.SIGKILL)
+        if self.service:
+            if self.init is None and self.service.poll() is None:
+                os.killpg(self.service.pid, signal.SIGKILL)  # failed before it had an init
+            self.service.wait(10)
 
     def stop(self):
         """Remove every container and network this engine made, end its
         service (and with its PID namespace anything left), remove its state.
         Safe to call more than once and after a failed start."""
-        if self.service and self.service.poll() is None and self._answers():
+        if (self.service or self.init) and self._answers():
             self.podman("rm", "--all", "--force", "--time", "2", check=False)
             self.podman("network", "prune", "--force", check=False)
-        if self.service:
+        if self.service or self.init:
             self._end_service()
         self.service = self.init = None
         for name in STATE_DIRS:
             shutil.rmtree(os.path.join(self.workdir, name), ignore_errors=True)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
+        for path in (self.socket, os.path.join(self.workdir, "engine.json")):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="The container tests' engine and image.")
-    parser.add_argument("action", choices=("image",))
+    parser.add_argument("action", choices=("image", "up", "down"))
+    parser.add_argument("workdir", nargs="?", help="up/down: the engine's folder")
+    parser.add_argument("netns", nargs="?", help="up: the network namespace to run in")
     parser.add_argument("--cache-dir", default=CACHE_DIR)
     args = parser.parse_args(argv)
-    folder, built = rootfs(args.cache_dir)
-    how = f"built in {built:.1f} s" if built else "cached"
-    print(f"{folder} ({how}); imported as {image_tag()}")
+    if args.action == "image":
+        folder, built = rootfs(args.cache_dir)
+        how = f"built in {built:.1f} s" if built else "cached"
+        print(f"{folder} ({how}); imported as {image_tag()}")
+    elif args.action == "up":
+        engine = Engine(args.workdir, args.netns).start()
+        try:
+            tag, _, _ = engine.load_image(args.cache_dir)
+            with open(os.path.join(HERE, "..", "test/fixtures/odoo.conf"), encoding="utf-8") as f:
+                project = write_project(os.path.join(engine.workdir, "project"), tag, f.read())
+        except BaseException:
+            engine.stop()
+            raise
+        print(f"export DOCKER_HOST={engine.url}\n# image {tag}, compose project {project}")
+    else:
+        Engine.running(args.workdir).stop()
     return 0
 
 

@@ -18,25 +18,12 @@ import time
 
 import pytest
 
-from rig.containers import STANDIN_IN_IMAGE, Engine
+from rig.containers import Engine, write_project
 from rig.field import HARDCODED
 from rig.probe import check_from, whoami_from
 from rig.sandbox import Sandbox
 
 TX_ID = "odoo_websocket-host-transaction-applied"
-COMPOSE = """# Odoo behind nginx: a compose file as found in the field.
-services:
-  odoo:
-    image: {image}
-    command: ["python3", "{standin}", "--config", "/etc/odoo/odoo.conf",
-              "--odoo-version", "17.0"]
-    restart: unless-stopped
-    ports:
-      - "8069:8069"   # web client
-      - "8072:8072"   # bus / websocket
-    volumes:
-      - ./config:/etc/odoo
-"""
 
 
 class DockerHost:
@@ -54,9 +41,8 @@ class DockerHost:
         box = self.box
         with open(box.odoo_conf, encoding="utf-8") as handle:
             conf = handle.read() + "workers = 2\ngevent_port = 8072\n"
-        box.write(self.config, conf, mode=0o640)
         os.unlink(box.odoo_conf)
-        box.write(box.compose_file, COMPOSE.format(image=image, standin=STANDIN_IN_IMAGE))
+        assert write_project(os.path.dirname(box.compose_file), image, conf) == box.compose_file
         site = os.path.join(box.nginx_dir, "sites-available/odoo")
         box.write(site, HARDCODED)
         os.symlink(site, os.path.join(box.nginx_dir, "sites-enabled/odoo"))
