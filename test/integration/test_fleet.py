@@ -36,6 +36,7 @@ from bench.fleet import (
     snapshot,
 )
 from rig.field import LINK, SITE
+from rig.fleet import nginx_workers
 
 MAP = "/etc/nginx/conf.d/odoo_websocket_map.conf"  # pillar.example's
 ODOO_CONF = "/etc/odoo/odoo.conf"
@@ -59,10 +60,6 @@ def digests(root):
         path: hashlib.sha256(entry[0]).hexdigest() if isinstance(entry[0], bytes) else entry
         for path, entry in snapshot(root).items()
     }
-
-
-def nginx_workers(host):
-    return set(host.exec("pgrep", "-f", "nginx: worker").stdout.split())
 
 
 def odoo_ports(spec):
