@@ -382,6 +382,16 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
     return verdict
 
 
+def _main_arguments(conf_file, name):
+    """The first argument of each NAME directive in CONF_FILE's main context."""
+    try:
+        payload = crossplane.parse(conf_file, single=True, **_PARSE_OPTIONS)
+        parsed = payload["config"][0]["parsed"]
+    except (IndexError, KeyError, OSError):
+        return []
+    return [d["args"][0] for d in parsed if d["directive"] == name and d["args"]]
+
+
 def pid_file(conf_file="/etc/nginx/nginx.conf"):
     """
     The path of the pid file that CONF_FILE's ``pid`` directive names
@@ -393,14 +403,22 @@ def pid_file(conf_file="/etc/nginx/nginx.conf"):
 
         salt '*' odoo_websocket_nginx.pid_file
     """
-    path = "/run/nginx.pid"
-    try:
-        payload = crossplane.parse(conf_file, single=True, **_PARSE_OPTIONS)
-        for directive in payload["config"][0]["parsed"]:
-            if directive["directive"] == "pid" and directive["args"]:
-                path = directive["args"][0]
-    except (IndexError, KeyError, OSError):
-        pass
+    path = (_main_arguments(conf_file, "pid") or ["/run/nginx.pid"])[-1]
     if not os.path.isabs(path):
         path = os.path.join(os.path.dirname(conf_file), path)
     return path
+
+
+def error_logs(conf_file="/etc/nginx/nginx.conf"):
+    """
+    The files CONF_FILE's main-context ``error_log`` directives name: where
+    nginx's master says why it refused a reload (not stderr, syslog or a
+    relative path).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_nginx.error_logs
+    """
+    return [path for path in _main_arguments(conf_file, "error_log") if os.path.isabs(path)]

@@ -13,6 +13,9 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_websocket_nginx_service"
 
+# How long a reload may take to start new workers (a refusal shows sooner).
+RELOAD_WAIT = 10
+
 
 def __virtual__():
     return __virtualname__
@@ -136,12 +139,39 @@ def activate(
         return "nginx not reloaded (nginx:reload is false)"
     master = pid(conf_file)
     before = _workers(master)
+    logs = {path: _size(path) for path in __salt__["odoo_websocket_nginx.error_logs"](conf_file)}
     _signal(conf_file, binary, "reload")
     # The signal only asks: the master starts new workers once it has read and
-    # applied the configuration (binding its ports). No new worker: refused.
-    if not _wait(lambda: _workers(master) - before, 10):
+    # applied the configuration (binding its ports). No new worker: refused;
+    # an [emerg] in its error log says so (and why) at once.
+    _wait(lambda: _workers(master) - before or _refusal(logs), RELOAD_WAIT)
+    if not _workers(master) - before:
+        why = _refusal(logs) or "its error log says why, e.g. a port in use"
         raise CommandExecutionError(
             f"nginx did not take the new configuration: its master (pid {master}) started no "
-            "new workers after the reload (its error log says why, e.g. a port in use)"
+            f"new workers after the reload ({why})"
         )
     return "nginx reloaded gracefully (new workers running)"
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _refusal(logs):
+    """The first [emerg] line written to LOGS ({path: size before}) since,
+    or None: what nginx's master says when it refuses a configuration."""
+    for path, offset in logs.items():
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset if offset <= _size(path) else 0)
+                written = handle.read(65536).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in written.splitlines():
+            if "[emerg]" in line:
+                return line.split("[emerg]", 1)[1].split(": ", 1)[-1].strip()
+    return None

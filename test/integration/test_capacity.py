@@ -94,6 +94,7 @@ def test_rejected_or_refused_capacity_changes_leave_nginx_conf_byte_for_byte(run
         refused = apply(box, [change, held])
     assert refused["result"] is False, refused
     assert "nginx did not take the new configuration" in refused["comment"]
+    assert "(98: Address already in use)" in refused["comment"]  # nginx's error log
     assert "Every file of the run was restored from backup" in refused["comment"]
     assert box.fingerprint() == before
     assert worker_files(box) == served

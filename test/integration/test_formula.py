@@ -591,9 +591,10 @@ def test_reload_that_nginx_refuses_is_rolled_back(formula, running_nginx):
         port = holder.getsockname()[1]
         before = box.fingerprint()
         pillar = box.pillar(nginx={"http_port": port, "listen_addresses": ["127.0.0.1"]})
-        assert_rolled_back(
-            formula.apply(pillar), box, before, "nginx did not take the new configuration"
-        )
+        result = formula.apply(pillar)
+        assert_rolled_back(result, box, before, "nginx did not take the new configuration")
+    # Why, from nginx's error log (read at once, not after the whole wait).
+    assert f"{port} failed (98: Address already in use)" in states(result)[TX_ID]["comment"]
     assert status_of(box.http_port, "/websocket") == 404  # the old site still serves
 
 
