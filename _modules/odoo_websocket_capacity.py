@@ -251,8 +251,9 @@ def edit(text, found, max_sessions, cpus, ceiling=None):
         inserts.append(_insert_connections(lines, found["events"], connections, unit))
     if wanted > had and found["rlimit"] is None:
         inserts.append(_insert_rlimit(lines, found, wanted))
+    eol = "\r" if "\r\n" in text else ""  # a CRLF file gets CRLF lines
     for index, line in sorted(filter(None, inserts), reverse=True):
-        lines.insert(index, line)
+        lines.insert(index, line + eol)
     sized = {"workers": workers, "connections": connections, "rlimit": max(wanted, had)}
     return dict(sized, text="\n".join(lines), sessions=held(sized))
 

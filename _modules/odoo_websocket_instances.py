@@ -1,6 +1,7 @@
 """
 Several Odoo instances on one host: ``odoo_websocket:instances``, a mapping
-of instance name to that instance's settings. Pure: no file or network I/O.
+of instance name to that instance's settings. Pure but for one read: file
+paths are compared with their links followed.
 
 - The keys at the top level are the defaults every instance inherits
   (merged recursively; lists replace). No ``instances`` (or an empty one):
@@ -18,6 +19,7 @@ of instance name to that instance's settings. Pure: no file or network I/O.
 ``odoo_websocket_settings.settings`` validates and derives each instance.
 """
 
+import os
 import posixpath
 import re
 
@@ -113,7 +115,7 @@ def split(data):
     """
     given = data.get("instances")
     top = dict(data, instances={})
-    if not given:  # None or {}: the single-instance pillar
+    if given is None or given == {}:  # the single-instance pillar
         return {"instances": {IMPLICIT: top}, "implicit": True, "errors": []}
     if not isinstance(given, dict):
         error = f"{_WHERE}: must be a mapping of instance name to settings"
@@ -147,14 +149,19 @@ def located(name, errors):
     ]
 
 
+def _real(path):
+    """PATH with its links followed (read only): two instances must not reach
+    one odoo.conf, compose file or site through a link (odoo.conf links are
+    common on real hosts)."""
+    return os.path.realpath(path)
+
+
 def _uses(settings):
     """What one instance holds that no other may: {label: [values]}."""
     nginx, odoo, compose = settings["nginx"], settings["odoo"], settings["compose"]
     ports = [nginx["http_port"]] + ([nginx["tls"]["port"]] if nginx["tls"]["enabled"] else [])
     uses = {
-        "nginx:site_file or site_link": [
-            posixpath.normpath(nginx[key]) for key in _NAMED_FILES if nginx[key]
-        ],
+        "nginx:site_file or site_link": [_real(nginx[key]) for key in _NAMED_FILES if nginx[key]],
         "upstream name (nginx:upstream_http, upstream_evented)": [
             nginx[key] for key in _NAMED_UPSTREAMS
         ],
@@ -165,10 +172,10 @@ def _uses(settings):
         "compose service (compose:file, compose:service)": [],
     }
     if odoo["config"]["enabled"]:
-        uses["odoo.conf (odoo:config:file)"].append(posixpath.normpath(odoo["config"]["file"]))
+        uses["odoo.conf (odoo:config:file)"].append(_real(odoo["config"]["file"]))
     if compose["enabled"]:
         uses["compose service (compose:file, compose:service)"].append(
-            f"{compose['service']} in {posixpath.normpath(compose['file'])}"
+            f"{compose['service']} in {_real(compose['file'])}"
         )
     return uses
 

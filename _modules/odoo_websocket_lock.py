@@ -4,8 +4,10 @@ folder, whoever starts it (a state run, a restore, a clean, a recovery).
 
 It lives in the backup folder, which must be safe first
 (``odoo_websocket_backups.unsafe_folder``): nobody but root may plant or swap
-files there. The change engine holds it with :py:func:`acquire` and
-:py:func:`release`; it writes nothing but the lock file and the folder's mark.
+files there; a "lock" file there that the formula did not make (no mark
+beside it) is another tool's, and the folder is refused. The change engine
+holds the lock with :py:func:`acquire` and :py:func:`release`; it writes
+nothing but the lock file and the folder's mark.
 """
 
 import contextlib
@@ -35,6 +37,12 @@ def _open(backup_dir, dry):
         unsafe = __salt__["odoo_websocket_backups.unsafe_folder"](backup_dir)
         if unsafe:
             raise OSError(f"{unsafe}: another user could plant or swap files there")
+        # A "lock" the formula did not make (no mark beside it) is another
+        # tool's: never truncated. Other files may share the folder.
+        if os.path.lexists(os.path.join(backup_dir, LOCK)) and not os.path.lexists(
+            os.path.join(backup_dir, MARK)
+        ):
+            raise OSError(f"its '{LOCK}' is not the formula's (no {MARK} mark): not its folder")
         # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
         if not dry:

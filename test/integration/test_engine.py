@@ -123,6 +123,20 @@ def test_unusable_backup_dir(sandbox, tmp_path):
     assert sandbox.fingerprint() == before
 
 
+def test_another_tools_folder_is_never_used_for_backups(sandbox, tmp_path):
+    """A folder holding other files and no mark of the formula's is refused
+    whole: its own 'lock' is not truncated, nothing is added."""
+    other = tmp_path / "other-tool"
+    other.mkdir(mode=0o700)
+    (other / "lock").write_text("other tool data")
+    before = sandbox.fingerprint()
+    with pytest.raises(CommandExecutionError, match="not its folder"):
+        engine_apply(site_change(sandbox), nginx=nginx_of(sandbox), backup_dir=str(other))
+    assert sorted(os.listdir(other)) == ["lock"]
+    assert (other / "lock").read_text() == "other tool data"
+    assert sandbox.fingerprint() == before
+
+
 def test_full_disk_for_backups(sandbox, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -308,6 +322,7 @@ def test_sigkill_with_nginx_running_is_rolled_back_and_reloaded(live_sandbox, st
 
 def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
     os.makedirs(sandbox.backup_dir, exist_ok=True)
+    open(os.path.join(sandbox.backup_dir, ".odoo_websocket"), "w").close()  # a run's folder
     before = sandbox.fingerprint()
     with open(os.path.join(sandbox.backup_dir, "lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

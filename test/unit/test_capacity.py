@@ -103,6 +103,19 @@ def test_comments_quotes_and_crlf_are_kept(tmp_path):
     )
 
 
+def test_lines_inserted_into_a_crlf_file_end_in_crlf(tmp_path):
+    text = "worker_processes 2;\r\nevents {\r\n    multi_accept on;\r\n}\r\n"
+    result = edited(tmp_path, text, sessions=2000, cpus=2)
+    assert result["text"] == (
+        "worker_processes 2;\r\n"
+        "worker_rlimit_nofile 5512;\r\n"
+        "events {\r\n"
+        "    worker_connections 2756;\r\n"
+        "    multi_accept on;\r\n"
+        "}\r\n"
+    )
+
+
 def test_larger_values_are_never_lowered(tmp_path):
     text = (
         "worker_processes 8;\nworker_rlimit_nofile 65535;\nevents { worker_connections 16384; }\n"

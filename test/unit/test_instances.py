@@ -188,6 +188,27 @@ def test_what_two_instances_share_is_an_error_naming_both(shop, message):
     assert f"odoo_websocket:instances: {message}" in str(raised.value)
 
 
+def test_an_odoo_conf_reached_through_a_link_is_shared_too(tmp_path):
+    """Links to odoo.conf are common: the same file through a link is a clash."""
+    real = tmp_path / "odoo.conf"
+    real.write_text("[options]\n")
+    link = tmp_path / "shop.conf"
+    link.symlink_to(real)
+    instances = merge(copy.deepcopy(TWO), {
+        "erp": {"odoo": {"config": {"file": str(real)}}},
+        "shop": {"odoo": {"config": {"file": str(link)}}},
+    })  # fmt: skip
+    with pytest.raises(Invalid) as raised:
+        settings_mod.settings(with_instances(instances))
+    assert f"erp and shop both use odoo.conf (odoo:config:file) {real}" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", [False, 0, "", []])
+def test_instances_that_are_no_mapping_are_refused(value):
+    with pytest.raises(Invalid, match="odoo_websocket:instances: must be a mapping"):
+        settings_mod.settings(with_instances(value))
+
+
 def test_what_instances_may_share():
     """The same server name on another port, the same compose file with
     another service, an odoo.conf that one of them does not manage."""
