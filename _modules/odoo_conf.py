@@ -19,7 +19,7 @@ MASK = "********"
 _SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
 # Keys whose values are secrets whatever the pillar lists: admin_passwd,
 # db_password, smtp_password, and the passwords, tokens and keys of modules.
-SECRET_KEY = re.compile(r"passw|secret|token|key", re.IGNORECASE)
+SECRET_KEY = re.compile(r"passw|secret|token|key|(?:^|_)pw$", re.IGNORECASE)
 _OPTION = re.compile(r"^(?P<key>[^=:\s][^=:]*?)(?P<sep>\s*[=:]\s*)(?P<value>.*?)\s*$")
 
 
@@ -237,7 +237,7 @@ def set_options(text, options, renames=None):
 def is_secret(key, secret_keys=()):
     """
     Whether odoo.conf option KEY holds a secret: listed in SECRET_KEYS, or
-    naming a password, secret, token or key.
+    naming a password, secret, token or key (or ending in _pw: ldap_bind_pw).
 
     CLI Example:
 

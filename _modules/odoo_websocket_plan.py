@@ -8,7 +8,6 @@ Read only: the change engine (``odoo_websocket_changes.apply``) runs the plan.
 
 import json
 import os
-import re
 
 import salt.utils.data
 import salt.utils.stringutils
@@ -18,12 +17,6 @@ __virtualname__ = "odoo_websocket_plan"
 
 # First line of every file the formula renders: how it knows its own files.
 MARK = "Managed by Salt (odoo_websocket formula)"
-# Compose entries whose values are secrets (KEY: value, - KEY=value), and
-# passwords in URLs (scheme://user:password@host).
-_COMPOSE_SECRET = re.compile(
-    r"""(?im)^(\s*-?\s*["']?[\w.]*(?:passw|_pass\b|secret|token|key)[\w.]*["']?\s*[:=]\s*).+$"""
-)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
 
 def __virtual__():
@@ -32,9 +25,9 @@ def __virtual__():
 
 def masked(text, secret_keys=()):
     """
-    TEXT with every secret value replaced by ``********``: odoo.conf keys
-    (listed, or naming a password, secret, token or key), compose environment
-    entries of the same kind, and passwords in URLs.
+    TEXT with every secret value replaced by ``********``
+    (``odoo_websocket_masking.masked``: odoo.conf secrets, compose
+    environment values, nginx credential headers, passwords in URLs).
 
     CLI Example:
 
@@ -42,9 +35,7 @@ def masked(text, secret_keys=()):
 
         salt '*' odoo_websocket_plan.masked "$(cat /opt/odoo/docker-compose.yml)"
     """
-    text = __salt__["odoo_conf.mask"](text, secret_keys)
-    text = _COMPOSE_SECRET.sub(r"\1********", text)
-    return _URL_PASSWORD.sub(r"\1********@", text)
+    return __salt__["odoo_websocket_masking.masked"](text, secret_keys)
 
 
 def diff(old, new, path):
@@ -525,7 +516,7 @@ def _nginx(settings, part, plan, saltenv):
 
 def _add_nginx_file(plan, path, text):
     current = "" if os.path.islink(path) else (_read(path) or "")
-    _add(plan, "nginx", path, text, {"diff": diff(current, text, path)})
+    _add(plan, "nginx", path, text, {"diff": diff(masked(current), masked(text), path)})
 
 
 def _add_link(plan, path, target):

@@ -21,6 +21,7 @@ conf = load()["odoo_conf"]
         ("      DB_PASS: Pw%8\n", "Pw%8"),
         ("      DATABASE_URL: postgres://odoo:Url%9@db/odoo\n", "Url%9"),
         ("listed_option = Listed%10\n", "Listed%10"),
+        ("ldap_bind_pw = Ldap%11\n", "Ldap%11"),
     ],
 )
 def test_secret_values_are_masked(line, secret):
@@ -35,3 +36,59 @@ def test_plain_values_stay_readable():
     text = "[options]\naddons_path = /mnt/extra-addons\ndb_host = db\n"
     assert plan.masked(text) == text
     assert conf.is_secret("smtp_password") and not conf.is_secret("db_host")
+
+
+COMPOSE_ENVIRONMENTS = """services:
+  odoo:
+    image: odoo:17
+    environment: {HOST: db, USER: Flow%1, PASSWORD: "Flow%2"}
+    ports:
+      - "8069:8069"
+  db:
+    environment: ["POSTGRES_PASSWORD=Flow%3", 'PGDATA=Flow%4']
+  web:
+    environment:
+      PLAIN: Block%5
+      "QUOTED": "Block%6"
+      MULTI: |
+        Block%7
+  worker:
+    environment: &env
+    - ANY=List%8
+    - "QUOTED=List%9"
+    - PASSED_THROUGH
+    command: --workers=2
+"""
+
+
+def test_every_compose_environment_value_is_masked_whatever_its_form():
+    """Block or flow, mapping or list, whatever the variable's name: the
+    values never show; the keys, ports and everything else stay readable."""
+    shown = plan.masked(COMPOSE_ENVIRONMENTS)
+    for secret in ("Flow%", "Block%", "List%", "db,"):
+        assert secret not in shown
+    for kept in ("HOST: ********", "PASSWORD: ********", '"POSTGRES_PASSWORD=********"',
+                 "PLAIN: ********", '"QUOTED": ********', "- ANY=********",
+                 '"QUOTED=********"', "- PASSED_THROUGH", '- "8069:8069"',
+                 "command: --workers=2", "image: odoo:17"):  # fmt: skip
+        assert kept in shown, shown
+
+
+@pytest.mark.parametrize(
+    "line, secret",
+    [
+        ('proxy_set_header Authorization "Basic Ng%1";', "Ng%1"),
+        ("proxy_set_header  proxy-authorization Basic Ng%2;", "Ng%2"),
+        ("proxy_set_header Cookie session_id=Ng%3;", "Ng%3"),
+        ('add_header Set-Cookie "sid=Ng%4; Path=/";', "Ng%4"),
+        ('more_set_headers "Authorization: Bearer Ng%5";', "Ng%5"),
+        ("proxy_set_header X-Api-Key Ng6apikey;", "Ng6"),
+        ("set $odoo_password Ng%7;", "Ng%7"),
+        ("proxy_pass http://odoo:Ng%8@127.0.0.1:8069;", "Ng%8"),
+    ],
+)
+def test_nginx_credentials_are_masked(line, secret):
+    text = f"server {{\n    location / {{\n        {line}\n        proxy_pass http://up;\n"
+    shown = plan.masked(text + "        auth_basic_user_file /etc/nginx/htpasswd;\n    }\n}\n")
+    assert secret not in shown and "********" in shown
+    assert "proxy_pass http://up;" in shown and "auth_basic_user_file /etc/nginx/htpasswd;" in shown
