@@ -316,6 +316,8 @@ def audit(settings):
     """
     Read the live host and return its findings (see the module's doc);
     empty when nothing on the host breaks the websocket or exposes Odoo.
+    With several instances (``settings["instances"]``) every instance is
+    audited, each finding once, its ``why`` naming the instances it concerns.
 
     CLI Example:
 
@@ -323,4 +325,15 @@ def audit(settings):
 
         salt '*' odoo_websocket_audit.audit "{...settings...}"
     """
-    return findings(settings, read_host(settings))
+    instances = settings.get("instances") or {}
+    if len(instances) < 2:
+        return findings(settings, read_host(settings))
+    found, names = {}, {}
+    for name, instance in sorted(instances.items()):
+        for finding in findings(instance, read_host(instance)):
+            key = (finding["id"], finding["file"], finding["line"])
+            found.setdefault(key, finding)
+            names.setdefault(key, []).append(name)
+    return _ordered(
+        [dict(f, why=f"{', '.join(names[key])}: {f['why']}") for key, f in found.items()]
+    )

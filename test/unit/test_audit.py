@@ -4,6 +4,7 @@ file edited by the formula's own editors) has no finding; each finding is
 triggered by one real change to that host (the nginx tree parsed by
 crossplane, every include followed) and not by a near miss."""
 
+import copy
 import importlib.util
 import os
 import socket
@@ -340,6 +341,25 @@ def test_the_field_sites_findings(tmp_path):
         field = Host(str(tmp_path / str(index)))
         field.edit(field.settings["nginx"]["site_file"], lambda _, text=text: text)
         assert {f["id"] for f in field.findings()} == ids
+
+
+def test_every_instance_is_audited_and_named(host):
+    """Several instances: the second one's odoo.conf without proxy_mode is
+    found, named after its instance; what both share is reported once."""
+    shop = copy.deepcopy(host.settings)
+    shop_conf = os.path.join(host.box.root, "etc/odoo/shop.conf")
+    with open(host.box.odoo_conf, encoding="utf-8") as handle:
+        text = handle.read()
+    host.box.write(shop_conf, text.replace("proxy_mode = True", "proxy_mode = False"))
+    shop["odoo"]["config"]["file"] = shop_conf
+    settings = dict(host.settings, instances={"erp": host.settings, "shop": shop})
+    assert audit.audit(host.settings) == []
+    found = audit.audit(settings)
+    assert [(f["file"], f["why"].split(":")[0]) for f in found] == [(shop_conf, "shop")], found
+    # A finding of the shared nginx.conf names both instances, once.
+    host.box.write(host.settings["nginx"]["conf_file"], "events {}\nhttp {\n")
+    shared = [f for f in audit.audit(settings) if f["file"] == host.box.conf_file]
+    assert shared and all(f["why"].startswith("erp, shop: ") for f in shared), shared
 
 
 def test_headers_from_an_include_in_the_location_count(host):
