@@ -97,7 +97,12 @@ def due_restarts(plan, changes):
         salt '*' odoo_websocket_activation.due_restarts '{"restarts": [...]}' '[...]'
     """
     # Per Odoo instance: one instance's changed files restart that one only.
-    touched = {(change.get("concern"), change.get("instance")) for change in changes}
+    # A file two instances share (two compose services) touches both.
+    touched = {
+        (change.get("concern"), instance)
+        for change in changes
+        for instance in change.get("instances") or [change.get("instance")]
+    }
     return [
         r
         for r in plan.get("restarts", [])

@@ -186,9 +186,15 @@ def _planned_for(name, planner, instance, part, plan, saltenv):
     """PLANNER's changes and restarts for one instance, each tagged with its
     NAME: an instance's restart follows its own files only."""
     known = len(plan["changes"]), len(plan["restarts"])
+    before = [change.get("data") for change in plan["changes"]]
     planner(instance, part, plan, saltenv)
     for entry in plan["changes"][known[0] :] + plan["restarts"][known[1] :]:
         entry["instance"] = name
+    # An earlier instance's file this one edited further (two compose
+    # services in one file): its changes restart both.
+    for change, data in zip(plan["changes"], before, strict=False):
+        if change.get("data") != data:
+            change.setdefault("instances", [change["instance"]]).append(name)
 
 
 # Where a linked odoo.conf or compose file may never lead: system files the
@@ -237,8 +243,28 @@ def _link_hijack(path, real):
     return None
 
 
+def _planned(plan, path):
+    """What PATH holds once the plan's earlier changes are made: an earlier
+    instance's edit of a shared file is where the next one starts, so edits
+    of one file chain (its disk content when the plan does not change it)."""
+    real = os.path.realpath(path)
+    for change in plan["changes"]:
+        if change["kind"] == "file" and os.path.realpath(change["path"]) == real:
+            return change["data"]
+    return _read(path)
+
+
 def _add(plan, concern, path, data, shown):
-    plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
+    """One change per path: a path the plan already changes gets the new
+    DATA (planned from the earlier one), SHOWN being from the disk's content."""
+    real = os.path.realpath(path)
+    for change in plan["changes"]:
+        if change["kind"] == "file" and os.path.realpath(change["path"]) == real:
+            change["data"] = data
+            path = change["path"]
+            break
+    else:
+        plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
     plan["diffs"][path] = dict(shown, concern=concern)
 
 
@@ -247,7 +273,7 @@ def _compose(settings, part, plan, saltenv):
     path, service = _target(compose["file"], "compose:file", plan), compose["service"]
     if path is None:
         return
-    current = _read(path)
+    disk, current = _read(path), _planned(plan, path)
     if current is None:
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
         return
@@ -274,8 +300,7 @@ def _compose(settings, part, plan, saltenv):
             f"{path}: {checked['by']} refuses the edited file: {checked['message']}"
         )
         return
-    shown = diff(masked(current), masked(wanted), path)
-    _add(plan, "compose", path, wanted, {"diff": shown})
+    _add(plan, "compose", path, wanted, {"diff": diff(masked(disk), masked(wanted), path)})
 
 
 def _masked_options(old, new, secret_keys):
@@ -307,7 +332,7 @@ def _odoo_conf(settings, part, plan, saltenv):
     path = _target(config["file"], "odoo:config:file", plan)
     if path is None:
         return
-    current = _read(path)
+    disk, current = _read(path), _planned(plan, path)
     if current is None:
         plan["errors"].append(
             f"{config['file']} does not exist: install Odoo (or point odoo:config:file at it) first"
@@ -337,8 +362,8 @@ def _odoo_conf(settings, part, plan, saltenv):
         return
     read, keys = __salt__["odoo_conf.get_options"], config["secret_keys"]
     shown = {
-        "options": _masked_options(read(current), read(wanted), keys),
-        "diff": diff(masked(current, keys), masked(wanted, keys), path),
+        "options": _masked_options(read(disk), read(wanted), keys),
+        "diff": diff(masked(disk, keys), masked(wanted, keys), path),
     }
     _add(plan, "odoo_conf", path, wanted, shown)
 

@@ -7,10 +7,13 @@ import os
 from test_instances import (
     PARTS,
     Sandbox,
+    activation,
     defaults,
     merge,
     planner,  # noqa: F401 (fixture)
+    sandbox_settings,
     settings_mod,
+    write,
 )
 
 
@@ -32,3 +35,38 @@ def test_an_adopted_sites_credentials_are_masked_in_its_diff(planner, tmp_path):
                   if line[:1] in "+ ")  # fmt: skip
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in new
     assert [c["data"] for c in plan["changes"] if c["path"] == old][0].count("\n") >= 20
+
+
+def test_two_services_in_one_compose_file_make_one_change_binding_both(planner, tmp_path):  # noqa: F811
+    """erp's and shop's services in one compose file: shop's edit starts from
+    erp's, the plan changes the file once, its diff from the disk's content,
+    and a change of it recreates both services."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    box.write(box.compose_file, (
+        "services:\n"
+        "  odoo:\n    image: odoo:17\n    ports:\n      - \"8069:8069\"\n      - \"8072:8072\"\n"
+        "  odoo2:\n    image: odoo:17\n    ports:\n      - \"8169:8069\"\n      - \"8172:8072\"\n"
+    ))  # fmt: skip
+    conf2 = os.path.join(box.root, "etc/odoo/odoo2.conf")
+    box.write(conf2, "[options]\n")
+    shop = {
+        "compose": {"service": "odoo2", "published_http_port": 8169, "published_gevent_port": 8172},
+        "odoo": {"config": {"file": conf2}},
+        "nginx": {"server_name": ["shop.example.com"]},
+    }
+    settings = sandbox_settings(box, {"erp": {"nginx": {"server_name": ["erp.example.com"]}},
+                                      "shop": shop})  # fmt: skip
+    plan = planner.build(settings, {"compose": {}})
+    assert plan["errors"] == []
+    edits = [c for c in plan["changes"] if c["path"] == box.compose_file]
+    assert len(edits) == 1 and edits[0]["instances"] == ["erp", "shop"]
+    for entry in ("127.0.0.1:8069:8069", "127.0.0.1:8072:8072",
+                  "127.0.0.1:8169:8069", "127.0.0.1:8172:8072"):  # fmt: skip
+        assert f'"{entry}"' in edits[0]["data"]
+        assert f'+      - "{entry}"' in plan["diffs"][box.compose_file]["diff"]
+    assert '-      - "8069:8069"' in plan["diffs"][box.compose_file]["diff"]
+    due = activation.due_restarts(plan, edits)
+    assert sorted((r["what"], r["instance"]) for r in due) == [
+        ("recreate odoo", "erp"), ("recreate odoo2", "shop")]  # fmt: skip
+    write(plan)
+    assert planner.build(settings, {"compose": {}})["changes"] == []
