@@ -24,6 +24,11 @@ import uuid
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "odoo_websocket_backups"
+# Why a path of a formula's set may no longer be managed, and the remedy.
+_REMOVED = (
+    " (an instance since removed from the pillar? put it back in the pillar to restore or "
+    "clean its files); nothing was touched."
+)
 
 DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
 JOURNAL = "journal.json"
@@ -216,7 +221,7 @@ def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, manage
     outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
     if outside:
         plan["errors"].append(f"Backup {backup_id} names paths the formula does not manage: "
-                              + ", ".join(outside) + "; nothing was touched.")  # fmt: skip
+                              + ", ".join(outside) + _REMOVED)  # fmt: skip
     return plan
 
 
@@ -267,7 +272,7 @@ def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
     outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
     if outside:
         plan["errors"].append("The backup sets name paths the formula does not manage: "
-                              + ", ".join(outside) + "; nothing was touched.")  # fmt: skip
+                              + ", ".join(outside) + _REMOVED)  # fmt: skip
     return plan
 
 
