@@ -8,6 +8,7 @@ Read only: the change engine (``odoo_websocket_changes.apply``) runs the plan.
 
 import json
 import os
+import re
 
 import salt.utils.data
 import salt.utils.stringutils
@@ -89,9 +90,37 @@ def _read(path):
         return None
 
 
-def _ours(path):
+# The first line of a site the formula writes names where it was written:
+# a copy of it elsewhere (an operator's staging site) is not the formula's.
+_MARKED = re.compile(rf"^# {re.escape(MARK)}: (/.*?)(?: \(local changes are overwritten\))?$")
+# Site files the formula named itself before its mark named the path.
+_DEFAULT_SITE = re.compile(r"odoo_websocket(?:_[a-z0-9_-]{1,32})?\.conf")
+
+
+def _stamped(text, path):
+    """TEXT (a rendered site) with the mark naming PATH as its first line, in
+    place of the template's mark (added when a TOFS template dropped it)."""
+    lines = text.splitlines(keepends=True)
+    if lines and MARK in lines[0]:
+        lines = lines[1:]
+    return f"# {MARK}: {path} (local changes are overwritten)\n" + "".join(lines)
+
+
+def _ours(path, names=(), folders=()):
+    """Whether the site file PATH (a real path; NAMES: the paths nginx loads
+    it by) is one the formula wrote: its mark names PATH or one of NAMES. A
+    mark without a path (written before marks named one) counts only on a
+    site file name of the formula's own (odoo_websocket.conf,
+    odoo_websocket_<instance>.conf) in one of the site FOLDERS."""
     text = _read(path) if os.path.isfile(path) else None
-    return bool(text) and MARK in "".join(text.splitlines(keepends=True)[:3])
+    head = (text or "").splitlines()[:3]
+    for line in head:
+        named = _MARKED.match(line)
+        if named:
+            return named.group(1) in set(names) | {path} or os.path.realpath(named.group(1)) == path
+    return any(MARK in line for line in head) and (
+        os.path.dirname(path) in folders and bool(_DEFAULT_SITE.fullmatch(os.path.basename(path)))
+    )
 
 
 def managed_paths(settings):
@@ -427,7 +456,7 @@ def _site_target(nginx, names, ports, payload, plan, owned):
     if problem:
         plan["errors"].append(problem)
         return None
-    if not _ours(files[0]):
+    if not _ours(files[0]):  # no note when the formula wrote that file itself
         plan["notes"].append(
             f"Adopting the existing site {files[0]} (it answered for {listed} at "
             f"{_where(found)}): replaced by the formula's site; the old one is backed up."
@@ -460,18 +489,19 @@ def _foreign_servers(path, names, ports, payload):
     )
 
 
-def _stale_sites(payload, targets, plan):
+def _stale_sites(payload, targets, folders, plan):
     """Sites the formula wrote earlier that no longer answer for its names
     (server_name changed, an instance removed from the pillar): loaded by
-    nginx, marked as the formula's (MARK) and none of this run's TARGETS.
-    Removed, with the links that load them, so their upstreams do not clash
-    with the new sites'."""
+    nginx, marked as the formula's at their own path (:py:func:`_ours`;
+    FOLDERS: the site folders) and none of this run's TARGETS. Removed, with
+    the links that load them, so their upstreams do not clash with the new
+    sites'."""
     keep = {os.path.realpath(target) for target in targets}
     loaded = {}
     for block in __salt__["odoo_websocket_nginx.server_blocks"](payload):
         loaded.setdefault(block["real"], set()).add(block["file"])
     for real, paths in sorted(loaded.items()):
-        if real in keep or not _ours(real):
+        if real in keep or not _ours(real, paths, folders):
             continue
         for path in sorted(paths | {real}):
             if path == real or os.path.islink(path):
@@ -496,7 +526,7 @@ def _sites(instances, texts, payload, plan):
         if target is None or other != name:
             stop = True
             continue
-        _add_nginx_file(plan, target, texts[name])
+        _add_nginx_file(plan, target, _stamped(texts[name], target))
         if target == nginx["site_file"] and nginx["site_link"]:
             _add_link(plan, nginx["site_link"], nginx["site_file"])
         sites.append({"site_file": target, "names": names, "ports": ports,
@@ -519,7 +549,10 @@ def _nginx(settings, part, plan, saltenv):
     sites = _sites(instances, texts, payload, plan)
     if sites is None:
         return
-    _stale_sites(payload, [site["site_file"] for site in sites], plan)
+    folders = {
+        os.path.dirname(os.path.realpath(i["nginx"]["site_file"])) for i in instances.values()
+    }
+    _stale_sites(payload, [site["site_file"] for site in sites], folders, plan)
     _add_nginx_file(plan, nginx["map_file"], map_text)
     capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
     if capacity["note"]:

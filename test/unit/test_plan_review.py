@@ -11,6 +11,7 @@ from test_instances import (
     defaults,
     merge,
     planner,  # noqa: F401 (fixture)
+    sandbox_instances,
     sandbox_settings,
     settings_mod,
     write,
@@ -70,3 +71,46 @@ def test_two_services_in_one_compose_file_make_one_change_binding_both(planner, 
         ("recreate odoo", "erp"), ("recreate odoo2", "shop")]  # fmt: skip
     write(plan)
     assert planner.build(settings, {"compose": {}})["changes"] == []
+
+
+def _absent(plan):
+    return {c["path"] for c in plan["changes"] if c["kind"] == "absent"}
+
+
+def test_an_operators_copy_of_a_formula_site_is_kept(planner, tmp_path):  # noqa: F811
+    """The formula's site copied to sites-enabled/staging (its names and
+    upstreams changed): its mark names the formula's path, not its own, so it
+    stays; the formula's own site of a removed instance is still removed."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    write(planner.build(sandbox_settings(box, sandbox_instances(box, "erp", "shop")), PARTS))
+    erp = f"{box.nginx_dir}/sites-available/odoo_websocket_erp.conf"
+    text = open(erp).read()
+    assert text.splitlines()[0] == (
+        f"# Managed by Salt (odoo_websocket formula): {erp} (local changes are overwritten)"
+    )
+    staging = os.path.join(box.nginx_dir, "sites-enabled/staging")
+    box.write(staging, text.replace("odoo_websocket_", "staging_").replace(
+        "server_name erp.example.com", "server_name staging.example.com"))  # fmt: skip
+
+    plan = planner.build(sandbox_settings(box, sandbox_instances(box, "erp")), PARTS)
+    assert plan["errors"] == []
+    shop = [f"{box.nginx_dir}/sites-{d}/odoo_websocket_shop.conf" for d in ("available", "enabled")]
+    assert _absent(plan) == set(shop)
+
+
+def test_a_site_marked_before_marks_named_a_path(planner, tmp_path):  # noqa: F811
+    """A mark without a path (an earlier version): the formula's only under a
+    site file name of its own in the site folder."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    write(planner.build(sandbox_settings(box, sandbox_instances(box, "erp", "shop")), PARTS))
+    legacy = "# Managed by Salt (odoo_websocket formula): local changes are overwritten.\n"
+    shop = f"{box.nginx_dir}/sites-available/odoo_websocket_shop.conf"
+    text = legacy + open(shop).read().split("\n", 1)[1]
+    box.write(shop, text)
+    copy = os.path.join(box.nginx_dir, "sites-enabled/shop-copy")
+    box.write(
+        copy, text.replace("odoo_websocket_", "copy_").replace("shop.example", "copy.example")
+    )
+    plan = planner.build(sandbox_settings(box, sandbox_instances(box, "erp")), PARTS)
+    assert plan["errors"] == []
+    assert _absent(plan) == {shop, f"{box.nginx_dir}/sites-enabled/odoo_websocket_shop.conf"}
