@@ -4,7 +4,7 @@ A real container engine for the tests: Debian's podman, rootful, run by the
 test itself and gone when it ends.
 
 - The test image is built from Debian packages only: `debootstrap
-  --variant=minbase --include=python3` into a root file system cached under
+  --variant=minbase --include=python3,nginx-light` into a root file system cached under
   CACHE_DIR by a hash of its recipe (rebuilt when the recipe changes), then
   imported with the stand-in Odoo added (`podman import`), tagged with a
   hash of both. No registry is ever asked.
@@ -54,7 +54,8 @@ CATATONIT = "/usr/libexec/podman/catatonit"
 RECIPE = {
     "tool": "debootstrap",
     "variant": "minbase",
-    "include": ["python3"],
+    # nginx for the minion's container (test_container_minion.py).
+    "include": ["python3", "nginx-light"],
     "suite": "bookworm",
     "mirror": "http://deb.debian.org/debian",
 }
