@@ -24,6 +24,7 @@ NAMES = (
     "odoo_websocket_nginx_service",
     "odoo_websocket_capacity",
     "odoo_websocket_masking",
+    "odoo_websocket_sites",
     "odoo_websocket_plan",
     "odoo_websocket_backups",
     "odoo_websocket_activation",

@@ -1,0 +1,189 @@
+"""
+Where the formula's nginx sites go: each instance's own site file, or the
+file of a site that already answers for its names (adopted, as
+``nginx:existing_site`` says); the mark on a site's first line, naming the
+path the formula wrote it to; and the formula's earlier sites that no
+instance uses any more. Reads the parsed tree and the sites' first lines;
+writes nothing (the plan adds the changes).
+"""
+
+import os
+import re
+
+__virtualname__ = "odoo_websocket_sites"
+
+MARK = "Managed by Salt (odoo_websocket formula)"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+# The first line of a site the formula writes names where it was written:
+# a copy of it elsewhere (an operator's staging site) is not the formula's.
+_MARKED = re.compile(rf"^# {re.escape(MARK)}: (/.*?)(?: \(local changes are overwritten\))?$")
+# Site files the formula named itself before its mark named the path.
+_DEFAULT_SITE = re.compile(r"odoo_websocket(?:_[a-z0-9_-]{1,32})?\.conf")
+
+
+def stamped(text, path):
+    """
+    TEXT (a rendered site) with the mark naming PATH as its first line, in
+    place of the template's mark (added when a TOFS template dropped it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_sites.stamped "$(cat site.conf)" /etc/nginx/sites-available/x
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and MARK in lines[0]:
+        lines = lines[1:]
+    return f"# {MARK}: {path} (local changes are overwritten)\n" + "".join(lines)
+
+
+def ours(path, names=(), folders=()):
+    """
+    Whether the site file PATH (a real path; NAMES: the paths nginx loads
+    it by) is one the formula wrote: its mark names PATH or one of NAMES. A
+    mark without a path (written before marks named one) counts only on a
+    site file name of the formula's own (odoo_websocket.conf,
+    odoo_websocket_<instance>.conf) in one of the site FOLDERS.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_sites.ours /etc/nginx/sites-available/odoo_websocket.conf
+    """
+    text = _read(path) if os.path.isfile(path) else None
+    head = (text or "").splitlines()[:3]
+    for line in head:
+        named = _MARKED.match(line)
+        if named:
+            return named.group(1) in set(names) | {path} or os.path.realpath(named.group(1)) == path
+    return any(MARK in line for line in head) and (
+        os.path.dirname(path) in folders and bool(_DEFAULT_SITE.fullmatch(os.path.basename(path)))
+    )
+
+
+def _where(blocks):
+    return ", ".join(f"{block['file']}:{block['line']}" for block in blocks)
+
+
+def target(nginx, names, ports, payload, owned=()):
+    """
+    Where one instance's site goes (NGINX: its nginx settings; NAMES, PORTS:
+    what it serves; PAYLOAD: the parsed tree): its own site_file, or the file
+    of a site that already answers for its names (adopted), as
+    ``nginx:existing_site`` says. OWNED: the real paths of every instance's
+    own site file (rewritten in this run, never adopted). Returns
+    ``{"target": path or None (it must stop), "notes": [...], "errors": [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_sites.target "{...nginx...}" '[erp.example.com]' '[80]' "{...}"
+    """
+    plan = {"notes": [], "errors": []}
+    plan["target"] = _target(nginx, names, ports, payload, plan, owned)
+    return plan
+
+
+def _target(nginx, names, ports, payload, plan, owned):
+    answering = __salt__["odoo_websocket_nginx.answering"](payload, names, ports)
+    found = [block for block in answering if block["real"] not in owned]
+    if not found:
+        return nginx["site_file"]
+    mode, listed = nginx["existing_site"], ", ".join(names)
+    if mode == "keep":
+        plan["notes"].append(
+            f"Kept, as nginx:existing_site asks: {_where(found)} also answer(s) for {listed}, "
+            "and nginx ignores the formula's site for those names."
+        )
+        return nginx["site_file"]
+    files = sorted({block["real"] for block in found})
+    if mode == "fail":
+        plan["errors"].append(
+            f"{_where(found)} already answer(s) for {listed}. Set nginx:existing_site to adopt "
+            "(the formula replaces that file, backed up) or keep."
+        )
+        return None
+    if len(files) > 1 or files[0] == os.path.realpath(nginx["conf_file"]):
+        plan["errors"].append(
+            f"{_where(found)} answer for {listed}, in {len(files)} file(s) the formula cannot "
+            "take over as one site file (several files, or nginx.conf itself): remove all but "
+            "one, or set nginx:existing_site to keep or fail."
+        )
+        return None
+    problem = _foreign_servers(files[0], names, ports, payload)
+    if problem:
+        plan["errors"].append(problem)
+        return None
+    if not ours(files[0]):  # no note when the formula wrote that file itself
+        plan["notes"].append(
+            f"Adopting the existing site {files[0]} (it answered for {listed} at "
+            f"{_where(found)}): replaced by the formula's site; the old one is backed up."
+        )
+    return files[0]
+
+
+def _foreign_servers(path, names, ports, payload):
+    """The formula replaces whole files: a server block in PATH for other
+    names, or on ports the formula does not serve (an https block while
+    nginx:tls is off), would be lost. Returns why, or None."""
+    wanted = {name.lower() for name in names}
+    others = [
+        b
+        for b in __salt__["odoo_websocket_nginx.server_blocks"](payload)
+        if b["real"] == path and not (set(b["names"]) <= wanted and b["ports"] <= set(ports))
+    ]
+    if not others:
+        return None
+    served = sorted({n for b in others for n in b["names"]} - wanted) or sorted(
+        {n for b in others for n in b["names"]}
+    )
+    on = sorted({p for b in others for p in b["ports"]} - set(ports))
+    return (
+        f"{path} answers for {', '.join(names)} but also serves {', '.join(served)}"
+        + (f" on port {', '.join(map(str, on))}" if on else "")
+        + f" ({_where(others)}): the formula replaces whole files. Move those server blocks "
+        "to a file of their own (or enable nginx:tls for an https block), or set "
+        "nginx:existing_site to keep or fail."
+    )
+
+
+def stale(payload, targets, folders=()):
+    """
+    Sites the formula wrote earlier that no longer answer for its names
+    (server_name changed, an instance removed from the pillar): loaded by
+    nginx (PAYLOAD), marked as the formula's at their own path (see
+    :py:func:`ours`; FOLDERS: the site folders) and none of this run's
+    TARGETS. Returns their paths and the links that load them: the plan
+    removes them, so their upstreams do not clash with the new sites'.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_sites.stale "{...}" '[/etc/nginx/sites-available/odoo.conf]'
+    """
+    keep = {os.path.realpath(target) for target in targets}
+    loaded, found = {}, []
+    for block in __salt__["odoo_websocket_nginx.server_blocks"](payload):
+        loaded.setdefault(block["real"], set()).add(block["file"])
+    for real, paths in sorted(loaded.items()):
+        if real in keep or not ours(real, paths, folders):
+            continue
+        found.extend(p for p in sorted(paths | {real}) if p == real or os.path.islink(p))
+    return found
