@@ -48,7 +48,10 @@ class Odoo:
             [sys.executable, STANDIN, "--config", str(self.conf), "--odoo-version", version,
              "--log", str(self.log), "--ping-interval", str(ping_interval)]
         )  # fmt: skip
-        wait_for(lambda: probe.port_answers("127.0.0.1", self.http_port))
+        # Both ports: the stand-in opens them one after the other.
+        ports = [self.http_port] + ([self.evented_port] if int(options.get("workers", 0)) else [])
+        for port in ports:
+            wait_for(lambda port=port: probe.port_answers("127.0.0.1", port))
 
     def write(self, options):
         text = "[options]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())

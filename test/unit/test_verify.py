@@ -42,6 +42,7 @@ class Standin:
 
     def __init__(self, folder, version="17.0", workers=0, http_port=None):
         self.http_port, self.evented_port = http_port or free_port(), free_port()
+        self.workers = workers
         evented_key = "gevent_port" if int(version.split(".")[0]) >= 16 else "longpolling_port"
         self.log = folder / "odoo.log"
         conf = folder / "odoo.conf"
@@ -57,7 +58,9 @@ class Standin:
 
     def ready(self, timeout=10):
         deadline = time.monotonic() + timeout
-        while not listening(self.http_port):
+        # Both ports: the stand-in opens them one after the other.
+        ports = [self.http_port] + ([self.evented_port] if self.workers else [])
+        while not all(map(listening, ports)):
             assert time.monotonic() < deadline, "stand-in Odoo did not start"
             time.sleep(0.05)
         return self
