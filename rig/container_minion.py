@@ -19,16 +19,13 @@ test/integration/test_container_minion.py.
   SIGHUP) start with it, then the minion.
 """
 
-import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 
-from rig.containers import CACHE_DIR, STANDIN_IN_IMAGE
+from rig.containers import CACHE_DIR, STANDIN_IN_IMAGE, cached_build
 from rig.sandbox import REPO
 
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -63,27 +60,9 @@ def _venv_hash():
 
 def salt_venv(cache_dir=CACHE_DIR):
     """The minion's virtual environment, built unless the cache holds one of
-    this recipe. Returns (folder, seconds spent building: 0 when cached).
-    Built where it stays (a venv's scripts name it by path): a folder without
-    its .complete mark is a failed build, removed and built again. Folders of
-    other recipes are removed after a build."""
-    os.makedirs(cache_dir, exist_ok=True)
-    folder = os.path.join(cache_dir, f"venv-{_venv_hash()}")
-    with open(os.path.join(cache_dir, "venv.lock"), "w", encoding="ascii") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(os.path.join(folder, ".complete")):
-            return folder, 0.0
-        started = time.monotonic()
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            _build_venv(folder)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        for name in os.listdir(cache_dir):
-            if name.startswith("venv-") and name != os.path.basename(folder):
-                shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
-        return folder, time.monotonic() - started
+    this recipe (rig.containers.cached_build). Returns (folder, seconds spent
+    building: 0 when cached)."""
+    return cached_build(cache_dir, "venv", _venv_hash(), _build_venv)
 
 
 def _build_venv(folder):

@@ -40,7 +40,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,29 +112,37 @@ def image_tag():
         return f"{IMAGE_NAME}:{_digest(recipe_hash(), handle.read())}"
 
 
-def rootfs(cache_dir=CACHE_DIR):
-    """The test image's root file system, built by debootstrap unless the cache
-    holds one of this recipe. Returns (folder, seconds spent building: 0 when
-    cached). One build at a time (a lock in the cache folder); folders of
-    other recipes are removed after a build."""
+def cached_build(cache_dir, prefix, digest, build):
+    """CACHE_DIR/PREFIX-DIGEST, made by BUILD(folder) unless the cache holds
+    a complete one (BUILD writes its ``.complete`` mark last). Returns
+    (folder, seconds spent building: 0 when cached). One build at a time (a
+    lock in the cache folder); a folder without its mark is a failed build,
+    removed and built again; other PREFIX- folders are removed after a
+    build. Built where it stays (a venv's scripts name it by path)."""
     os.makedirs(cache_dir, exist_ok=True)
-    folder = os.path.join(cache_dir, f"rootfs-{recipe_hash()}")
-    with open(os.path.join(cache_dir, "lock"), "w", encoding="ascii") as lock:
+    folder = os.path.join(cache_dir, f"{prefix}-{digest}")
+    with open(os.path.join(cache_dir, f"{prefix}.lock"), "w", encoding="ascii") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(os.path.join(folder, ".complete")):
             return folder, 0.0
         started = time.monotonic()
-        building = tempfile.mkdtemp(prefix="build-", dir=cache_dir)
+        shutil.rmtree(folder, ignore_errors=True)
         try:
-            _debootstrap(building)
+            build(folder)
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
-            os.rename(building, folder)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+            raise
         for name in os.listdir(cache_dir):
-            if name.startswith(("rootfs-", "build-")) and name != os.path.basename(folder):
+            if name.startswith(f"{prefix}-") and name != os.path.basename(folder):
                 shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
         return folder, time.monotonic() - started
+
+
+def rootfs(cache_dir=CACHE_DIR):
+    """The test image's root file system, built by debootstrap unless the cache
+    holds one of this recipe (see :py:func:`cached_build`). Returns (folder,
+    seconds spent building: 0 when cached)."""
+    return cached_build(cache_dir, "rootfs", recipe_hash(), _debootstrap)
 
 
 def _debootstrap(target):
