@@ -275,7 +275,8 @@ def held(sized):
 
 
 def _limits(pid):
-    """(hard open-file limit, may raise it) of process PID."""
+    """(hard open-file limit, may raise it) of process PID ("self": this one,
+    whatever PID namespace /proc was mounted for)."""
     with open(f"/proc/{pid}/limits", encoding="ascii") as handle:
         row = next(line for line in handle if line.startswith("Max open files"))
     hard = row.split()[4]
@@ -299,7 +300,10 @@ def ceiling(pid=None):
     """
     with open("/proc/sys/fs/nr_open", encoding="ascii") as handle:
         nr_open = int(handle.read())
-    hard, privileged = _limits(pid or os.getpid())
+    try:
+        hard, privileged = _limits(pid or "self")
+    except FileNotFoundError:  # nginx gone since its pid file was read
+        hard, privileged = _limits("self")
     return nr_open if privileged or hard is None else min(hard, nr_open)
 
 

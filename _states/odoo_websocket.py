@@ -11,7 +11,11 @@ Salt's ``file.accumulated`` feeding ``file.managed``.
 
 The states take no settings: each reads this minion's settings at run time
 (``odoo_websocket_settings.current``, once per run), so no pillar value, and
-no secret, travels as a state argument.
+no secret, travels as a state argument; ``settings_valid`` checks them once,
+before any concern is planned. Their names are the concerns; their comments
+name the files. So the SLS files need no settings when they render, and most
+of them no Jinja at all: rendering is the main cost of a run that changes
+nothing (docs/benchmarks.md).
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -26,6 +30,12 @@ _ENABLED = {
     "odoo_conf": lambda s: s["odoo"]["config"]["enabled"],
     "nginx": lambda s: s["nginx"]["enabled"],
 }
+# The files a concern plans, in each instance's settings.
+_FILES = {
+    "compose": lambda s: s["compose"]["file"],
+    "odoo_conf": lambda s: s["odoo"]["config"]["file"],
+    "nginx": lambda s: s["nginx"]["site_file"],
+}
 
 
 def __virtual__():
@@ -34,14 +44,23 @@ def __virtual__():
     return __virtualname__
 
 
+def _files(settings, concern):
+    """The files CONCERN plans, each instance's (instances in name order)."""
+    instances = settings.get("instances") or {"default": settings}
+    files = [_FILES[concern](i) for i in instances.values() if _ENABLED[concern](i)]
+    return ", ".join(dict.fromkeys(f for f in files if f))
+
+
 def _planned(name, concern, part, saltenv):
     """Plan one concern, report it, and contribute it to the transaction."""
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    saltenv = saltenv or __env__
     try:
         settings = __salt__["odoo_websocket_settings.current"](saltenv)
         if not _ENABLED[concern](settings):
             ret["comment"] = f"{name}: not managed with these settings."
             return ret
+        name = _files(settings, concern) or name
         plan = __salt__["odoo_websocket_plan.build"](settings, {concern: part}, saltenv)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"Could not plan {concern}: {exc}")
@@ -69,27 +88,41 @@ def _differs(plan, path):
     return __salt__["odoo_websocket_plan.differs"](change)
 
 
-def compose_ports_planned(name, saltenv="base"):
+def settings_valid(name, saltenv=None):
     """
-    Plan the Odoo service's published ports in the compose file NAME: bound to
+    This minion's settings (defaults.yaml < osfamilymap.yaml < pillar
+    ``odoo_websocket``) are valid: the first thing a run checks, so that a bad
+    pillar fails here, with every bad key, before anything is planned.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": "The settings are valid."}
+    try:
+        __salt__["odoo_websocket_settings.current"](saltenv or __env__)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=str(exc))
+    return ret
+
+
+def compose_ports_planned(name, saltenv=None):
+    """
+    Plan the Odoo service's published ports in the compose file: bound to
     ``compose:bind_address`` only, every other byte kept, checked with
     ``docker-compose config`` when installed.
     """
     return _planned(name, "compose", {}, saltenv)
 
 
-def odoo_conf_planned(name, saltenv="base"):
+def odoo_conf_planned(name, saltenv=None):
     """
-    Plan odoo.conf NAME's ``[options]``: proxy_mode, workers, the evented port
+    Plan odoo.conf's ``[options]``: proxy_mode, workers, the evented port
     (and http_interface for native deployments), extra options; comments,
     order, mode and owner kept, secrets masked in the diff.
     """
     return _planned(name, "odoo_conf", {}, saltenv)
 
 
-def nginx_site_planned(name, site_source, map_source, saltenv="base"):
+def nginx_site_planned(name, site_source, map_source, saltenv=None):
     """
-    Plan the nginx site NAME (or the existing site it adopts), its
+    Plan the nginx site (or the existing site it adopts), its
     sites-enabled link and the formula's map drop-in. SITE_SOURCE and
     MAP_SOURCE are salt:// templates (lists: the first that exists wins, TOFS).
     """
@@ -97,7 +130,7 @@ def nginx_site_planned(name, site_source, map_source, saltenv="base"):
     return _planned(name, "nginx", part, saltenv)
 
 
-def host_applied(name, saltenv="base"):
+def host_applied(name, saltenv=None):
     """
     Apply every concern the planning states contributed, as one transaction,
     and verify the websocket. With ``test=True``: the staged verdict and the
@@ -108,6 +141,7 @@ def host_applied(name, saltenv="base"):
     if not parts:
         ret["comment"] = "No concern was planned in this run: nothing to apply."
         return ret
+    saltenv = saltenv or __env__
     try:
         settings = __salt__["odoo_websocket_settings.current"](saltenv)
         result = __salt__["odoo_websocket_changes.apply"](

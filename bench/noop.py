@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from bench.fleet import Fleet, changed, run_states, succeeded
+from bench.fleet import Fleet, as_a_service_runs, changed, run_states, succeeded
 from rig.hosts import SALT_CALL
 
 # Salt's floor: the cheapest state run there is.
@@ -78,6 +78,7 @@ def noop_problem(label, ret):
 
 
 def main(argv=None):
+    as_a_service_runs()
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", help="write every figure to this file")

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from bench.fleet import formula_tree
+from bench.fleet import as_a_service_runs, formula_tree
 from bench.noop import local_config, salt_call
 from bench.websocket import converged_host
 from rig.hosts import PYTHON, SALT_CALL, Rig
@@ -54,6 +54,7 @@ def profiled(host, config_dir, out, name, *args):
 
 
 def main(argv=None):
+    as_a_service_runs()
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default="/tmp/ows-profile")
     args = parser.parse_args(argv)

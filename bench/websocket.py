@@ -6,7 +6,8 @@ The websocket path a browser uses, on a rig host the formula converged
 - latency: the handshake (TCP connect to 101) and a message round trip
   (subscribe -> reply) through nginx (127.0.0.1:80) and straight to Odoo's
   evented port (127.0.0.1:8072), by the same client inside the host,
-  interleaved;
+  interleaved; with --relays also through the least nginx site that
+  carries a websocket and through socat: what any relay costs here;
 - hold: a stream of HTTP requests through nginx from another host, SESSIONS
   websockets opened from there and held while an apply changes the site
   (the proxy timeout flips) and nginx reloads: sessions refused, dropped,
@@ -14,6 +15,7 @@ The websocket path a browser uses, on a rig host the formula converged
   (nginx:max_sessions); 0 keeps Debian's stock nginx.conf.
 
     bench/websocket latency --runs 5
+    bench/websocket latency --runs 6 --relays     # + nginx's bare site, socat
     bench/websocket hold --runs 5 --sessions 200
     bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
     bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
@@ -82,18 +84,57 @@ def converged_host(rig, workdir, max_sessions=None):
     return host, pillar
 
 
+# nginx's own floor for an upgraded connection: the least site that carries
+# a websocket (the headers Odoo needs, nothing else), on the same nginx.
+BARE_SITE = """server {
+    listen 127.0.0.1:81;
+    location / {
+        proxy_pass http://127.0.0.1:8072;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+        proxy_set_header Origin $http_origin;
+    }
+}
+"""
+BARE_FILE = "/etc/nginx/conf.d/bench-bare-websocket.conf"
+
+
+def relays(host):
+    """The paths measured besides nginx and direct: nginx's bare site, and
+    socat (any user-space relay's floor) when it is installed. Starts what
+    they need inside HOST; returns ([(label, port)], processes to stop)."""
+    paths, started = [("nginx, bare site", 81)], []
+    host.exec("sh", "-c", f"cat > {BARE_FILE} <<'EOF'\n{BARE_SITE}EOF", check=True)
+    host.exec("nginx", "-s", "reload", check=True)
+    time.sleep(1)  # the new workers
+    if host.exec("sh", "-c", "command -v socat").returncode == 0:
+        started.append(host.popen(
+            "socat", "TCP-LISTEN:82,bind=127.0.0.1,fork,reuseaddr,nodelay",
+            "TCP:127.0.0.1:8072,nodelay", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        paths.append(("socat", 82))
+        time.sleep(0.5)
+    return paths, started
+
+
 def latency(args):
-    """Interleaved: per run, a batch through nginx then a batch direct, the
-    order flipped every run; medians per run, then the median of runs."""
+    """Interleaved: per run, a batch through each path, the order turned every
+    run; medians per run, then the median of runs."""
     per_run = []
     with tempfile.TemporaryDirectory(prefix="owsws") as workdir:
         rig = Rig(workdir).create()
+        started = []
         try:
             host, _ = converged_host(rig, workdir)
+            paths = [("nginx", 80), ("direct", 8072)]
+            if args.relays:
+                more, started = relays(host)
+                paths += more
             for index in range(args.runs):
-                order = [("nginx", 80), ("direct", 8072)]
-                if index % 2:
-                    order.reverse()
+                shift = index % len(paths)
+                order = paths[shift:] + paths[:shift]
                 row = {}
                 for label, port in order:
                     # Entering the host's mount namespace resets the working
@@ -113,16 +154,22 @@ def latency(args):
                 per_run.append(row)
                 print(json.dumps(row), flush=True)
         finally:
+            for proc in started:
+                proc.kill()
+                proc.wait()
             rig.destroy()
     result = {}
-    for label in ("nginx", "direct"):
+    for label in per_run[0]:
         result[label] = {
             key: statistics.median(run[label][key] for run in per_run) for key in per_run[0][label]
         }
-    result["ratio_round_trip"] = (
-        result["nginx"]["round_trip_ms"] / result["direct"]["round_trip_ms"]
-    )
-    result["ratio_handshake"] = result["nginx"]["handshake_ms"] / result["direct"]["handshake_ms"]
+    direct = result["direct"]
+    for label, figures in result.items():
+        if label != "direct":
+            trip, shake = figures["round_trip_ms"], figures["handshake_ms"]
+            figures["ratio_round_trip"] = trip / direct["round_trip_ms"]
+            figures["added_round_trip_us"] = 1000 * (trip - direct["round_trip_ms"])
+            figures["ratio_handshake"] = shake / direct["handshake_ms"]
     return {"runs": per_run, "medians": result}
 
 
@@ -188,6 +235,11 @@ def main(argv=None):
     lat.add_argument("--runs", type=int, default=5)
     lat.add_argument("--handshakes", type=int, default=200)
     lat.add_argument("--messages", type=int, default=1000)
+    lat.add_argument(
+        "--relays",
+        action="store_true",
+        help="also nginx's bare websocket site and socat (if installed): the relays' floor",
+    )
     keep = sub.add_parser("hold")
     keep.add_argument("--runs", type=int, default=5)
     keep.add_argument("--sessions", type=int, default=200)

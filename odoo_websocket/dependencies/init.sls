@@ -5,17 +5,13 @@
 # and the Python libraries they import. Each is done only when missing, so a
 # run on a ready minion spends nothing here; after either, the minion's
 # modules are reloaded and the other SLS files' states run in the same run.
+# Then the settings are checked, once, before any concern is planned.
+# A ready minion renders no settings here (map.jinja only when pip must run).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
-{%- set deps = odoo_websocket.dependencies %}
 {%- set synced = 'odoo_websocket_changes.apply' in salt %}
 {%- set libraries = synced and 'odoo_websocket_nginx.tree' in salt
                     and 'odoo_compose.bind_ports' in salt
                     and 'odoo_websocket_verify.check' in salt %}
-{%- set salt_pip = '/opt/saltstack/salt/salt-pip' %}
-{%- set bin_env = deps.pip_bin_env
-                  or (salt_pip if salt['file.file_exists'](salt_pip)
-                      else grains.pythonexecutable) %}
 
 {%- if not synced %}
 
@@ -27,6 +23,12 @@ odoo_websocket-dependencies-modules-synced:
 {%- endif %}
 
 {%- if not libraries %}
+{%-   from tplroot ~ "/map.jinja" import odoo_websocket with context %}
+{%-   set deps = odoo_websocket.dependencies %}
+{%-   set salt_pip = '/opt/saltstack/salt/salt-pip' %}
+{%-   set bin_env = deps.pip_bin_env
+                    or (salt_pip if salt['file.file_exists'](salt_pip)
+                        else grains.pythonexecutable) %}
 
 odoo_websocket-dependencies-libraries-installed:
   pip.installed:
@@ -57,3 +59,9 @@ odoo_websocket-dependencies-ready:
       - pip: odoo_websocket-dependencies-libraries-installed
 {%-   endif %}
 {%- endif %}
+
+odoo_websocket-settings-validated:
+  odoo_websocket.settings_valid:
+    - name: odoo_websocket
+    - require:
+      - test: odoo_websocket-dependencies-ready

@@ -368,9 +368,15 @@ def test_parts_can_be_switched_off(formula, sandbox):
         )
     )
     assert result.returncode == 0, result.stdout
-    # The minion is ready: of odoo_websocket.dependencies only its no-op state.
-    assert set(states(result)) == {TX_ID, "odoo_websocket-dependencies-ready"}
-    assert "No concern was planned" in states(result)[TX_ID]["comment"]
+    # The minion is ready: of odoo_websocket.dependencies only its no-op
+    # state and the settings check; each concern says it is not managed.
+    ran = states(result)
+    assert set(ran) == {TX_ID, NGINX_ID, ODOO_ID, COMPOSE_ID,
+                        "odoo_websocket-dependencies-ready", "odoo_websocket-settings-validated"}  # fmt: skip
+    for planner in (NGINX_ID, ODOO_ID, COMPOSE_ID):
+        assert ran[planner]["result"] is True and not ran[planner]["changes"]
+        assert ran[planner]["comment"].endswith(": not managed with these settings.")
+    assert "No concern was planned" in ran[TX_ID]["comment"]
     assert sandbox.fingerprint() == before
 
 
@@ -380,7 +386,7 @@ def test_native_deployment_skips_compose_and_sets_http_interface(formula, sandbo
         sandbox.pillar(deployment="native", odoo={"http_interface": "127.0.0.2"})
     )
     assert result.returncode == 0, result.stdout
-    assert COMPOSE_ID not in states(result)
+    assert states(result)[COMPOSE_ID]["comment"] == "compose ports: not managed with these settings."
     assert open(sandbox.compose_file, "rb").read() == compose_before
     options = odoo_options(sandbox.odoo_conf)
     assert options["http_interface"] == "127.0.0.2"
@@ -697,6 +703,11 @@ def test_bad_pillar_fails_the_run_and_changes_nothing(formula, sandbox, override
     result = formula.apply(sandbox.pillar(**overrides))
     assert result.returncode != 0
     assert message in result.stdout + str(result.data)
+    # Refused once, by the settings check, before any concern is planned.
+    ran = states(result)
+    assert ran["odoo_websocket-settings-validated"]["result"] is False
+    for later in (NGINX_ID, ODOO_ID, COMPOSE_ID, TX_ID):
+        assert "requisite failed" in ran[later]["comment"], ran[later]
     assert "Invalid pillar, nothing was changed" in result.stdout + str(result.data)
     assert sandbox.fingerprint() == before
     assert not os.listdir(sandbox.marker_dir)

@@ -39,6 +39,7 @@ def test_formula_through_salt_ssh(rig, tmp_path):
         TRANSACTION,
         "odoo_websocket-nginx-site-planned",
         "odoo_websocket-odoo-config-planned",
+        "odoo_websocket-settings-validated",
     ], sorted(ran)
 
     seen = check_from(outside, host)

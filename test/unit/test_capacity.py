@@ -248,3 +248,12 @@ def test_ceiling_is_the_masters_hard_limit_without_cap_sys_resource():
     with open("/proc/sys/fs/nr_open", encoding="ascii") as handle:
         nr_open = int(handle.read())
     assert capacity.ceiling() in (nr_open, os.sysconf("SC_OPEN_MAX"))
+
+
+def test_ceiling_of_an_nginx_gone_since_its_pid_file_is_this_processs():
+    # A stale pid file (or a /proc of another PID namespace) must not make the
+    # planning state crash: nginx would start with this process's limits.
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert not os.path.exists(f"/proc/{proc.pid}")
+    assert capacity.ceiling(proc.pid) == capacity.ceiling()
