@@ -111,6 +111,52 @@ def due_restarts(plan, changes):
     ]
 
 
+def restarted_again(plan, restarted):
+    """
+    The plan's restarts that a killed run had done (RESTARTED: its journal's
+    list), to be done again once its files are restored: each instance's own.
+    A journal written before instances were recorded names the concern only,
+    and then every instance of that concern is restarted.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.restarted_again "$(plan)" \\
+            '[{"concern": "odoo_conf", "instance": "shop"}]'
+    """
+    done = {
+        (entry, None) if isinstance(entry, str) else (entry.get("concern"), entry.get("instance"))
+        for entry in restarted
+    }
+    return [
+        r
+        for r in plan.get("restarts", [])
+        if (r["concern"], r.get("instance")) in done or (r["concern"], None) in done
+    ]
+
+
+def restarts_named(restarted):
+    """
+    A journal's RESTARTED list for a person: ``odoo_conf of shop, compose``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_activation.restarts_named '[{"concern": "compose"}]'
+    """
+    names = []
+    for entry in restarted:
+        if isinstance(entry, str):
+            names.append(entry)
+        elif entry.get("instance") in (None, "default"):
+            names.append(entry["concern"])
+        else:
+            names.append(f"{entry['concern']} of {entry['instance']}")
+    return ", ".join(names)
+
+
 def restart(restart):
     """
     Run a restart or recreate command from the pillar

@@ -259,10 +259,14 @@ def _go_live_steps(plan, changes, notes, state):
     try:
         for restart in _live("due_restarts")(plan, changes):
             state["restarted"].append(restart)
-            # Recorded first: a run killed mid-restart is restarted again on recovery.
-            state["journal"]["restarted"] = [r["concern"] for r in state["restarted"]]
+            # Recorded first: a run killed mid-restart is restarted again on
+            # recovery, that instance's only.
+            state["journal"]["restarted"] = [
+                {"concern": r["concern"], "instance": r.get("instance")} for r in state["restarted"]
+            ]
             _write_journal(state["backup_dir"], state["journal"])
             notes.append(_live("restart")(restart))
+        _fault("restarted")
         if plan.get("nginx") and (state["nginx_changed"] or state["pending"]):
             state["nginx"] = True
             live = _activate_nginx(plan, state, notes)
@@ -416,9 +420,8 @@ def apply(settings, parts, saltenv="base", test=False):
             managed = __salt__["odoo_websocket_plan.managed_paths"](settings)
             note, restarted = _recover_locked(backup["dir"], nginx=nginx, managed=managed)
         plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
-        for restart in plan["restarts"]:
-            if restart["concern"] in restarted:  # the dead run restarted it
-                note += " " + _live("restart")(restart)
+        for restart in _live("restarted_again")(plan, restarted):  # the dead run's
+            note += " " + _live("restart")(restart)
         label = "odoo_websocket: " + ", ".join(sorted(parts))
         ret = _transaction(plan, backup, test=test, label=label)
     if note:
@@ -450,8 +453,8 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
         note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force, managed=managed)
     if restarted:
         note += (
-            f" The interrupted run had restarted {', '.join(restarted)}: restart it again "
-            "(a state.apply does) so that it reads the restored files."
+            f" The interrupted run had restarted {_live('restarts_named')(restarted)}: restart it "
+            "again (a state.apply does) so that it reads the restored files."
         )
     return note
 

@@ -371,8 +371,8 @@ def test_parts_can_be_switched_off(formula, sandbox):
     # The minion is ready: of odoo_websocket.dependencies only its no-op
     # state and the settings check; each concern says it is not managed.
     ran = states(result)
-    assert set(ran) == {TX_ID, NGINX_ID, ODOO_ID, COMPOSE_ID,
-                        "odoo_websocket-dependencies-ready", "odoo_websocket-settings-validated"}  # fmt: skip
+    ready = ("odoo_websocket-dependencies-ready", "odoo_websocket-settings-validated")
+    assert set(ran) == {TX_ID, NGINX_ID, ODOO_ID, COMPOSE_ID, *ready}
     for planner in (NGINX_ID, ODOO_ID, COMPOSE_ID):
         assert ran[planner]["result"] is True and not ran[planner]["changes"]
         assert ran[planner]["comment"].endswith(": not managed with these settings.")
@@ -386,7 +386,8 @@ def test_native_deployment_skips_compose_and_sets_http_interface(formula, sandbo
         sandbox.pillar(deployment="native", odoo={"http_interface": "127.0.0.2"})
     )
     assert result.returncode == 0, result.stdout
-    assert states(result)[COMPOSE_ID]["comment"] == "compose ports: not managed with these settings."
+    compose = states(result)[COMPOSE_ID]
+    assert compose["comment"] == "compose ports: not managed with these settings."
     assert open(sandbox.compose_file, "rb").read() == compose_before
     options = odoo_options(sandbox.odoo_conf)
     assert options["http_interface"] == "127.0.0.2"

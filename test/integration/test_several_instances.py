@@ -184,6 +184,29 @@ def test_several_instances_on_one_host(rig):
     assert "/etc/odoo/blog.conf" in third[TRANSACTION]["changes"]
     assert_served(outside, host, "erp", "shop", "blog")
 
+    # A run killed after it restarted shop's Odoo (only shop's odoo.conf
+    # changed): the next run restores the file and restarts shop again, and
+    # only shop; then it applies the change anew.
+    before = files_of(host, "erp", "shop", "blog")
+    restarts = {name: log_of(host, name).count("restarting") for name in ("erp", "shop", "blog")}
+    changed_shop = pillar(TWO_INSTANCES + BLOG)
+    shop_config = changed_shop["odoo_websocket"]["instances"]["shop"]["odoo"]["config"]
+    shop_config["extra_options"] = {"limit_time_real": 1234}
+    os.environ["ODOO_WEBSOCKET_FAULT"] = "kill:restarted"
+    try:
+        code, _ = host.apply_formula(changed_shop)
+    finally:
+        del os.environ["ODOO_WEBSOCKET_FAULT"]
+    assert code != 0 and os.path.exists(f"{host.root}/var/backups/odoo_websocket/journal.json")
+    assert log_of(host, "shop").count("restarting") == restarts["shop"] + 1
+    recovered = apply(host, changed_shop)
+    assert "was rolled back from backup" in recovered[TRANSACTION]["comment"]
+    after = {name: log_of(host, name).count("restarting") for name in restarts}
+    assert after == {**restarts, "shop": restarts["shop"] + 3}, (restarts, after)
+    assert files_of(host, "erp", "blog") == {k: v for k, v in before.items() if "shop" not in k}
+    with open(f"{host.root}/etc/odoo/shop.conf", encoding="utf-8") as handle:
+        assert "limit_time_real = 1234" in handle.read()
+
     # shop removed: its site and link go; erp's and blog's files stay as they
     # are, and so does shop's odoo.conf (Odoo's own file).
     before = files_of(host, "erp", "blog")

@@ -24,3 +24,18 @@ def test_a_restore_set_with_nginx_files_still_restarts_odoo():
     restart = {"concern": "/etc/odoo/odoo.conf", "what": "restart Odoo", "cmd": "true"}
     changes = [{"path": "/etc/nginx/conf.d/x.conf"}, {"concern": "/etc/odoo/odoo.conf"}]
     assert due(changes, [restart]) == ["restart Odoo"]
+
+
+def test_a_killed_runs_restarts_are_redone_for_their_own_instances_only():
+    """Recovery restarts again what the dead run had restarted: the instance
+    whose files it changed, not every instance of that concern."""
+    plan = {"restarts": [dict(ODOO, instance=name) for name in ("erp", "shop", "blog")]}
+    journal = [{"concern": "odoo_conf", "instance": "shop"}]
+    assert [r["instance"] for r in activation.restarted_again(plan, journal)] == ["shop"]
+    assert activation.restarted_again(plan, []) == []
+    assert activation.restarted_again(plan, [{"concern": "compose", "instance": "shop"}]) == []
+    # A journal of an earlier version names the concern only: every instance.
+    assert len(activation.restarted_again(plan, ["odoo_conf"])) == 3
+    assert activation.restarts_named(journal + [{"concern": "compose", "instance": "default"}]) == (
+        "odoo_conf of shop, compose"
+    )
