@@ -302,7 +302,7 @@ def ceiling(pid=None):
         nr_open = int(handle.read())
     try:
         hard, privileged = _limits(pid or "self")
-    except FileNotFoundError:  # nginx gone since its pid file was read
+    except (FileNotFoundError, ProcessLookupError):  # nginx gone since its pid file was read
         hard, privileged = _limits("self")
     return nr_open if privileged or hard is None else min(hard, nr_open)
 

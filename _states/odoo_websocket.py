@@ -47,7 +47,7 @@ def __virtual__():
 def _files(settings, concern):
     """The files CONCERN plans, each instance's (instances in name order)."""
     instances = settings.get("instances") or {"default": settings}
-    files = [_FILES[concern](i) for i in instances.values() if _ENABLED[concern](i)]
+    files = [_FILES[concern](i) for _, i in sorted(instances.items()) if _ENABLED[concern](i)]
     return ", ".join(dict.fromkeys(f for f in files if f))
 
 
@@ -75,10 +75,10 @@ def _planned(name, concern, part, saltenv):
         ret["comment"] = " ".join(notes + [f"{name}: nothing to change."])
     elif __opts__["test"]:
         ret.update(result=None, changes=diffs)
-        ret["comment"] = " ".join(notes + [f"{name}: would change {', '.join(diffs)}."])
+        ret["comment"] = " ".join(notes + [f"Would change {', '.join(diffs)}."])
     else:
         ret["comment"] = " ".join(
-            notes + [f"{name}: {', '.join(diffs)} to change; {_TRANSACTION_ID} applies it."]
+            notes + [f"To change: {', '.join(diffs)}; {_TRANSACTION_ID} applies it."]
         )
     return ret
 

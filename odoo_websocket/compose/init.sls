@@ -6,8 +6,8 @@
 # file changed.
 
 include:
-  - ..dependencies
-  - ..transaction
+  - odoo_websocket.dependencies
+  - odoo_websocket.transaction
 
 odoo_websocket-compose-ports-planned:
   odoo_websocket.compose_ports_planned:

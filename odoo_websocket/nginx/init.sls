@@ -8,8 +8,8 @@
 {%- from tplroot ~ "/libtofs.jinja" import files_switch with context %}
 
 include:
-  - ..dependencies
-  - ..transaction
+  - odoo_websocket.dependencies
+  - odoo_websocket.transaction
 
 odoo_websocket-nginx-site-planned:
   odoo_websocket.nginx_site_planned:

@@ -5,8 +5,8 @@
 # The transaction restarts Odoo only when the file changed.
 
 include:
-  - ..dependencies
-  - ..transaction
+  - odoo_websocket.dependencies
+  - odoo_websocket.transaction
 
 odoo_websocket-odoo-config-planned:
   odoo_websocket.odoo_conf_planned:

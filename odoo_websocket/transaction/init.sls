@@ -7,7 +7,7 @@
 # handshake; any failure restores every file and restarts/reloads again.
 
 include:
-  - ..dependencies
+  - odoo_websocket.dependencies
 
 odoo_websocket-host-transaction-applied:
   odoo_websocket.host_applied:
