@@ -396,11 +396,23 @@ def _stale_sites(payload, targets, folders, plan):
         plan["diffs"][path] = {"concern": "nginx", "removed": "an earlier formula site"}
 
 
+def _own_site(path):
+    """Whether PATH is (or will be) one of the formula's own site files: not
+    there yet, or marked as the formula's."""
+    return not os.path.isfile(path) or _sites_module("ours")(os.path.realpath(path), [path])
+
+
 def _sites(instances, texts, payload, plan):
-    """Each instance's site (TEXTS) in its own file with its link, or in the
-    site it adopts: ``[{site_file, names, ports, existing_site}]``, or None
-    when one of them must stop (every instance's problem is in the plan)."""
-    owned = {os.path.realpath(i["nginx"]["site_file"]) for i in instances.values()}
+    """Each instance's site (TEXTS) in its own file with its link, or the
+    host's site it adopts, edited in place: ``[{site_file, names, ports,
+    existing_site, adopted}]``, or None when one of them must stop (every
+    instance's problem is in the plan)."""
+    owned = {
+        os.path.realpath(i["nginx"]["site_file"])
+        for i in instances.values()
+        if _own_site(i["nginx"]["site_file"])
+    }
+    loaded = __salt__["odoo_websocket_nginx.loaded_files"](payload)
     sites, taken, stop = [], {}, False
     for name, instance in instances.items():
         nginx = instance["nginx"]
@@ -416,12 +428,91 @@ def _sites(instances, texts, payload, plan):
         if target is None or other != name:
             stop = True
             continue
-        _add_nginx_file(plan, target, _sites_module("stamped")(texts[name], target))
-        if target == nginx["site_file"] and nginx["site_link"]:
+        if placed["adopt"]:
+            if not _adopted(plan, target, names, texts[name], name):
+                stop = True
+                continue
+        else:
+            _add_nginx_file(plan, target, _sites_module("stamped")(texts[name], target))
+        linked = not placed["adopt"] or os.path.realpath(target) not in loaded
+        if target == nginx["site_file"] and nginx["site_link"] and linked:
             _add_link(plan, nginx["site_link"], nginx["site_file"])
         sites.append({"site_file": target, "names": names, "ports": ports,
+                      "adopted": placed["adopt"],
                       "existing_site": nginx["existing_site"]})  # fmt: skip
     return None if stop else sites
+
+
+def _left_adopted(payload, sites, instances, plan):
+    """A host's site an earlier run adopted that no instance adopts now
+    (server_name changed): it still defines the formula's upstreams, which
+    the formula's own site would define again (nginx: duplicate upstream).
+    Returns whether there is one (the error is in the plan)."""
+    left = False
+    upstreams = {
+        i["nginx"][key] for i in instances.values() for key in ("upstream_http", "upstream_evented")
+    }
+    targets = {os.path.realpath(site["site_file"]) for site in sites}
+    for config in payload["config"]:
+        real = config.get("real") or os.path.realpath(config["file"])
+        top = config["parsed"] + [d for c in config["parsed"] if c["directive"] == "http"
+                                  for d in c.get("block", [])]  # fmt: skip
+        found = sorted({d["args"][0] for d in top if d["directive"] == "upstream"} & upstreams)
+        if found and real not in targets and not _sites_module("ours")(real, [config["file"]]):
+            plan["errors"].append(
+                f"{config['file']} carries the formula's websocket proxying (upstream "
+                f"{', '.join(found)}) from an earlier run that adopted it, for names "
+                "nginx:server_name no longer lists: add its names back to nginx:server_name, "
+                "or put it back as it was first (salt-call odoo_websocket.clean), then apply."
+            )
+            left = True
+    return left
+
+
+def _adopted(plan, path, names, site, instance):
+    """Plan the host's site at PATH edited in place (odoo_websocket_adopt):
+    the websocket proxying of the blocks serving NAMES set as SITE (the
+    formula's rendered site) sets it, the rest kept. The verify check goes
+    where those blocks listen. False when it cannot be adopted (the error
+    is in the plan)."""
+    current = _planned(plan, path)
+    if current is None:
+        plan["errors"].append(f"{path} cannot be read: nothing was touched.")
+        return False
+    try:
+        edited = __salt__["odoo_websocket_adopt.edit"](current, names, site)
+    except ValueError as exc:  # odoo_websocket_adopt.AdoptError
+        plan["errors"].append(
+            f"{path} cannot be adopted: {exc}. Set nginx:site_file to a new file for the "
+            "formula's own site, or nginx:existing_site to keep."
+        )
+        return False
+    _add_nginx_file(plan, path, edited["text"])
+    changed = ", ".join(edited["changed"]) or "nothing (already as the formula sets it)"
+    plan["notes"].append(
+        f"Adopting the existing site {path} for {', '.join(names)}: changed {changed}; "
+        f"kept {'; '.join(edited['kept'])} and every other line."
+    )
+    _verify_where(plan, __salt__["odoo_websocket_adopt.listens"](edited["text"], names), instance)
+    return True
+
+
+def _verify_where(plan, listens, instance):
+    """Point the instance's websocket check where an adopted site's serving
+    blocks listen (LISTENS: ``[{port, ssl, address}]``): its own port in
+    plain http when they listen there, else their first plain port, else
+    their first TLS one."""
+    if not listens:
+        return
+    verify = plan["verify"] = json.loads(json.dumps(plan["verify"]))  # the plan's own copy
+    targets = verify.get("targets") or [verify]
+    target = next((t for t in targets if t.get("instance") == instance), targets[0])
+    plain = [listen for listen in listens if not listen["ssl"]]
+    same = [listen for listen in plain if listen["port"] == target["port"] and not target["tls"]]
+    chosen = (same or plain or listens)[0]
+    target["port"], target["tls"] = chosen["port"], chosen["ssl"]
+    if chosen["address"]:
+        target["address"] = chosen["address"]
 
 
 def _nginx(settings, part, plan, saltenv):
@@ -443,6 +534,8 @@ def _nginx(settings, part, plan, saltenv):
         os.path.dirname(os.path.realpath(i["nginx"]["site_file"])) for i in instances.values()
     }
     _stale_sites(payload, [site["site_file"] for site in sites], folders, plan)
+    if _left_adopted(payload, sites, instances, plan):
+        return
     _add_nginx_file(plan, nginx["map_file"], map_text)
     capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
     if capacity["note"]:

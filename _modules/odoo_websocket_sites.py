@@ -1,7 +1,7 @@
 """
 Where the formula's nginx sites go: each instance's own site file, or the
-file of a site that already answers for its names (adopted, as
-``nginx:existing_site`` says); the mark on a site's first line, naming the
+host's own site that already serves its names (adopted: edited in place by
+odoo_websocket_adopt, as ``nginx:existing_site`` says); the mark on a site's first line, naming the
 path the formula wrote it to; and the formula's earlier sites that no
 instance uses any more. Reads the parsed tree and the sites' first lines;
 writes nothing (the plan adds the changes).
@@ -83,11 +83,12 @@ def _where(blocks):
 def target(nginx, names, ports, payload, owned=()):
     """
     Where one instance's site goes (NGINX: its nginx settings; NAMES, PORTS:
-    what it serves; PAYLOAD: the parsed tree): its own site_file, or the file
-    of a site that already answers for its names (adopted), as
-    ``nginx:existing_site`` says. OWNED: the real paths of every instance's
-    own site file (rewritten in this run, never adopted). Returns
-    ``{"target": path or None (it must stop), "notes": [...], "errors": [...]}``.
+    what it serves; PAYLOAD: the parsed tree): its own site_file, or the
+    host's own site that already serves its names, adopted (edited in place,
+    as ``nginx:existing_site`` says). OWNED: the real paths of the formula's
+    own site files (rewritten whole, never adopted). Returns ``{"target":
+    path or None (it must stop), "adopt": bool, "notes": [...], "errors":
+    [...]}``.
 
     CLI Example:
 
@@ -95,72 +96,67 @@ def target(nginx, names, ports, payload, owned=()):
 
         salt '*' odoo_websocket_sites.target "{...nginx...}" '[erp.example.com]' '[80]' "{...}"
     """
-    plan = {"notes": [], "errors": []}
+    plan = {"notes": [], "errors": [], "adopt": False}
     plan["target"] = _target(nginx, names, ports, payload, plan, owned)
     return plan
 
 
 def _target(nginx, names, ports, payload, plan, owned):
-    answering = __salt__["odoo_websocket_nginx.answering"](payload, names, ports)
-    found = [block for block in answering if block["real"] not in owned]
-    if not found:
-        return nginx["site_file"]
+    site_file = nginx["site_file"]
+    if os.path.realpath(site_file) not in owned and os.path.isfile(site_file):
+        # nginx:site_file names a site of the host's own: edited in place.
+        plan["adopt"] = True
+        return site_file
+    wanted = {name.lower() for name in names}
+    blocks = [
+        block
+        for block in __salt__["odoo_websocket_nginx.server_blocks"](payload)
+        if block["real"] not in owned and wanted & set(block["names"])
+    ]
+    found = [block for block in blocks if set(ports) & block["ports"]]
+    serving = [block for block in blocks if not block["redirect"]]
+    if not found and not serving:
+        return site_file
     mode, listed = nginx["existing_site"], ", ".join(names)
     if mode == "keep":
         plan["notes"].append(
-            f"Kept, as nginx:existing_site asks: {_where(found)} also answer(s) for {listed}, "
-            "and nginx ignores the formula's site for those names."
+            f"Kept, as nginx:existing_site asks: {_where(found or serving)} also answer(s) for "
+            f"{listed}, and nginx ignores the formula's site for those names."
         )
-        return nginx["site_file"]
-    files = sorted({block["real"] for block in found})
+        return site_file
     if mode == "fail":
         plan["errors"].append(
-            f"{_where(found)} already answer(s) for {listed}. Set nginx:existing_site to adopt "
-            "(the formula replaces that file, backed up) or keep."
+            f"{_where(found or serving)} already answer(s) for {listed}. Set "
+            "nginx:existing_site to adopt (the formula edits that site's websocket proxying "
+            "in place, backed up) or keep."
         )
         return None
-    if len(files) > 1 or files[0] == os.path.realpath(nginx["conf_file"]):
+    files = sorted({block["real"] for block in serving})
+    if not files:
         plan["errors"].append(
-            f"{_where(found)} answer for {listed}, in {len(files)} file(s) the formula cannot "
-            "take over as one site file (several files, or nginx.conf itself): remove all but "
-            "one, or set nginx:existing_site to keep or fail."
+            f"{_where(found)} answer(s) for {listed} with a redirect only, and no server block "
+            f"serves {listed} on any port: set nginx:server_name to the names the redirect "
+            "sends browsers to."
         )
         return None
-    problem = _foreign_servers(files[0], names, ports, payload)
-    if problem:
-        plan["errors"].append(problem)
-        return None
-    if not ours(files[0]):  # no note when the formula wrote that file itself
-        plan["notes"].append(
-            f"Adopting the existing site {files[0]} (it answered for {listed} at "
-            f"{_where(found)}): replaced by the formula's site; the old one is backed up."
+    if len(files) > 1:
+        plan["errors"].append(
+            f"nginx serves {listed} from server blocks in {len(files)} files "
+            f"({_where(serving)}): the formula adopts one site file. Set nginx:site_file to "
+            "the one that should serve Odoo and disable the other (remove its link from "
+            "sites-enabled), or merge them."
         )
+        return None
+    if files[0] == os.path.realpath(nginx["conf_file"]):
+        plan["errors"].append(
+            f"{_where(serving)} serve(s) {listed} from nginx.conf itself: the formula edits "
+            "site files only. Set nginx:site_file to a new file (e.g. "
+            "/etc/nginx/conf.d/odoo.conf) and move that server block there, or set "
+            "nginx:existing_site to keep."
+        )
+        return None
+    plan["adopt"] = True
     return files[0]
-
-
-def _foreign_servers(path, names, ports, payload):
-    """The formula replaces whole files: a server block in PATH for other
-    names, or on ports the formula does not serve (an https block while
-    nginx:tls is off), would be lost. Returns why, or None."""
-    wanted = {name.lower() for name in names}
-    others = [
-        b
-        for b in __salt__["odoo_websocket_nginx.server_blocks"](payload)
-        if b["real"] == path and not (set(b["names"]) <= wanted and b["ports"] <= set(ports))
-    ]
-    if not others:
-        return None
-    served = sorted({n for b in others for n in b["names"]} - wanted) or sorted(
-        {n for b in others for n in b["names"]}
-    )
-    on = sorted({p for b in others for p in b["ports"]} - set(ports))
-    return (
-        f"{path} answers for {', '.join(names)} but also serves {', '.join(served)}"
-        + (f" on port {', '.join(map(str, on))}" if on else "")
-        + f" ({_where(others)}): the formula replaces whole files. Move those server blocks "
-        "to a file of their own (or enable nginx:tls for an https block), or set "
-        "nginx:existing_site to keep or fail."
-    )
 
 
 def stale(payload, targets, folders=()):

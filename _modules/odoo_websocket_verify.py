@@ -329,6 +329,30 @@ def exposed_ports(ports, addresses=None, timeout=1):
     ]
 
 
+_REDIRECT = re.compile(r"https://([^/:?#]+)(?::(\d+))?(?:[/?#]|$)", re.IGNORECASE)
+
+
+def _https_redirect(server_name, address, port, timeout):
+    """The https port a plain-http site redirects its own name to (an http
+    -> https server block, as Odoo's sample has), or None."""
+    try:
+        connection = _connection(server_name, address, port, False, timeout)
+    except OSError:
+        return None
+    try:
+        connection.request("GET", LOGIN_PAGE, headers={"Host": _site(server_name, port, False)[0]})
+        reply = connection.getresponse()
+        location = reply.getheader("Location") or ""
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    moved = _REDIRECT.match(location) if reply.status in (301, 302, 307, 308) else None
+    if not moved or moved.group(1).lower() != server_name.lower():
+        return None
+    return int(moved.group(2) or 443)
+
+
 def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/websocket",
           odoo_ports=(8069, 8072), addresses=None, timeout=5):  # fmt: skip
     """
@@ -344,10 +368,16 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
 
         salt '*' odoo_websocket_verify.check odoo.example.com port=443 tls=True
     """
+    moved = None if tls else _https_redirect(server_name, address, port, timeout)
+    if moved:  # the site sends browsers to https: their websocket goes there
+        port, tls = moved, True
     shake = handshake(server_name, address, port, tls, realtime_path, timeout)
     page = _page(server_name, address, port, tls, timeout)
     checks = [{"name": item["check"], "ok": item["ok"], "detail": item["detail"]}
               for item in (shake, page)]  # fmt: skip
+    if moved:
+        detail = f"http://{server_name} redirects browsers to https on port {port}"
+        checks.append({"name": "redirect", "ok": True, "detail": detail})
     addresses = _host_addresses() if addresses is None else _as_list(addresses)
     exposed = exposed_ports(odoo_ports, addresses, timeout=min(timeout, 1))
     bypass = "Odoo port {port} answers on {address}: browsers can bypass nginx"

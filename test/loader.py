@@ -21,6 +21,7 @@ NAMES = (
     "odoo_websocket_instances",
     "odoo_websocket_settings",
     "odoo_websocket_nginx",
+    "odoo_websocket_adopt",
     "odoo_websocket_nginx_service",
     "odoo_websocket_capacity",
     "odoo_websocket_masking",

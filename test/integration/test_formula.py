@@ -831,13 +831,21 @@ def test_existing_sample_site_is_adopted_and_second_run_changes_nothing(formula,
     assert result.returncode == 0, result.stdout
     tx = states(result)[TX_ID]
     assert f"Adopting the existing site {path}" in tx["comment"]
-    # The formula's site now lives in the host's own file; no second site.
-    assert open(path).read().startswith("# Managed by Salt (odoo_websocket formula)")
+    # The host's own file is edited in place: its upstreams, map and comments
+    # stay, its websocket route goes to the formula's evented upstream; no
+    # second site.
+    text = open(path).read()
+    assert "Managed by Salt" not in text
+    assert "map $http_upgrade $connection_upgrade {" in text
     assert not os.path.lexists(sandbox.site_file) and not os.path.lexists(sandbox.site_link)
     check = nginx_ok(host, sandbox)
     assert check.rc == 0 and "conflicting server name" not in check.stderr, check.stderr
-    upstreams, _ = parse_site(path)
-    assert set(upstreams) == {"odoo_websocket_http", "odoo_websocket_evented"}
+    upstreams, servers = parse_site(path)
+    assert set(upstreams) == {"odoo", "odoochat", "odoo_websocket_http", "odoo_websocket_evented"}
+    routes = locations(servers[0])
+    assert directives(routes["/websocket"], "proxy_pass") == [["http://odoo_websocket_evented"]]
+    assert directives(routes["/"], "proxy_pass") == [["http://odoo_websocket_http"]]
+    assert directives(servers[0], "gzip") == [["on"]]  # the host's server level, as it was
     # The sample is in the run's backup set, byte for byte.
     backup = tx["changes"]["backup"]
     manifest = json.load(open(os.path.join(sandbox.backup_dir, backup, "manifest.json")))
@@ -873,12 +881,27 @@ def assert_planning_refuses(formula, sandbox, message):
     assert not os.path.exists(sandbox.backup_dir) or not os.listdir(sandbox.backup_dir)
 
 
-def test_site_also_serving_other_names_fails_and_touches_nothing(formula, sandbox):
-    shop = ODOO_SAMPLE.split("server {")[1].replace("odoo.example.com", "shop.example.com")
-    path = existing_site(sandbox, ODOO_SAMPLE + "server {" + shop)
-    assert_planning_refuses(
-        formula, sandbox, f"{path} answers for odoo.example.com but also serves shop.example.com"
+def test_site_also_serving_other_names_is_adopted_and_the_other_kept(formula, sandbox, host):
+    """A second, unrelated site in the same file stays byte for byte; the
+    Odoo block's other name is kept and reported."""
+    shop = "server {" + ODOO_SAMPLE.split("server {")[1].replace(
+        "server_name odoo.example.com;", "server_name shop.example.com;"
     )
+    sample = ODOO_SAMPLE.replace(
+        "server_name odoo.example.com;", "server_name odoo.example.com erp.example.com;"
+    )
+    path = existing_site(sandbox, sample + shop)
+    shop_text = open(path).read().split("server {")[-1]
+    result = formula.apply(sandbox.pillar())
+    tx = states(result)[TX_ID]
+    assert tx["result"] is True, tx["comment"]
+    assert "kept names erp.example.com" in tx["comment"]
+    assert "1 other server block(s)" in tx["comment"]
+    assert open(path).read().endswith(shop_text)
+    _, servers = parse_site(path)
+    assert directives(servers[0], "server_name") == [["odoo.example.com", "erp.example.com"]]
+    assert directives(locations(servers[1])["/"], "proxy_pass") == [["http://odoo"]]
+    assert nginx_ok(host, sandbox).rc == 0
 
 
 @pytest.mark.parametrize("mode", ["fail", "keep"])
@@ -960,28 +983,51 @@ def test_site_template_overridden_from_file_roots(formula, sandbox, tofs_root):
     assert "server_name odoo.example.com;" in text
 
 
-def test_adopting_a_site_with_an_https_block_needs_tls(formula, sandbox, tmp_path):
-    """The sample's usual shape: port 80 redirects, 443 serves. With nginx:tls
-    off the formula would drop the https server: it refuses, naming it."""
+def test_adopting_a_site_with_an_https_block_keeps_it(formula, sandbox, host, tmp_path):
+    """The sample's usual shape: an https block beside the plain one. With
+    nginx:tls off the formula still keeps its listen, certificate and key,
+    and sets its websocket route too."""
     cert, key = self_signed(tmp_path)
     https = (
         "server {\n  listen 8443 ssl;\n  server_name odoo.example.com;\n"
         f"  ssl_certificate {cert};\n  ssl_certificate_key {key};\n"
-        "  location / { return 204; }\n}\n"
+        "  client_max_body_size 200m;\n"
+        "  location / { proxy_pass http://odoo; proxy_buffers 16 64k; }\n}\n"
     )
     path = existing_site(sandbox, ODOO_SAMPLE + https)
-    message = f"{path} answers for odoo.example.com but also serves odoo.example.com on port 8443"
-    assert_planning_refuses(formula, sandbox, message)
+    result = formula.apply(sandbox.pillar())
+    tx = states(result)[TX_ID]
+    assert tx["result"] is True, tx["comment"]
+    _, servers = parse_site(path)
+    assert directives(servers[1], "listen") == [["8443", "ssl"]]
+    assert directives(servers[1], "ssl_certificate") == [[str(cert)]]
+    assert directives(servers[1], "ssl_certificate_key") == [[str(key)]]
+    routes = locations(servers[1])
+    assert directives(routes["/websocket"], "proxy_pass") == [["http://odoo_websocket_evented"]]
+    assert directives(routes["/"], "proxy_buffers") == [["16", "64k"]]  # the host's, kept
+    assert directives(servers[1], "client_max_body_size") == [["200m"]]
+    assert nginx_ok(host, sandbox).rc == 0
 
 
-def test_server_name_change_removes_the_formulas_earlier_site(formula, sandbox, host):
+def test_server_name_change_after_adoption_names_the_step(formula, sandbox, host):
+    """A site adopted for one name, then the pillar names another: the
+    adopted file still carries the formula's upstreams, so the formula's own
+    site would clash with it; the run refuses and says how to go on."""
     path = existing_site(sandbox, ODOO_SAMPLE)
     assert formula.apply(sandbox.pillar()).returncode == 0  # adopted
+    before = sandbox.fingerprint()
+    result = formula.apply(sandbox.pillar(nginx={"server_name": ["erp.example.com"]}))
+    planned = states(result)[NGINX_ID]
+    assert planned["result"] is False
+    assert f"{path} carries the formula's websocket proxying" in planned["comment"]
+    assert "odoo_websocket.clean" in planned["comment"]
+    assert sandbox.fingerprint() == before
+
+
+def test_formula_site_server_name_change_removes_the_earlier_site(formula, sandbox, host):
+    assert formula.apply(sandbox.pillar()).returncode == 0  # the formula's own site
     result = formula.apply(sandbox.pillar(nginx={"server_name": ["erp.example.com"]}))
     assert result.returncode == 0, result.stdout
-    tx = states(result)[TX_ID]
-    assert tx["changes"][path] == {"concern": "nginx", "removed": "an earlier formula site"}
-    assert not os.path.exists(path)
     _, servers = parse_site(sandbox.site_file)
     assert directives(servers[0], "server_name") == [["erp.example.com"]]
     assert nginx_ok(host, sandbox).rc == 0
