@@ -87,6 +87,10 @@ def _parse(text):
             )  # fmt: skip
         except crossplane.errors.NgxParserBaseException as exc:
             raise AdoptError(f"nginx's grammar does not accept it: {exc.strerror}") from None
+    if payload["status"] != "ok":
+        why = payload["errors"][0]
+        message = why["error"].split(" in /")[0]
+        raise AdoptError(f"nginx's grammar does not accept it: {message} (line {why['line']})")
     return payload["config"][0]["parsed"]
 
 
@@ -243,8 +247,24 @@ def _numbered(directives, start=-1):
     return directives
 
 
-def _build(directive, margin):
-    return _indent(crossplane.build(_numbered([directive]), indent=4), margin)
+def _unit(lines, parsed):
+    """The file's indentation step (a tab, or so many spaces): the margin a
+    block's first child adds to the block's own line; four spaces when no
+    block shows one."""
+    for block in _blocks(parsed):
+        children = [d for d in block["block"] if d["line"] > block["line"]]
+        if children:
+            outer = _margin(lines[block["line"] - 1])
+            inner = _margin(lines[children[0]["line"] - 1])
+            if len(inner) > len(outer) and inner.startswith(outer):
+                return inner[len(outer) :]
+    return "    "
+
+
+def _build(directive, margin, unit="    "):
+    tabs = unit == "\t"
+    text = crossplane.build(_numbered([directive]), indent=len(unit), tabs=tabs)
+    return _indent(text, margin)
 
 
 def _margin(line):
@@ -268,7 +288,11 @@ def edit(text, names, site):
     formula = _formula_parts(site)
     parsed = _parse(text)
     lines = text.split("\n")
-    span = dict(zip(map(id, _blocks(parsed)), _spans(text), strict=True))
+    blocks, spans = list(_blocks(parsed)), _spans(text)
+    if len(blocks) != len(spans):  # a lexer extension (lua blocks, say) crossplane reads apart
+        raise AdoptError("its blocks could not be matched to their lines")
+    span = dict(zip(map(id, blocks), spans, strict=True))
+    unit = _unit(lines, parsed)
     wanted = {name.lower() for name in names}
     servers = [d for d in parsed if d["directive"] == "server" and d.get("block") is not None]
     serving = [s for s in servers if wanted & _names(s) and not redirect_only(s)]
@@ -296,7 +320,9 @@ def edit(text, names, site):
                 place = span[id(host)]
                 if place["whole"]:
                     margin = _margin(lines[place["start"] - 1])
-                    server_edits.append((place["start"], place["end"], _build(merged, margin)))
+                    server_edits.append(
+                        (place["start"], place["end"], _build(merged, margin, unit))
+                    )
                 else:
                     rebuild_server = True
             else:
@@ -308,10 +334,10 @@ def edit(text, names, site):
                     margin = (
                         _margin(lines[first[0]["line"] - 1])
                         if first
-                        else _margin(lines[place["end"] - 1]) + "    "
+                        else _margin(lines[place["end"] - 1]) + unit
                     )
                     end = place["end"]
-                    server_edits.append((end, end - 1, [""] + _build(merged, margin)))
+                    server_edits.append((end, end - 1, [""] + _build(merged, margin, unit)))
                 else:
                     rebuild_server = True
         if rebuild_server:
@@ -320,10 +346,10 @@ def edit(text, names, site):
                 whole_file = True
             else:
                 margin = _margin(lines[place["start"] - 1])
-                edits.append((place["start"], place["end"], _build(twin, margin)))
+                edits.append((place["start"], place["end"], _build(twin, margin, unit)))
         else:
             edits.extend(server_edits)
-    upstream_edits, upstream_changes = _upstreams(parsed, rebuilt, formula, span, lines)
+    upstream_edits, upstream_changes = _upstreams(parsed, rebuilt, formula, span, lines, unit)
     changed += upstream_changes
     if upstream_edits is None:
         whole_file = True
@@ -348,7 +374,7 @@ def _without_lines(directive):
     return out
 
 
-def _upstreams(parsed, rebuilt, formula, span, lines):
+def _upstreams(parsed, rebuilt, formula, span, lines, unit):
     """The formula's upstreams: replaced where the file has them, else put
     before its first server block. Returns (edits or None: rebuild the file,
     what changed)."""
@@ -366,17 +392,26 @@ def _upstreams(parsed, rebuilt, formula, span, lines):
         place = span[id(host)]
         if not place["whole"]:
             return None, changed
-        edits.append((place["start"], place["end"], _build(copy.deepcopy(upstream), "")))
+        edits.append((place["start"], place["end"], _build(copy.deepcopy(upstream), "", unit)))
     if missing:
-        first = next(d for d in parsed if d["directive"] == "server" and "block" in d)
-        index = parsed.index(first)
+        # After the file's own upstreams, else before its first server block
+        # (and the comment lines heading it).
+        hosts = [d for d in parsed if d["directive"] == "upstream" and "block" in d]
+        anchor = hosts[-1] if hosts else next(d for d in parsed if d["directive"] == "server")
+        index = parsed.index(anchor) + (1 if hosts else 0)
         rebuilt[index:index] = copy.deepcopy(missing)
         changed.append("upstream " + ", ".join(u["args"][0] for u in missing) + " added")
-        place = span[id(first)]
+        place = span[id(anchor)]
         if not place["whole"]:
             return None, changed
-        text = [line for u in missing for line in _build(copy.deepcopy(u), "") + [""]]
-        edits.append((place["start"], place["start"] - 1, text))
+        text = [line for u in missing for line in [""] + _build(copy.deepcopy(u), "", unit)]
+        if hosts:
+            edits.append((place["end"] + 1, place["end"], text))
+        else:
+            start = place["start"]
+            while start > 1 and lines[start - 2].lstrip().startswith("#"):
+                start -= 1
+            edits.append((start, start - 1, text[1:] + [""]))
     return edits, changed
 
 

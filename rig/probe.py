@@ -115,9 +115,14 @@ def websocket_session(address, port, server_name, path="/websocket", timeout=5, 
         return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def long_polling(address, port, server_name, timeout=5):
+def long_polling(address, port, server_name, timeout=5, ca=None):
+    """One long poll of the bus (Odoo 15 and earlier), over https trusting
+    the CA file CA when given."""
     connection = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
+        if ca:
+            raw = socket.create_connection((address, port), timeout=timeout)
+            connection.sock = tls_context(ca).wrap_socket(raw, server_hostname=server_name)
         body = json.dumps({"params": {"channels": [], "last": 0}})
         connection.request(
             "POST",
@@ -148,9 +153,13 @@ def check(address, server_name, port=80, direct=(), longpolling=False, ca=None):
     """Everything a browser elsewhere would run into, as one dict."""
     result = {"through_nginx": {}, "direct": {}}
     if longpolling:
-        result["through_nginx"] = long_polling(address, port, server_name)
+        result["through_nginx"] = long_polling(address, port, server_name, ca=ca)
     else:
         result["through_nginx"] = websocket_session(address, port, server_name, ca=ca)
+    try:
+        result["page"] = http_get(address, port, "/web/login", server_name, ca=ca)[0]
+    except OSError as exc:
+        result["page"] = f"{type(exc).__name__}: {exc}"
     for other in direct:
         result["direct"][str(other)] = port_answers(address, other)
     return result
@@ -234,11 +243,12 @@ def _run_in(outside, *args):
     return json.loads(proc.stdout)
 
 
-def check_from(outside, target, longpolling=False, ca=None):
-    """check() run on the host OUTSIDE against the Odoo host TARGET: through
-    nginx on port 80 (443 over TLS, trusting the CA file CA, when given), and
-    Odoo's own ports 8069 and 8072 directly."""
+def check_from(outside, target, longpolling=False, ca=None, server_name="odoo.example.com"):
+    """check() run on the host OUTSIDE against the Odoo host TARGET for the
+    site SERVER_NAME: through nginx on port 80 (443 over TLS, trusting the CA
+    file CA, when given), and Odoo's own ports 8069 and 8072 directly."""
     args = ["check", "--address", target.address, "--direct", "8069", "--direct", "8072"]
+    args += ["--server-name", server_name]
     if ca:
         args += ["--port", "443", "--ca", ca]
     return _run_in(outside, *args, *(["--longpolling"] if longpolling else []))

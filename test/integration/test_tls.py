@@ -9,12 +9,12 @@ seeing its websocket subscribe. One host setup shared by every test."""
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from rig.probe import check_from
 from rig.sandbox import REPO
+from rig.tls import make_ca_and_certificate
 
 SERVER = "odoo.example.com"
 # The pillar the README shows, verbatim (plus pillar.example's: sandbox.pillar).
@@ -29,45 +29,6 @@ TLS = {
 }
 HSTS = "max-age=31536000; includeSubDomains"
 BROWSER = os.path.join(REPO, "rig", "browser.py")
-
-
-def openssl(*args, stdin=None):
-    proc = subprocess.run(
-        ["openssl", *args], input=stdin, capture_output=True, check=False, timeout=30
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout
-
-
-def make_ca_and_certificate(folder, cert, key):
-    """A throwaway CA in FOLDER (its key never leaves it) and a certificate for
-    SERVER signed by it, written to CERT and KEY (mode 0600). Returns the CA
-    file and the base64 SHA-256 of the certificate's public key (Chromium's
-    --ignore-certificate-errors-spki-list)."""
-    ca, ca_key = os.path.join(folder, "ca.pem"), os.path.join(folder, "ca.key")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-            "-subj", "/CN=odoo_websocket test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    old = os.umask(0o077)  # the key is never readable by others, not even briefly
-    try:
-        request = openssl("req", *ec, "-keyout", key, "-subj", f"/CN={SERVER}")
-    finally:
-        os.umask(old)
-    extensions = os.path.join(folder, "server.ext")
-    with open(extensions, "w", encoding="ascii") as handle:
-        handle.write(
-            f"subjectAltName=DNS:{SERVER}\nbasicConstraints=critical,CA:FALSE\n"
-            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-        )
-    openssl("x509", "-req", "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-            "-extfile", extensions, "-out", cert, stdin=request)  # fmt: skip
-    public = openssl("x509", "-in", cert, "-noout", "-pubkey")
-    der = openssl("pkey", "-pubin", "-outform", "DER", stdin=public)
-    spki = openssl("dgst", "-sha256", "-binary", stdin=der)
-    return ca, openssl("base64", "-A", stdin=spki).decode().strip()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,147 @@
+"""Adoption edits a host's own site in place (odoo_websocket_adopt): for
+every shape of site the field has, the result keeps everything but the
+websocket proxying (checked with an oracle of its own, rig.nginx_dump),
+accepts a second pass unchanged, and sends the bus where Odoo serves it."""
+
+import jinja2
+import odoo_websocket_adopt as adopt
+import pytest
+from mapdata import rendered_settings
+
+from rig import field, nginx_dump
+from rig.sandbox import REPO
+
+ADDRESS = "10.231.0.10"
+
+
+def render(**pillar):
+    """The formula's site for pillar.example's settings plus PILLAR."""
+    with open(f"{REPO}/odoo_websocket/files/default/site.conf.jinja", encoding="utf-8") as f:
+        template = jinja2.Template(f.read(), keep_trailing_newline=True)
+    return template.render(settings=rendered_settings("Debian", pillar))
+
+
+def shape(name):
+    text, names, _, _, version = field.SHAPES[name]
+    text = text.replace("{address}", ADDRESS)
+    names = [n.replace("{address}", ADDRESS) for n in names]
+    return text, names, render(odoo={"version": version}, nginx={"server_name": names})
+
+
+def dump(text):
+    return f"# configuration file /etc/nginx/sites-enabled/odoo:\n{text}"
+
+
+def locations(server):
+    block = server["block"]
+    return {" ".join(d["args"]): d["block"] for d in block if d["directive"] == "location"}
+
+
+def values(block, name):
+    return [d["args"] for d in block if d["directive"] == name]
+
+
+@pytest.mark.parametrize("name", sorted(field.SHAPES))
+def test_every_shape_keeps_all_but_the_websocket_proxying(name):
+    text, names, site = shape(name)
+    edited = adopt.edit(text, names, site)
+    assert edited["text"] != text and edited["changed"]
+    # The oracle: with what the formula owns taken out, nothing differs.
+    assert nginx_dump.normalized(dump(edited["text"])) == nginx_dump.normalized(dump(text))
+    # A second pass finds nothing to do.
+    again = adopt.edit(edited["text"], names, site)
+    assert again["text"] == edited["text"] and again["changed"] == []
+
+
+@pytest.mark.parametrize("name", sorted(field.SHAPES))
+def test_every_serving_block_routes_the_bus_to_the_formulas_upstream(name):
+    text, names, site = shape(name)
+    _, _, _, _, version = field.SHAPES[name]
+    route = "/longpolling" if version == "14.0" else "/websocket"
+    parsed = nginx_dump.parsed(adopt.edit(text, names, site)["text"])
+    upstreams = {d["args"][0] for d in parsed if d["directive"] == "upstream"}
+    assert {"odoo_websocket_http", "odoo_websocket_evented"} <= upstreams
+    wanted = {n.lower() for n in names}
+    served = [
+        d for d in parsed if d["directive"] == "server"
+        and wanted & {a for s in d["block"] if s["directive"] == "server_name" for a in s["args"]}
+        and not adopt.redirect_only(d)
+    ]  # fmt: skip
+    assert served
+    for server in served:
+        routes = locations(server)
+        assert values(routes[route], "proxy_pass") == [["http://odoo_websocket_evented"]]
+        assert values(routes[route], "proxy_http_version") == [["1.1"]]
+        assert values(routes["/"], "proxy_pass") == [["http://odoo_websocket_http"]]
+        headers = {args[0]: args[1] for args in values(routes[route], "proxy_set_header")}
+        assert headers["Connection"] == "$odoo_websocket_connection"
+        assert headers["Origin"] == "$http_origin" and headers["Host"] == "$host"
+
+
+def test_threaded_odoo_gets_its_bus_on_the_http_port():
+    text, names, _ = shape("extras-kept")
+    site = render(odoo={"workers": 0})
+    routes = locations(
+        next(d for d in nginx_dump.parsed(adopt.edit(text, names, site)["text"])
+             if d["directive"] == "server")
+    )  # fmt: skip
+    assert values(routes["/websocket"], "proxy_pass") == [["http://odoo_websocket_http"]]
+
+
+def test_only_the_changed_blocks_are_rewritten():
+    text, names, site = shape("second-site-in-the-file")
+    edited = adopt.edit(text, names, site)["text"]
+    blog = text[text.index("server {\n    listen 80;\n    server_name blog") :]
+    assert edited.endswith(blog)  # byte for byte
+    head = text[: text.index("server {")]
+    assert edited.startswith(head)
+
+
+def test_host_headers_are_carried_into_locations_that_stop_inheriting_them():
+    text, names, site = shape("extras-kept")
+    server = next(d for d in nginx_dump.parsed(adopt.edit(text, names, site)["text"])
+                  if d["directive"] == "server")  # fmt: skip
+    assert ["X-Site", "odoo-main"] in values(locations(server)["/"], "proxy_set_header")
+    assert values(server["block"], "client_max_body_size") == [["200m"]]
+    static = locations(server)["~* /web/static/"]
+    assert values(static, "proxy_pass") == [["http://odoo"]]  # the host's, as it was
+
+
+def test_the_report_names_what_was_kept_and_changed():
+    text, names, site = shape("two-names-in-one-block")
+    edited = adopt.edit(text, names, site)
+    assert "names odoo.example.com" in edited["kept"]
+    assert "location /websocket added" in edited["changed"]
+    text, names, site = shape("odoo-17-sample")
+    edited = adopt.edit(text, names, site)
+    assert "listen 443 ssl" in edited["kept"]
+    assert "1 other server block(s)" in edited["kept"]
+
+
+def test_blocks_sharing_lines_are_rebuilt_whole_and_still_settle():
+    text = "upstream odoo { server 127.0.0.1:8069; } server { listen 80; server_name o.example; location / { proxy_pass http://odoo; } }\n"  # noqa: E501
+    site = render(nginx={"server_name": ["o.example"]})
+    edited = adopt.edit(text, ["o.example"], site)
+    assert nginx_dump.normalized(dump(edited["text"])) == nginx_dump.normalized(dump(text))
+    assert adopt.edit(edited["text"], ["o.example"], site)["text"] == edited["text"]
+
+
+def test_a_site_that_only_redirects_is_refused():
+    text = "server {\n    listen 80;\n    server_name o.example;\n    return 301 https://x$request_uri;\n}\n"  # noqa: E501
+    with pytest.raises(adopt.AdoptError, match="only redirects"):
+        adopt.edit(text, ["o.example"], render(nginx={"server_name": ["o.example"]}))
+
+
+def test_a_file_nginx_cannot_parse_is_refused_with_why():
+    with pytest.raises(adopt.AdoptError, match="grammar"):
+        adopt.edit("server { listen 80;\n", ["o.example"], render())
+
+
+@pytest.mark.parametrize(
+    "args, port, ssl, address",
+    [(["80"], 80, False, None), (["443", "ssl"], 443, True, None),
+     (["10.1.2.3:8080"], 8080, False, "10.1.2.3"), (["[::]:443", "ssl", "http2"], 443, True, None),
+     (["10.1.2.3"], 80, False, "10.1.2.3"), (["*:81"], 81, False, None)],
+)  # fmt: skip
+def test_listen_forms(args, port, ssl, address):
+    assert adopt._listen(args) == {"port": port, "ssl": ssl, "address": address}
