@@ -479,5 +479,8 @@ def listens(text, names):
             if redirect_only(server):
                 continue
             directives = [d["args"] for d in server["block"] if d["directive"] == "listen"]
-            found += [listen for listen in map(_listen, directives or [["80"]]) if listen]
+            # "ssl on" (nginx before 1.25.1) makes every listen of the block TLS.
+            ssl_on = ["on"] in [d["args"] for d in server["block"] if d["directive"] == "ssl"]
+            for listen in filter(None, map(_listen, directives or [["80"]])):
+                found.append(dict(listen, ssl=listen["ssl"] or ssl_on))
     return found
