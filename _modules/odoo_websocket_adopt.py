@@ -316,7 +316,7 @@ def edit(text, names, site):
                 twin["block"][server["block"].index(host)] = merged
                 if _without_lines(merged) == _without_lines(host):
                     continue
-                changed.append(f"location {where}")
+                changed.append(f"location {where} (proxying set)")
                 place = span[id(host)]
                 if place["whole"]:
                     margin = _margin(lines[place["start"] - 1])
@@ -327,7 +327,7 @@ def edit(text, names, site):
                     rebuild_server = True
             else:
                 twin["block"].append(merged)
-                changed.append(f"location {where} added")
+                changed.append(f"location {where} (added)")
                 place = span[id(server)]
                 if place["whole"] and place["end"] > place["start"]:
                     first = [d for d in server["block"] if d["directive"] != "#"]
@@ -388,7 +388,7 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
         rebuilt[parsed.index(host)] = copy.deepcopy(upstream)
         if _without_lines(host) == _without_lines(upstream):
             continue
-        changed.append(f"upstream {upstream['args'][0]}")
+        changed.append(f"upstream {upstream['args'][0]} (set)")
         place = span[id(host)]
         if not place["whole"]:
             return None, changed
@@ -400,7 +400,7 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
         anchor = hosts[-1] if hosts else next(d for d in parsed if d["directive"] == "server")
         index = parsed.index(anchor) + (1 if hosts else 0)
         rebuilt[index:index] = copy.deepcopy(missing)
-        changed.append("upstream " + ", ".join(u["args"][0] for u in missing) + " added")
+        changed.append("upstreams " + ", ".join(u["args"][0] for u in missing) + " (added)")
         place = span[id(anchor)]
         if not place["whole"]:
             return None, changed

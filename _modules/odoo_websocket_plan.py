@@ -488,11 +488,14 @@ def _adopted(plan, path, names, site, instance):
         )
         return False
     _add_nginx_file(plan, path, edited["text"])
-    changed = ", ".join(edited["changed"]) or "nothing (already as the formula sets it)"
-    plan["notes"].append(
-        f"Adopting the existing site {path} for {', '.join(names)}: changed {changed}; "
-        f"kept {'; '.join(edited['kept'])} and every other line."
-    )
+    kept, listed = "; ".join(edited["kept"]), ", ".join(names)
+    if edited["changed"]:
+        plan["notes"].append(
+            f"Adopting the existing site {path} for {listed}: changed "
+            f"{', '.join(edited['changed'])}; kept {kept} and every other line."
+        )
+    else:
+        plan["notes"].append(f"Adopted site {path} ({listed}): its websocket path is as set.")
     _verify_where(plan, __salt__["odoo_websocket_adopt.listens"](edited["text"], names), instance)
     return True
 

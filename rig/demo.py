@@ -3,12 +3,16 @@
 make demo: the formula fixing a broken Odoo host, seen from another machine.
 
 Builds two namespace test hosts on a private bridge: an Odoo host in the
-field's broken state (upgrade headers hard-coded on "/", so the bus reaches a
-prefork worker; compose publishing 8069/8072 on every interface; odoo.conf
-without proxy_mode) running the Debian nginx and the stand-in Odoo, and a
-browser host. It shows the failure from the browser host, applies the formula
-once inside the Odoo host (salt-call --local state.apply odoo_websocket), and
-shows the same checks passing, then that a second run changes nothing.
+field's broken state (its own site in sites-enabled, one server block for its
+address and odoo.example.com, with upgrade headers hard-coded on "/", so the
+bus reaches a prefork worker; compose publishing 8069/8072 on every
+interface; odoo.conf without proxy_mode) running the Debian nginx and the
+stand-in Odoo, and a browser host. It shows the failure from the browser
+host, applies the formula once inside the Odoo host (salt-call --local
+state.apply odoo_websocket, pillar.example with server_name set to the
+host's address, as a new user's), shows what the formula changed and kept of
+the host's site and the same checks passing, then that a second run changes
+nothing.
 
 The machine's own nginx and network are not touched; everything is removed
 at the end (--keep leaves the hosts' files in the work folder).
@@ -23,7 +27,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from rig.field import broken_docker_host  # noqa: E402
+from rig.field import site_with_two_names  # noqa: E402
 from rig.hosts import Rig  # noqa: E402
 from rig.probe import check_from, whoami_from  # noqa: E402
 
@@ -93,7 +97,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="odoo_websocket-demo.")
     rig = Rig(workdir).create()
     try:
-        host = rig.odoo_host(prepare=broken_docker_host)
+        address = str(rig.subnet.network_address + 10 + len(rig.hosts))  # the next host's
+        host = rig.odoo_host(prepare=site_with_two_names(address))
         outside = rig.outside_host()
         print(f"Odoo host {host.address} (nginx + stand-in Odoo 17, docker layout),")
         print(f"browser host {outside.address}, on bridge {rig.bridge} ({rig.subnet}).")
@@ -102,12 +107,16 @@ def main():
         show_checks(outside, host)
 
         print("\nsalt-call --local state.apply odoo_websocket (inside the Odoo host):")
-        pillar = host.sandbox.pillar()
+        pillar = host.sandbox.pillar(nginx={"server_name": [host.address]})
+        print(f"  (pillar.example with nginx:server_name [{host.address}])")
         code, result = host.apply_formula(pillar)
         if not isinstance(result, dict):
             print(result)
             return 1
         report(result)
+        comment = next(s["comment"] for s in result.values() if s["__id__"].endswith("applied"))
+        if "Adopting" in comment:  # what of the host's own site was changed and kept
+            print("\n  " + comment[comment.index("Adopting") :].split(" and every other line")[0])
 
         print("\nAfter, from the browser host:")
         fixed = show_checks(outside, host)

@@ -389,3 +389,15 @@ SHAPES = {
     "odoo-16-sample": (ODOO16_SAMPLE, ["odoo.example.com"], "odoo.example.com", True, "16.0"),
     "odoo-17-sample": (ODOO17_SAMPLE, ["odoo.example.com"], "odoo.example.com", True, "17.0"),
 }  # fmt: skip
+
+
+def site_with_two_names(address):
+    """The demo's host: broken_docker_host's site answering for the host's
+    ADDRESS and odoo.example.com in one block (the everyday shape a new
+    user's pillar, naming the address, meets)."""
+
+    def prepare(box):
+        broken_docker_host(box)
+        box.write(box.root + SITE, TWO_NAMES.replace("{address}", address))
+
+    return prepare

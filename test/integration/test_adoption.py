@@ -36,8 +36,10 @@ def get_from(outside, host, name, path, port=80, ca=None):
 
 def bus_ok(seen, longpolling):
     through = seen["through_nginx"]
-    return through.get("polled") if longpolling else (
-        through.get("status") == 101 and through.get("subscribed")
+    return (
+        through.get("polled")
+        if longpolling
+        else (through.get("status") == 101 and through.get("subscribed"))
     )
 
 

@@ -25,6 +25,9 @@ def test_demo_shows_the_failure_then_the_fix_and_cleans_up():
     broken, _, rest = out.partition("salt-call --local state.apply odoo_websocket")
     fixed = rest.partition("After, from the browser host:")[2].partition("Second run:")[0]
     assert "[FAIL] websocket through nginx: HTTP 500" in broken
+    # The host's own site, for its address and odoo.example.com, is adopted.
+    adopted = "Adopting the existing site /etc/nginx/sites-available/odoo for 10."
+    assert adopted in rest and "kept names odoo.example.com" in rest
     assert "[FAIL] Odoo port 8072 from the browser host: answers (bypasses nginx)" in broken
     assert "[ok  ] websocket through nginx: 101 Switching Protocols, subscribe answered" in fixed
     assert "[ok  ] Odoo port 8069 from the browser host: refused" in fixed

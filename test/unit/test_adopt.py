@@ -111,7 +111,7 @@ def test_the_report_names_what_was_kept_and_changed():
     text, names, site = shape("two-names-in-one-block")
     edited = adopt.edit(text, names, site)
     assert "names odoo.example.com" in edited["kept"]
-    assert "location /websocket added" in edited["changed"]
+    assert "location /websocket (added)" in edited["changed"]
     text, names, site = shape("odoo-17-sample")
     edited = adopt.edit(text, names, site)
     assert "listen 443 ssl" in edited["kept"]
