@@ -15,8 +15,8 @@ __virtualname__ = "odoo_websocket_audit_nginx"
 # nginx speaks HTTP/1.0 to upstreams unless told otherwise before this release.
 HTTP11_DEFAULT_SINCE = (1, 29, 7)
 SITE_FIX = (
-    "state odoo_websocket.nginx: the formula's site (nginx:existing_site: adopt replaces "
-    "a host's own)"
+    "state odoo_websocket.nginx: the formula's site, or the host's own site's websocket "
+    "path set in place (nginx:existing_site: adopt)"
 )
 MAP_FIX = (
     "state odoo_websocket.nginx: its nginx:map_file maps $http_upgrade to "

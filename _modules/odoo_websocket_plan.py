@@ -15,8 +15,6 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "odoo_websocket_plan"
 
-# First line of every file the formula renders: how it knows its own files.
-
 
 def __virtual__():
     return __virtualname__
@@ -432,6 +430,12 @@ def _sites(instances, texts, payload, plan):
             if not _adopted(plan, target, names, texts[name], name):
                 stop = True
                 continue
+            if nginx["tls"]["enabled"]:
+                plan["notes"].append(
+                    f"nginx:tls is not applied to the adopted site {target}: its own listens "
+                    "and certificates are kept (HSTS and the cookie flags go in the locations "
+                    "the formula sets)."
+                )
         else:
             _add_nginx_file(plan, target, _sites_module("stamped")(texts[name], target))
         linked = not placed["adopt"] or os.path.realpath(target) not in loaded
@@ -539,6 +543,8 @@ def _nginx(settings, part, plan, saltenv):
     _stale_sites(payload, [site["site_file"] for site in sites], folders, plan)
     if _left_adopted(payload, sites, instances, plan):
         return
+    if _hosts_own(nginx["map_file"], "map_file", map_text, plan):
+        return
     _add_nginx_file(plan, nginx["map_file"], map_text)
     capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
     if capacity["note"]:
@@ -563,7 +569,27 @@ def _add_nginx_file(plan, path, text):
     _add(plan, "nginx", path, text, {"diff": diff(masked(current), masked(text), path)})
 
 
+def _hosts_own(path, key, wanted, plan):
+    """Whether PATH, a file the formula writes whole (its map drop-in, to
+    hold WANTED), is a file of the host's own: never overwritten (the error
+    says so)."""
+    text = None if os.path.islink(path) else _read(path)
+    if text is None or not text.strip() or text == wanted or _sites_module("marked")(text):
+        return False
+    plan["errors"].append(
+        f"nginx:{key} names {path}, a file of the host's own (the formula writes that file "
+        f"whole): point nginx:{key} at a new file, e.g. /etc/nginx/conf.d/odoo_websocket_map.conf."
+    )
+    return True
+
+
 def _add_link(plan, path, target):
+    if os.path.lexists(path) and not os.path.islink(path):
+        plan["errors"].append(
+            f"nginx:site_link names {path}, a file of the host's own, not a link: point "
+            "nginx:site_link at a new path in sites-enabled (or leave it empty)."
+        )
+        return
     plan["changes"].append({"concern": "nginx", "path": path, "kind": "link", "target": target})
     old = os.readlink(path) if os.path.islink(path) else None
     plan["diffs"][path] = {"concern": "nginx", "old": old, "new": target}

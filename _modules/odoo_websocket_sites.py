@@ -34,6 +34,20 @@ _MARKED = re.compile(rf"^# {re.escape(MARK)}: (/.*?)(?: \(local changes are over
 _DEFAULT_SITE = re.compile(r"odoo_websocket(?:_[a-z0-9_-]{1,32})?\.conf")
 
 
+def marked(text):
+    """
+    Whether TEXT (a file's content) starts with the formula's mark: a file
+    the formula wrote whole.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_sites.marked "$(cat /etc/nginx/conf.d/odoo_websocket_map.conf)"
+    """
+    return MARK in text.split("\n", 1)[0]
+
+
 def stamped(text, path):
     """
     TEXT (a rendered site) with the mark naming PATH as its first line, in

@@ -114,3 +114,52 @@ def test_a_site_marked_before_marks_named_a_path(planner, tmp_path):  # noqa: F8
     plan = planner.build(sandbox_settings(box, sandbox_instances(box, "erp")), PARTS)
     assert plan["errors"] == []
     assert _absent(plan) == {shop, f"{box.nginx_dir}/sites-enabled/odoo_websocket_shop.conf"}
+
+
+def _site_for(name):
+    return (f"server {{\n    listen 443 ssl;\n    server_name {name} www.{name};\n"
+            "    ssl_certificate /etc/ssl/x.crt;\n    ssl_certificate_key /etc/ssl/x.key;\n"
+            "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }\n}\n")  # fmt: skip
+
+
+def test_site_file_naming_the_hosts_own_site_adopts_it(planner, tmp_path):  # noqa: F811
+    """nginx:site_file pointed at the host's own https site: its listen,
+    certificates and other name stay; it is edited, never overwritten."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    own = os.path.join(box.nginx_dir, "sites-available/odoo")
+    pillar = merge(defaults(), box.pillar(nginx={"site_file": own})["odoo_websocket"])
+    settings = settings_mod.settings(pillar)
+    name = settings["nginx"]["server_name"][0]
+    box.write(own, _site_for(name))  # not linked: nginx does not load it yet
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert plan["errors"] == []
+    data = next(c["data"] for c in plan["changes"] if c["path"] == own)
+    assert "Managed by Salt" not in data
+    for kept in (
+        "listen 443 ssl;",
+        f"server_name {name} www.{name};",
+        "ssl_certificate /etc/ssl/x.crt;",
+        "ssl_certificate_key /etc/ssl/x.key;",
+    ):
+        assert kept in data, kept  # fmt: skip
+    assert "proxy_pass http://odoo_websocket_evented;" in data
+    assert any(n.startswith(f"Adopting the existing site {own}") for n in plan["notes"])
+    # Not loaded yet: the link makes nginx load it. The check goes to 443 over TLS.
+    assert any(c["kind"] == "link" and c["target"] == own for c in plan["changes"])
+    assert (plan["verify"]["port"], plan["verify"]["tls"]) == (443, True)
+    assert settings["verify"]["port"] != 443  # the settings themselves are untouched
+
+
+def test_a_hosts_own_file_at_map_file_or_site_link_is_never_overwritten(planner, tmp_path):  # noqa: F811
+    box = Sandbox(str(tmp_path / "box")).create()
+    settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
+    nginx = settings["nginx"]
+    box.write(nginx["map_file"], "map $http_upgrade $connection_upgrade { default upgrade; }\n")
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert any(f"nginx:map_file names {nginx['map_file']}, a file of the host's own" in e
+               for e in plan["errors"]), plan["errors"]  # fmt: skip
+    os.unlink(nginx["map_file"])
+    box.write(nginx["site_link"], "# the host's notes\n")
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert any(f"nginx:site_link names {nginx['site_link']}, a file of the host's own" in e
+               for e in plan["errors"]), plan["errors"]  # fmt: skip
