@@ -23,6 +23,7 @@ import copy
 import io
 import ipaddress
 import os
+import re
 import tempfile
 
 try:
@@ -48,9 +49,8 @@ _KEYED = {"proxy_set_header", "add_header", "proxy_cookie_flags"}
 # Owned in every location the formula owns, whatever its template sets.
 _ALWAYS_OWNED = {
     "proxy_pass",
-    "return",  # a location the formula owns proxies to Odoo
     "proxy_http_version",
-    "proxy_redirect",
+    "return",  # a location the formula owns proxies to Odoo
     *_TIMEOUTS,
     *(
         ("proxy_set_header", header)
@@ -58,10 +58,23 @@ _ALWAYS_OWNED = {
                        "x-forwarded-for", "x-forwarded-proto", "x-real-ip")
     ),
 }  # fmt: skip
+# Where the host already sets these, its value stays (a TLS-terminating
+# balancer in front sends "X-Forwarded-Proto https", a long report needs a
+# longer read timeout); the formula's only fill a gap.
+_HOST_VALUE = {
+    "proxy_redirect",
+    *_TIMEOUTS,
+    *(("proxy_set_header", header) for header in ("x-forwarded-host", "x-forwarded-for",
+                                                   "x-forwarded-proto", "x-real-ip")),
+}  # fmt: skip
 # A location that sets one of these inherits none of its server's: the
 # server's lines are copied in, so the host's own headers still reach Odoo.
 _INHERITED_ARRAYS = ("proxy_set_header", "add_header")
-_PATH_MODIFIERS = ("", "^~", "=")
+# Who may open the site: a bus location the formula adds gets "/"'s lines.
+_ACCESS = {"allow", "deny", "satisfy", "auth_basic", "auth_basic_user_file", "auth_request",
+           "auth_request_set", "limit_req", "limit_conn"}  # fmt: skip
+_BUS_PATHS = ("/websocket", "/longpolling")
+_REDIRECT_CODES = {"301", "302", "303", "307", "308"}
 
 
 def __virtual__():
@@ -91,13 +104,24 @@ def _parse(text):
         why = payload["errors"][0]
         message = why["error"].split(" in /")[0]
         raise AdoptError(f"nginx's grammar does not accept it: {message} (line {why['line']})")
-    return payload["config"][0]["parsed"]
+    parsed = payload["config"][0]["parsed"]
+    for directive in _all(parsed):  # a CRLF file's comments end in "\r"
+        if directive["directive"] == "#":
+            directive["comment"] = directive["comment"].rstrip("\r")
+    return parsed
+
+
+def _all(directives):
+    for directive in directives:
+        yield directive
+        yield from _all(directive.get("block") or [])
 
 
 def _spans(text):
     """Every block's lines, in the order of its opening brace: ``[{start,
-    end, whole}]``; WHOLE: nothing else shares its first or last line, so the
-    block can be replaced line for line."""
+    end, whole, tail}]``; WHOLE: nothing else shares its first or last line
+    (but a comment after its closing brace, TAIL), so the block can be
+    replaced line for line."""
     tokens = [t for t in _lex_file_object(io.StringIO(text + "\n"))]
     by_line = {}
     for index, (token, line, quoted) in enumerate(tokens):
@@ -119,10 +143,12 @@ def _spans(text):
             span = spans[stack.pop()]
             span["end"] = line
             span["whole"] = (
-                min(by_line[span["start"]]) == span["first"]
-                and max(by_line[line]) == index
-                and not any(t[1] == line and t[0].startswith("#") for t in tokens)
+                min(by_line[span["start"]]) == span["first"] and max(by_line[line]) == index
             )
+            span["tail"] = " ".join(
+                t[0].rstrip("\r") for t in tokens[index + 1 :]
+                if t[1] == line and t[0].startswith("#") and not t[2]
+            )  # fmt: skip
             statement = None
         elif token == ";":
             statement = None
@@ -145,7 +171,7 @@ def _key(directive):
 
 
 def _marker(directive):
-    return directive["directive"] == "#" and directive.get("comment") == MARKER
+    return directive["directive"] == "#" and directive.get("comment", "").rstrip("\r") == MARKER
 
 
 def _names(server):
@@ -159,11 +185,30 @@ def _directive_names(block):
         yield from _directive_names(directive.get("block") or [])
 
 
+def _sends_elsewhere(block):
+    """Whether BLOCK itself (not an if inside it) answers with a redirect."""
+    for d in block:
+        args = d["args"]
+        if d["directive"] == "return" and args:
+            if args[0] in _REDIRECT_CODES or args[0].startswith(("http://", "https://", "$")):
+                return True
+        if d["directive"] == "rewrite" and len(args) >= 2:
+            flag = args[2] if len(args) > 2 else ""
+            if flag in ("permanent", "redirect") or args[1].startswith(("http://", "https://")):
+                return True
+    return False
+
+
 def redirect_only(server):
-    """Whether a server block only sends browsers elsewhere: a return or
-    rewrite, and no proxy_pass anywhere in it (http -> https, www)."""
-    names = set(_directive_names(server["block"]))
-    return "proxy_pass" not in names and bool(names & {"return", "rewrite"})
+    """Whether a server block only sends browsers elsewhere (http -> https,
+    www -> the bare name): a redirect for every path (at its top, or in its
+    "/" location), or a return or rewrite and no proxy_pass anywhere."""
+    block = server["block"]
+    names = set(_directive_names(block))
+    if "proxy_pass" not in names and names & {"return", "rewrite"}:
+        return True
+    root = [d for d in block if d["directive"] == "location" and _path(d["args"]) in _ROOTS]
+    return _sends_elsewhere(block) or any(_sends_elsewhere(d["block"]) for d in root)
 
 
 def _listens(server):
@@ -193,37 +238,128 @@ def _clean(directive):
     return out
 
 
+def _path(args):
+    """(modifier, path) of a location's arguments; ("?", "") for others."""
+    if len(args) == 1:
+        return ("", args[0])
+    return (args[0], args[1]) if len(args) == 2 else ("?", "")
+
+
+_ROOTS = (("", "/"), ("^~", "/"))
+
+
 def _same_location(host, formula):
     """Whether the host's location is the one FORMULA owns: the same
-    arguments, or for a one-path location (the bus route) the same path with
-    a prefix or exact modifier (``/websocket/``, ``^~ /websocket``)."""
+    arguments; or the same path as a prefix ("" and "^~" alike); or for the
+    bus route, its path with a trailing slash or an exact match."""
     if host["args"] == formula["args"]:
         return True
-    if len(formula["args"]) != 1 or formula["args"][0] == "/" or len(host["args"]) not in (1, 2):
-        return False
-    modifier, value = ([""] + host["args"])[-2:]
-    return modifier in _PATH_MODIFIERS and value.rstrip("/") == formula["args"][0].rstrip("/")
+    (hm, hp), (fm, fp) = _path(host["args"]), _path(formula["args"])
+    if fp in _BUS_PATHS:
+        return hm in ("", "^~", "=") and hp.rstrip("/") == fp
+    return hm in ("", "^~") and fm in ("", "^~") and hp == fp
 
 
-def _merged(host, formula, inherited, timeouts):
-    """The location the formula owns: the host's own lines kept (first, in
-    their order), then the marker, copies of the server's header lines the
-    location would stop inheriting, and the formula's proxying."""
+def _captured(server, path):
+    """Whether a regex location of SERVER matches PATH: it would win over a
+    plain prefix location (an unreadable pattern counts as matching)."""
+    for d in server["block"]:
+        modifier, pattern = _path(d["args"]) if d["directive"] == "location" else ("?", "")
+        if modifier in ("~", "~*"):
+            try:
+                flags = re.IGNORECASE if modifier == "~*" else 0
+                if re.search(pattern, path, flags):
+                    return True
+            except re.error:
+                return True
+    return False
+
+
+def _seconds(value):
+    """An nginx time (720s, 1h30m, 60) in seconds; None when unreadable."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
+             "y": 31536000, "": 1}  # fmt: skip
+    parts = re.fullmatch(r"((\d+)(ms|s|m|h|d|w|M|y)?)+", value or "")
+    if not parts:
+        return None
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|M|y)?", value))
+
+
+def _merged(host, formula, server, timeouts, included=None):
+    """The location the formula owns: the marker, the host's own lines kept
+    (in their order, includes too), "/"'s access lines for a bus location it
+    adds, copies of the server's header lines the location would stop
+    inheriting, then the formula's proxying, but where the host sets one of
+    _HOST_VALUE (or an include of the location sets it) the host's stays.
+    The same shape on every pass, so a second one changes nothing. SERVER:
+    the server block as nginx sees it (includes expanded)."""
+    bus = _path(formula["args"])[1] in _BUS_PATHS
     new = [copy.deepcopy(d) for d in formula["block"] if d["directive"] not in _LEFT_TO_HOST]
     new += [copy.deepcopy(t) for t in timeouts if t["directive"] not in {_key(d) for d in new}]
     owned = {_key(d) for d in new} | _ALWAYS_OWNED
-    before = host["block"] if host else []
-    kept = [d for d in before if _key(d) not in owned and not _marker(d)]
+    before = _expanded(host, included or {})["block"] if host else []
+    for d in before:
+        if "included_by" in d and _key(d) in _CRITICAL:
+            raise AdoptError(
+                f"location {' '.join(host['args'])} includes "
+                f"{' '.join(d['included_by']['args'])}, which sets {d['directive']} "
+                f"{' '.join(d['args'])}: the formula does not edit an include; move that line "
+                "into the location, or out of the include"
+            )
+    brought = {_key(d) for d in before if "included_by" in d}
+    inherited = [_plain(d) for d in server["block"] if d["directive"] in _INHERITED_ARRAYS]
+    effective = list(before)  # what the location sets, and what it inherits today
+    for name in _INHERITED_ARRAYS:
+        if not any(d["directive"] == name for d in before):
+            effective += [d for d in inherited if d["directive"] == name]
+    chosen = []
+    for directive in new:
+        if _key(directive) in brought:
+            continue  # the location's include sets it
+        theirs = [
+            d for d in effective if _key(d) == _key(directive) and _key(d) in _HOST_VALUE
+            and not (bus and d["directive"] in _TIMEOUTS and (_seconds(d["args"][0]) or 0) < 60)
+        ]  # fmt: skip
+        chosen += [_plain(d) for d in theirs] or [directive]
+    kept = [d for d in (host["block"] if host else []) if _key(d) not in owned and not _marker(d)]
     copies = []
     for name in _INHERITED_ARRAYS:
-        if any(d["directive"] == name for d in new) and not any(
+        if any(d["directive"] == name for d in chosen) and not any(
             d["directive"] == name for d in before
         ):
-            copies += [copy.deepcopy(d) for d in inherited if d["directive"] == name]
-    copies = [d for d in copies if _key(d) not in owned]
+            copies += [d for d in inherited if d["directive"] == name and _key(d) not in owned]
+    access = []
+    if host is None and bus:
+        root = [d for d in server["block"] if d["directive"] == "location"
+                and _path(d["args"]) in _ROOTS]  # fmt: skip
+        access = [_plain(d) for r in root for d in r["block"] if d["directive"] in _ACCESS]
     marker = {"directive": "#", "args": [], "comment": MARKER}
-    args = host["args"] if host else formula["args"]
-    return {"directive": "location", "args": list(args), "block": [marker] + kept + copies + new}
+    block = [marker] + kept + access + copies + chosen
+    return {"directive": "location", "args": _location_args(host, formula, server), "block": block}
+
+
+def _plain(directive):
+    """A copy of DIRECTIVE as a line of the site's own (not an include's)."""
+    out = copy.deepcopy(directive)
+    out.pop("included_by", None)
+    return out
+
+
+def _location_args(host, formula, server):
+    """The owned location's arguments: the host's; for the bus route its
+    exact path (a trailing slash would not match it), made "^~" where a
+    regex location of the block would capture it."""
+    if host is None:
+        args = list(formula["args"])
+    else:
+        args = list(host["args"])
+    modifier, path = _path(args)
+    if path.rstrip("/") in _BUS_PATHS:
+        path = path.rstrip("/")
+        if modifier != "=" and _captured(server, path):
+            modifier = "^~"
+        args = [modifier, path] if modifier else [path]
+    return args
 
 
 def _indent(text, margin):
@@ -261,22 +397,29 @@ def _unit(lines, parsed):
     return "    "
 
 
-def _build(directive, margin, unit="    "):
+def _build(directive, margin, unit="    ", tail=""):
+    """DIRECTIVE as lines of text at MARGIN, indented by UNIT; TAIL (a
+    comment that followed its closing brace) kept on its last line."""
     tabs = unit == "\t"
     text = crossplane.build(_numbered([directive]), indent=len(unit), tabs=tabs)
-    return _indent(text, margin)
+    built = _indent(text, margin)
+    if tail:
+        built[-1] += " " + tail
+    return built
 
 
 def _margin(line):
     return line[: len(line) - len(line.lstrip())]
 
 
-def edit(text, names, site):
+def edit(text, names, site, included=None):
     """
     TEXT (a host's site file) with the websocket path of every server block
     serving NAMES set as SITE (the formula's rendered site) sets it, the rest
-    kept. Returns ``{"text", "changed": [...], "kept": [...]}`` (short phrases
-    for the run's comment); raises AdoptError when no block there serves NAMES.
+    kept. INCLUDED: ``{line of an include directive in TEXT: the directives
+    it brings}`` (from the live tree; an include is never edited). Returns
+    ``{"text", "changed": [...], "kept": [...]}`` (short phrases for the
+    run's comment); raises AdoptError when it cannot be adopted, saying why.
 
     CLI Example:
 
@@ -285,9 +428,9 @@ def edit(text, names, site):
         salt '*' odoo_websocket_adopt.edit "$(cat /etc/nginx/sites-enabled/odoo)" \\
             '[odoo.example.com]' "$(cat site.conf)"
     """
-    formula = _formula_parts(site)
-    parsed = _parse(text)
-    lines = text.split("\n")
+    formula, included = _formula_parts(site), included or {}
+    newline = "\r\n" if "\r\n" in text else "\n"
+    parsed, lines = _parse(text), text.split(newline)
     blocks, spans = list(_blocks(parsed)), _spans(text)
     if len(blocks) != len(spans):  # a lexer extension (lua blocks, say) crossplane reads apart
         raise AdoptError("its blocks could not be matched to their lines")
@@ -300,17 +443,16 @@ def edit(text, names, site):
         raise AdoptError(f"no server block in it serves {', '.join(names)} (only redirects)")
     edits, whole_file, changed = [], False, []
     rebuilt = copy.deepcopy(parsed)  # for a file whose blocks share lines
-    rebuilt_servers = [rebuilt[parsed.index(s)] for s in serving]
-    for server, twin in zip(serving, rebuilt_servers, strict=True):
+    for server in serving:
+        twin = rebuilt[parsed.index(server)]
+        view = _expanded(server, included)  # what nginx sees of the block
         server_edits, rebuild_server = [], False
-        inherited = [d for d in server["block"] if d["directive"] in _INHERITED_ARRAYS]
         for location in formula["locations"]:
-            host = next(
-                (d for d in server["block"] if d["directive"] == "location"
-                 and _same_location(d, location)),
-                None,
-            )  # fmt: skip
-            merged = _merged(host, location, inherited, formula["timeouts"])
+            host = next((d for d in server["block"] if d["directive"] == "location"
+                         and _same_location(d, location)), None)  # fmt: skip
+            if host is None:
+                _not_in_an_include(view, location, server)
+            merged = _merged(host, location, view, formula["timeouts"], included)
             where = " ".join(merged["args"])
             if host is not None:
                 twin["block"][server["block"].index(host)] = merged
@@ -318,35 +460,29 @@ def edit(text, names, site):
                     continue
                 changed.append(f"location {where} (proxying set)")
                 place = span[id(host)]
-                if place["whole"]:
-                    margin = _margin(lines[place["start"] - 1])
-                    server_edits.append(
-                        (place["start"], place["end"], _build(merged, margin, unit))
-                    )
-                else:
+                if not place["whole"]:
                     rebuild_server = True
+                    continue
+                built = _build(merged, _margin(lines[place["start"] - 1]), unit, place["tail"])
+                server_edits.append((place["start"], place["end"], built))
             else:
                 twin["block"].append(merged)
                 changed.append(f"location {where} (added)")
                 place = span[id(server)]
-                if place["whole"] and place["end"] > place["start"]:
-                    first = [d for d in server["block"] if d["directive"] != "#"]
-                    margin = (
-                        _margin(lines[first[0]["line"] - 1])
-                        if first
-                        else _margin(lines[place["end"] - 1]) + unit
-                    )
-                    end = place["end"]
-                    server_edits.append((end, end - 1, [""] + _build(merged, margin, unit)))
-                else:
+                if not (place["whole"] and place["end"] > place["start"]):
                     rebuild_server = True
-        if rebuild_server:
-            place = span[id(server)]
-            if not place["whole"]:
-                whole_file = True
-            else:
-                margin = _margin(lines[place["start"] - 1])
-                edits.append((place["start"], place["end"], _build(twin, margin, unit)))
+                    continue
+                first = [d for d in server["block"] if d["directive"] != "#"]
+                margin = (_margin(lines[first[0]["line"] - 1]) if first
+                          else _margin(lines[place["end"] - 1]) + unit)  # fmt: skip
+                end = place["end"]
+                server_edits.append((end, end - 1, [""] + _build(merged, margin, unit)))
+        place = span[id(server)]
+        if rebuild_server and place["whole"]:
+            built = _build(twin, _margin(lines[place["start"] - 1]), unit, place["tail"])
+            edits.append((place["start"], place["end"], built))
+        elif rebuild_server:
+            whole_file = True
         else:
             edits.extend(server_edits)
     upstream_edits, upstream_changes = _upstreams(parsed, rebuilt, formula, span, lines, unit)
@@ -356,12 +492,44 @@ def edit(text, names, site):
     else:
         edits.extend(upstream_edits)
     if whole_file:
-        result = crossplane.build(rebuilt, indent=4) + "\n"
+        result = crossplane.build(rebuilt, indent=4).replace("\n", newline) + newline
     else:
-        result = _apply(lines, edits)
+        result = _apply(lines, edits, newline)
     _parse(result)  # the edit itself must leave a file nginx's grammar accepts
     kept = _kept(parsed, serving, wanted, formula["locations"])
     return {"text": result, "changed": changed, "kept": kept}
+
+
+# What an include inside a location the formula owns may not set: the edit
+# cannot change an include, and these are what the websocket needs exactly
+# (what else an include sets there stays, and the formula adds no second one).
+_CRITICAL = {"proxy_pass", "proxy_http_version", ("proxy_set_header", "upgrade"),
+             ("proxy_set_header", "connection")}  # fmt: skip
+
+
+def _expanded(block_directive, included):
+    """BLOCK_DIRECTIVE with its includes' directives in place of the
+    include lines (each marked as coming from one): what nginx sees."""
+    block = []
+    for d in block_directive["block"]:
+        if d["directive"] == "include" and d.get("line") in included:
+            block += [dict(x, included_by=d) for x in included[d["line"]]]
+        else:
+            block.append(d)
+    return dict(block_directive, block=block)
+
+
+def _not_in_an_include(view, location, server):
+    """A location the formula would add must not come from an include
+    already: nginx would refuse the duplicate."""
+    for d in view["block"]:
+        if "included_by" in d and d["directive"] == "location" and _same_location(d, location):
+            path = " ".join(d["included_by"]["args"])
+            raise AdoptError(
+                f"its server block at line {server['line']} takes location "
+                f"{' '.join(d['args'])} from an include ({path}), which the formula does not "
+                "edit: put that location in the site file in place of the include"
+            )
 
 
 def _without_lines(directive):
@@ -415,13 +583,15 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
     return edits, changed
 
 
-def _apply(lines, edits):
+def _apply(lines, edits, newline="\n"):
     """LINES with each (first, last, new lines) edit made, 1-based and
-    inclusive (last = first - 1: insert before FIRST)."""
+    inclusive (last = first - 1: insert before FIRST); edits at one place
+    land in their order."""
     out = list(lines)
-    for first, last, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+    ordered = sorted(enumerate(edits), key=lambda e: (e[1][0], e[1][1], e[0]), reverse=True)
+    for _, (first, last, new) in ordered:
         out[first - 1 : last] = new
-    return "\n".join(out)
+    return newline.join(out)
 
 
 def _kept(parsed, serving, wanted, owned):
@@ -479,8 +649,10 @@ def listens(text, names):
             if redirect_only(server):
                 continue
             directives = [d["args"] for d in server["block"] if d["directive"] == "listen"]
-            # "ssl on" (nginx before 1.25.1) makes every listen of the block TLS.
+            # UDP (HTTP/3) listens are no place for the check; "ssl on" (nginx
+            # before 1.25.1) makes every listen of the block TLS.
             ssl_on = ["on"] in [d["args"] for d in server["block"] if d["directive"] == "ssl"]
-            for listen in filter(None, map(_listen, directives or [["80"]])):
+            directives = [args for args in directives or [["80"]] if "quic" not in args[1:]]
+            for listen in filter(None, map(_listen, directives)):
                 found.append(dict(listen, ssl=listen["ssl"] or ssl_on))
     return found

@@ -396,8 +396,10 @@ def _stale_sites(payload, targets, folders, plan):
 
 def _own_site(path):
     """Whether PATH is (or will be) one of the formula's own site files: not
-    there yet, or marked as the formula's."""
-    return not os.path.isfile(path) or _sites_module("ours")(os.path.realpath(path), [path])
+    there yet, or marked as the formula's (by a mark naming its path, or the
+    mark without one that earlier versions wrote on their own site files)."""
+    real = os.path.realpath(path)
+    return not os.path.isfile(path) or _sites_module("ours")(real, [path], {os.path.dirname(real)})
 
 
 def _sites(instances, texts, payload, plan):
@@ -427,7 +429,7 @@ def _sites(instances, texts, payload, plan):
             stop = True
             continue
         if placed["adopt"]:
-            if not _adopted(plan, target, names, texts[name], name):
+            if not _adopted(plan, target, names, texts[name], name, payload):
                 stop = True
                 continue
             if nginx["tls"]["enabled"]:
@@ -462,7 +464,8 @@ def _left_adopted(payload, sites, instances, plan):
         top = config["parsed"] + [d for c in config["parsed"] if c["directive"] == "http"
                                   for d in c.get("block", [])]  # fmt: skip
         found = sorted({d["args"][0] for d in top if d["directive"] == "upstream"} & upstreams)
-        if found and real not in targets and not _sites_module("ours")(real, [config["file"]]):
+        ours = _sites_module("ours")(real, [config["file"]], {os.path.dirname(real)})
+        if found and real not in targets and not ours:
             plan["errors"].append(
                 f"{config['file']} carries the formula's websocket proxying (upstream "
                 f"{', '.join(found)}) from an earlier run that adopted it, for names "
@@ -473,7 +476,24 @@ def _left_adopted(payload, sites, instances, plan):
     return left
 
 
-def _adopted(plan, path, names, site, instance):
+def _includes(payload, path):
+    """{line of an include directive in the file PATH: the directives it
+    brings}, from the parsed live tree PAYLOAD."""
+    real, configs, found = os.path.realpath(path), payload["config"], {}
+
+    def walk(directives):
+        for d in directives:
+            if d["directive"] == "include" and d.get("includes"):
+                found[d["line"]] = [x for i in d["includes"] for x in configs[i]["parsed"]]
+            walk(d.get("block") or [])
+
+    for config in configs:
+        if (config.get("real") or os.path.realpath(config["file"])) == real:
+            walk(config["parsed"])
+    return found
+
+
+def _adopted(plan, path, names, site, instance, payload):
     """Plan the host's site at PATH edited in place (odoo_websocket_adopt):
     the websocket proxying of the blocks serving NAMES set as SITE (the
     formula's rendered site) sets it, the rest kept. The verify check goes
@@ -484,7 +504,9 @@ def _adopted(plan, path, names, site, instance):
         plan["errors"].append(f"{path} cannot be read: nothing was touched.")
         return False
     try:
-        edited = __salt__["odoo_websocket_adopt.edit"](current, names, site)
+        edited = __salt__["odoo_websocket_adopt.edit"](
+            current, names, site, _includes(payload, path)
+        )
     except ValueError as exc:  # odoo_websocket_adopt.AdoptError
         plan["errors"].append(
             f"{path} cannot be adopted: {exc}. Set nginx:site_file to a new file for the "

@@ -118,9 +118,10 @@ def target(nginx, names, ports, payload, owned=()):
 def _target(nginx, names, ports, payload, plan, owned):
     site_file = nginx["site_file"]
     if os.path.realpath(site_file) not in owned and os.path.isfile(site_file):
-        # nginx:site_file names a site of the host's own: edited in place.
+        # nginx:site_file names a site of the host's own: edited in place (at
+        # its target when it is a link, which stays).
         plan["adopt"] = True
-        return site_file
+        return os.path.realpath(site_file)
     wanted = {name.lower() for name in names}
     blocks = [
         block

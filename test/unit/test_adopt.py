@@ -145,3 +145,160 @@ def test_a_file_nginx_cannot_parse_is_refused_with_why():
 )  # fmt: skip
 def test_listen_forms(args, port, ssl, address):
     assert adopt._listen(args) == {"port": port, "ssl": ssl, "address": address}
+
+
+# -- review findings: each a shape where the edit once went wrong ------------
+
+TLS_PAIR = """server {{
+    listen 80;
+    server_name o.example;
+    location /.well-known/acme-challenge/ {{
+        proxy_pass http://127.0.0.1:8402;
+    }}
+    location / {{
+        return 301 https://$host$request_uri;
+    }}
+}}
+
+server {{
+    listen 443 ssl;
+    server_name o.example;
+    ssl_certificate /etc/ssl/o.crt;
+    ssl_certificate_key /etc/ssl/o.key;
+{body}
+}}
+"""
+
+
+def edited(text, includes=None, **nginx):
+    """TEXT adopted for o.example (INCLUDES: {include argument: the
+    directives its file holds}, as the plan reads them from the live tree),
+    checked to settle: a second pass changes nothing."""
+    site = render(nginx=dict(nginx, server_name=["o.example"]))
+
+    def included(text):
+        return {
+            number: includes[line.strip()[len("include ") : -1]]
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip().startswith("include ") and line.strip()[8:-1] in (includes or {})
+        }
+
+    result = adopt.edit(text, ["o.example"], site, included(text))
+    again = adopt.edit(result["text"], ["o.example"], site, included(result["text"]))
+    assert again["text"] == result["text"], "a second pass changed the file"
+    return result
+
+
+def servers_of(text):
+    return [d for d in nginx_dump.parsed(text) if d["directive"] == "server"]
+
+
+def test_a_port_80_block_that_redirects_its_root_is_left_alone():
+    body = "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }"
+    text = TLS_PAIR.format(body=body)
+    result = edited(text)["text"]
+    redirect = text[: text.index("server {\n    listen 443")]
+    assert redirect in result  # byte for byte
+    assert adopt.listens(result, ["o.example"]) == [{"port": 443, "ssl": True, "address": None}]
+
+
+def test_an_added_bus_location_takes_the_sites_access_rules():
+    body = ("    location / {\n        allow 192.0.2.0/24;\n        deny all;\n"
+            "        auth_basic \"staff\";\n"
+            "        proxy_pass http://127.0.0.1:8069;\n    }")  # fmt: skip
+    https = servers_of(edited(TLS_PAIR.format(body=body))["text"])[1]
+    bus = locations(https)["/websocket"]
+    assert values(bus, "allow") == [["192.0.2.0/24"]] and values(bus, "deny") == [["all"]]
+    assert values(bus, "auth_basic") == [["staff"]]
+
+
+@pytest.mark.parametrize(
+    "host_location, expected",
+    [("location ~* ^/(websocket|longpolling) {\n        proxy_pass http://127.0.0.1:8069;\n    }",
+      "^~ /websocket"),
+     ("location /websocket/ {\n        proxy_pass http://127.0.0.1:8072;\n    }", "/websocket"),
+     ("location = /websocket {\n        proxy_pass http://127.0.0.1:8072;\n    }",
+      "= /websocket")],
+)  # fmt: skip
+def test_the_bus_location_is_the_one_nginx_selects(host_location, expected):
+    root = "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }"
+    body = f"    {host_location}\n{root}"
+    https = servers_of(edited(TLS_PAIR.format(body=body))["text"])[1]
+    assert values(locations(https)[expected], "proxy_pass") == [["http://odoo_websocket_evented"]]
+    assert sum(" ".join(d["args"]).endswith("/websocket") for d in https["block"]
+               if d["directive"] == "location") == 1  # fmt: skip
+
+
+def test_a_prefix_root_with_its_modifier_is_the_same_location():
+    body = "    location ^~ / {\n        proxy_pass http://127.0.0.1:8069;\n    }"
+    https = servers_of(edited(TLS_PAIR.format(body=body))["text"])[1]
+    roots = [d for d in https["block"] if d["directive"] == "location" and d["args"][-1] == "/"]
+    assert len(roots) == 1 and values(roots[0]["block"], "proxy_pass") == [
+        ["http://odoo_websocket_http"]
+    ]
+
+
+def test_a_balancers_forwarding_choices_and_a_long_read_timeout_are_kept():
+    body = ("    location / {\n        proxy_set_header X-Forwarded-Proto https;\n"
+            "        proxy_redirect http:// https://;\n        proxy_read_timeout 3600s;\n"
+            "        proxy_pass http://127.0.0.1:8069;\n    }\n"
+            "    location /websocket {\n        proxy_read_timeout 30s;\n"
+            "        proxy_pass http://127.0.0.1:8072;\n    }")  # fmt: skip
+    https = servers_of(edited(TLS_PAIR.format(body=body))["text"])[1]
+    root, bus = locations(https)["/"], locations(https)["/websocket"]
+    assert ["X-Forwarded-Proto", "https"] in values(root, "proxy_set_header")
+    assert values(root, "proxy_redirect") == [["http://", "https://"]]
+    assert values(root, "proxy_read_timeout") == [["3600s"]]
+    # Under Odoo's 45 s ping the bus would drop: the formula's timeout wins there.
+    assert values(bus, "proxy_read_timeout") == [["720s"]]
+
+
+def test_an_include_is_never_edited_and_never_doubled():
+    proxy_params = nginx_dump.parsed(
+        "proxy_set_header Host $http_host;\nproxy_set_header X-Real-IP $remote_addr;\n"
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "proxy_set_header X-Forwarded-Proto $scheme;\n"
+    )
+    body = ("    location / {\n        include proxy_params;\n"
+            "        proxy_pass http://127.0.0.1:8069;\n    }")  # fmt: skip
+    https = servers_of(edited(TLS_PAIR.format(body=body), {"proxy_params": proxy_params})["text"])[
+        1
+    ]
+    root = locations(https)["/"]
+    assert values(root, "include") == [["proxy_params"]]
+    names = [args[0].lower() for args in values(root, "proxy_set_header")]
+    assert "host" not in names and "x-real-ip" not in names  # the include sets them
+    assert "upgrade" in names and "connection" in names
+
+
+def test_an_include_setting_what_the_websocket_needs_is_refused_with_the_step():
+    hardcoded = nginx_dump.parsed('proxy_set_header Connection "upgrade";\n')
+    body = ("    location / {\n        include snippets/odoo.conf;\n"
+            "        proxy_pass http://127.0.0.1:8069;\n    }")  # fmt: skip
+    with pytest.raises(adopt.AdoptError, match="includes snippets/odoo.conf, which sets"):
+        edited(TLS_PAIR.format(body=body), {"snippets/odoo.conf": hardcoded})
+
+
+def test_a_location_an_include_brings_is_not_added_twice():
+    locations_file = nginx_dump.parsed("location / {\n    proxy_pass http://127.0.0.1:8069;\n}\n")
+    text = TLS_PAIR.format(body="    include snippets/odoo-locations.conf;")
+    with pytest.raises(adopt.AdoptError, match="takes location / from an include"):
+        edited(text, {"snippets/odoo-locations.conf": locations_file})
+
+
+def test_quic_listens_are_not_where_the_check_goes():
+    body = ("    listen 443 quic reuseport;\n    location / {\n"
+            "        proxy_pass http://127.0.0.1:8069;\n    }")  # fmt: skip
+    result = edited(TLS_PAIR.format(body=body))["text"]
+    assert adopt.listens(result, ["o.example"]) == [{"port": 443, "ssl": True, "address": None}]
+
+
+def test_crlf_files_comments_after_braces_and_several_added_locations():
+    text = ("server {\r\n    listen 80;\r\n    server_name o.example;\r\n"
+            "    proxy_read_timeout 720s;\r\n} # the Odoo site\r\n")  # fmt: skip
+    result = edited(text, static_expires="24h")["text"]
+    assert "\n" not in result.replace("\r\n", "")  # every line ends as the file's do
+    assert "} # the Odoo site\r\n" in result
+    order = [" ".join(d["args"]) for d in servers_of(result)[0]["block"]
+             if d["directive"] == "location"]  # fmt: skip
+    assert order == ["/websocket", "/", "~ ^/[^/]+/static/"]  # the template's order

@@ -163,3 +163,37 @@ def test_a_hosts_own_file_at_map_file_or_site_link_is_never_overwritten(planner,
     plan = planner.build(settings, {"nginx": PARTS["nginx"]})
     assert any(f"nginx:site_link names {nginx['site_link']}, a file of the host's own" in e
                for e in plan["errors"]), plan["errors"]  # fmt: skip
+
+
+def test_a_site_written_by_an_earlier_version_is_rewritten_not_adopted(planner, tmp_path):  # noqa: F811
+    """0.1.0 marked its own site without naming the path: still the
+    formula's own file, rewritten whole (not edited in place as a host's)."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
+    nginx = settings["nginx"]
+    name = nginx["server_name"][0]
+    old = ("# Managed by Salt (odoo_websocket formula): local changes are overwritten.\n"
+           f"server {{\n    listen 80;\n    server_name {name};\n"
+           "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }\n}\n")  # fmt: skip
+    box.write(nginx["site_file"], old)
+    os.symlink(nginx["site_file"], nginx["site_link"])
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert plan["errors"] == []
+    assert not any("Adopting" in note for note in plan["notes"]), plan["notes"]
+    data = next(c["data"] for c in plan["changes"] if c["path"] == nginx["site_file"])
+    assert data.startswith(f"# Managed by Salt (odoo_websocket formula): {nginx['site_file']}")
+
+
+def test_site_file_naming_a_link_edits_its_target_and_keeps_the_link(planner, tmp_path):  # noqa: F811
+    box = Sandbox(str(tmp_path / "box")).create()
+    target = os.path.join(box.nginx_dir, "sites-available/odoo")
+    link = os.path.join(box.nginx_dir, "sites-enabled/odoo")
+    pillar = merge(defaults(), box.pillar(nginx={"site_file": link})["odoo_websocket"])
+    settings = settings_mod.settings(pillar)
+    box.write(target, _site_for(settings["nginx"]["server_name"][0]))
+    os.symlink(target, link)
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert plan["errors"] == []
+    assert [c["path"] for c in plan["changes"] if c["kind"] == "file" and "odoo" in
+            os.path.basename(c["path"]) and "map" not in c["path"]] == [target]  # fmt: skip
+    assert not any(c["path"] == link for c in plan["changes"])
