@@ -123,7 +123,9 @@ def _state_run_in_progress():
 
 def _fetch(job, saltenv):
     try:
-        job["verify"] = __salt__["odoo_websocket_settings.current"](saltenv)["verify"]
+        settings = __salt__["odoo_websocket_settings.current"](saltenv)
+        # Where browsers reach each instance (an adopted site's own port).
+        job["verify"] = __salt__["odoo_websocket_plan.live_verify"](settings)
     except Exception as exc:  # pylint: disable=broad-except
         job["error"] = f"{type(exc).__name__}: {exc}"
 

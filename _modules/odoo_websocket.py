@@ -57,7 +57,8 @@ def verify(saltenv="base"):
 
         salt 'odoo*' odoo_websocket.verify
     """
-    settings = _settings(saltenv)["verify"]
+    # Where browsers reach each instance: an adopted site's own port, say.
+    settings = __salt__["odoo_websocket_plan.live_verify"](_settings(saltenv))
     # Every Odoo instance's site (verify:targets), or the one the settings name.
     verdict = __salt__["odoo_websocket_verify.check_all"](settings.get("targets") or [settings])
     verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
@@ -175,7 +176,7 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
     args = _put_back_args(settings, backup_dir, conf_file, binary, start, clean=True)
     ret = __salt__["odoo_websocket_changes.clean"](**args)
     if ret["result"] and settings["verify"]["enabled"]:
-        plan = {"verify": settings["verify"]}
+        plan = {"verify": __salt__["odoo_websocket_plan.live_verify"](settings)}
         verdict = __salt__["odoo_websocket_activation.verify"](plan, wait=bool(ret["changed"]),
                                                                timeout=10)  # fmt: skip
         ret["verdict"] = verdict

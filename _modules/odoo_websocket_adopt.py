@@ -83,6 +83,37 @@ def __virtual__():
     return __virtualname__
 
 
+def adopted(text):
+    """
+    Whether TEXT (a site file) holds a location the formula set when it
+    adopted the file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_adopt.adopted "$(cat /etc/nginx/sites-enabled/odoo)"
+    """
+    return MARKER.strip() in text
+
+
+def has_site(text):
+    """
+    Whether TEXT is a site nginx can read with at least one server block:
+    something of the host's to keep (an empty or unreadable file is not).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_adopt.has_site "$(cat /etc/nginx/sites-enabled/odoo)"
+    """
+    try:
+        return any(d["directive"] == "server" for d in _all(_parse(text)))
+    except AdoptError:
+        return False
+
+
 class AdoptError(ValueError):
     """The site cannot be adopted as it is; the message says why and what to do."""
 

@@ -110,6 +110,41 @@ def managed_paths(settings):
     return sorted(set(paths))
 
 
+def live_verify(settings):
+    """
+    SETTINGS' verify part with each instance's check pointed where the live
+    site serving its names listens, when that site is a host's own the
+    formula adopted (its https port, say): what ``odoo_websocket.verify``,
+    clean and the beacon check, as the apply does. Reads the live tree.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' odoo_websocket_plan.live_verify "$(settings)"
+    """
+    plan, nginx = {"verify": settings["verify"]}, settings["nginx"]
+    if not (nginx["enabled"] and settings["verify"]["enabled"]):
+        return plan["verify"]
+    try:
+        payload = __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
+    except (OSError, ValueError, KeyError):  # the check itself will say what is wrong
+        return plan["verify"]
+    blocks = __salt__["odoo_websocket_nginx.server_blocks"](payload)
+    for name, instance in _instances(settings).items():
+        names = {n.lower() for n in instance["nginx"]["server_name"]}
+        files = {b["real"] for b in blocks if names & set(b["names"]) and not b["redirect"]}
+        text = _read(next(iter(files))) if len(files) == 1 else None
+        if text and not _own_site(next(iter(files))) and _adopt("adopted")(text):
+            _verify_where(plan, _adopt("listens")(text, sorted(names)), name)
+    return plan["verify"]
+
+
+def _adopt(function):
+    """An odoo_websocket_adopt function (a host's site edited in place)."""
+    return __salt__[f"odoo_websocket_adopt.{function}"]
+
+
 def _instances(settings):
     """{name: settings} of each Odoo instance (odoo_websocket_instances): the
     settings themselves for a single-instance pillar."""
@@ -396,10 +431,14 @@ def _stale_sites(payload, targets, folders, plan):
 
 def _own_site(path):
     """Whether PATH is (or will be) one of the formula's own site files: not
-    there yet, or marked as the formula's (by a mark naming its path, or the
-    mark without one that earlier versions wrote on their own site files)."""
+    there yet, marked as the formula's (by a mark naming its path, or the
+    mark without one that earlier versions wrote on their own site files),
+    or holding no site of the host's to keep (empty, unreadable, half
+    written by a killed run): written whole, backed up."""
     real = os.path.realpath(path)
-    return not os.path.isfile(path) or _sites_module("ours")(real, [path], {os.path.dirname(real)})
+    if not os.path.isfile(path) or _sites_module("ours")(real, [path], {os.path.dirname(real)}):
+        return True
+    return not _adopt("has_site")(_read(path) or "")
 
 
 def _sites(instances, texts, payload, plan):
@@ -451,8 +490,9 @@ def _sites(instances, texts, payload, plan):
 
 def _left_adopted(payload, sites, instances, plan):
     """A host's site an earlier run adopted that no instance adopts now
-    (server_name changed): it still defines the formula's upstreams, which
-    the formula's own site would define again (nginx: duplicate upstream).
+    (server_name changed): it still defines the formula's upstreams (and
+    carries its mark in the locations it set), which the formula's own site
+    would define again (nginx: duplicate upstream).
     Returns whether there is one (the error is in the plan)."""
     left = False
     upstreams = {
@@ -464,8 +504,10 @@ def _left_adopted(payload, sites, instances, plan):
         top = config["parsed"] + [d for c in config["parsed"] if c["directive"] == "http"
                                   for d in c.get("block", [])]  # fmt: skip
         found = sorted({d["args"][0] for d in top if d["directive"] == "upstream"} & upstreams)
+        if not found or real in targets:
+            continue
         ours = _sites_module("ours")(real, [config["file"]], {os.path.dirname(real)})
-        if found and real not in targets and not ours:
+        if not ours and _adopt("adopted")(_read(real) or ""):
             plan["errors"].append(
                 f"{config['file']} carries the formula's websocket proxying (upstream "
                 f"{', '.join(found)}) from an earlier run that adopted it, for names "
@@ -522,7 +564,7 @@ def _adopted(plan, path, names, site, instance, payload):
         )
     else:
         plan["notes"].append(f"Adopted site {path} ({listed}): its websocket path is as set.")
-    _verify_where(plan, __salt__["odoo_websocket_adopt.listens"](edited["text"], names), instance)
+    _verify_where(plan, _adopt("listens")(edited["text"], names), instance)
     return True
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 Measure how long the namespace test hosts take to come up and go down
-(README, "The test rig"). Run as root: .venv/bin/python bin/bench-rig [N]
+(docs/testing.md, "The test rig"). Run as root: .venv/bin/python bin/bench-rig [N]
 """
 
 import os

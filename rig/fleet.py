@@ -35,7 +35,7 @@ SERVER_NAME = "odoo.example.com"
 SITE = "/etc/nginx/sites-available/odoo"  # rig.field.SITE, adopted by the formula
 
 # The pillar every fleet host gets besides the odoo_websocket settings (the
-# README's "Self-healing" section quotes it).
+# docs/operations.md's "Self-healing" section quotes it).
 BEACON_PILLAR = """\
 beacons:
   odoo_websocket:
@@ -44,7 +44,7 @@ beacons:
     - timeout: 3           # seconds per connection of the check
 """
 
-# The master's reactor (the README quotes it).
+# The master's reactor (docs/operations.md quotes it).
 REACTOR_CONFIG = """\
 reactor:
   - 'salt/beacon/*/odoo_websocket/broken':

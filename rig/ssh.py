@@ -10,7 +10,7 @@ session reads no rc file, so `python3` is the system's /usr/bin/python3
 whatever root's ~/.bashrc does on the machine) and its own
 /usr/local/lib/python3.X/dist-packages holding the formula's three
 libraries, as an operator installs them for salt-ssh (its thin runs on the
-target's python3; see the README's "salt-ssh"). rig/init.py mounts both.
+target's python3; see docs/operations.md, "salt-ssh"). rig/init.py mounts both.
 """
 
 import json
@@ -48,7 +48,7 @@ Subsystem sftp internal-sftp
 LogLevel VERBOSE
 """
 
-# The roster the README's "salt-ssh" section quotes ({...}: the test's paths).
+# The roster docs/operations.md's "salt-ssh" section quotes ({...}: the test's paths).
 ROSTER = """\
 odoo-ssh:
   host: {address}

@@ -73,7 +73,9 @@ def test_clean_puts_the_host_back_and_a_second_clean_changes_nothing(formula, li
     assert formula.apply(box.pillar(odoo={"gevent_port": 1})).returncode == 0
     wait_new_workers(box, before)
     assert formula.apply(box.pillar(odoo={"gevent_port": 2})).returncode == 0
-    assert open(site).read().startswith("# Managed by Salt (odoo_websocket formula)")
+    adopted = open(site).read()  # edited in place: the sample's own lines stay
+    assert "odoo_websocket (Salt) sets this location's proxying" in adopted
+    assert "upstream odoochat {" in adopted and "Managed by Salt" not in adopted
     assert os.path.exists(box.map_file)
     applied = box.fingerprint()
     assert applied != original

@@ -9,7 +9,7 @@ import re
 from rig.field import odoo_conf
 from rig.probe import check_from
 
-# The pillar the README shows, verbatim (plus the rig's paths: sandbox.pillar).
+# The pillar docs/guide.md shows, verbatim (plus the rig's paths: sandbox.pillar).
 GUIDE = {
     "static_expires": "24h",
     "upstream_keepalive": 16,

@@ -123,8 +123,8 @@ def test_four_hosts_in_batches_one_broken_then_repaired_then_no_op(fleet):
         assert not any(seen["direct"].values()), (name, seen["direct"])
         assert http_get(outside, host.address, fleet.spec[name]["server_name"])[0] == 200
     assert http_get(outside, broken.address, NEIGHBOUR_NAME) == (200, "shop")
-    # The bus's route (/longpolling on 15) follows workers; the sample's
-    # upstreams went.
+    # The bus's route (/longpolling on 15) follows workers; the sample is
+    # adopted in place: its upstreams stay, the formula's are added.
     proxied = {}
     for host in fleet.hosts:
         path = "/longpolling" if host.name == "fleet02" else "/websocket"
@@ -136,7 +136,11 @@ def test_four_hosts_in_batches_one_broken_then_repaired_then_no_op(fleet):
         "fleet03": ["http://odoo_websocket_http"],
         "fleet04": ["http://odoo_websocket_http"],
     }
-    assert parse_site(fleet.hosts[2].root + SITE)[0] == {"odoo_websocket_http": ["127.0.0.1:8069"]}
+    assert parse_site(fleet.hosts[2].root + SITE)[0] == {
+        "odoo": ["127.0.0.1:8069"],
+        "odoochat": ["127.0.0.1:8072"],
+        "odoo_websocket_http": ["127.0.0.1:8069"],
+    }
 
     for name in names:
         check_with_testinfra(testinfra.get_host(f"salt://{name}"), fleet.spec[name])

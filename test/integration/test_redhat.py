@@ -15,7 +15,7 @@ import yaml
 
 from rig.probe import check_from
 
-# The pillar the README's "RedHat family" section shows, verbatim. Nothing
+# The pillar docs/guide.md's "RedHat family" section shows, verbatim. Nothing
 # about the layout: the restart commands are the rig's (the stand-in Odoo
 # restarts on SIGHUP; a real host keeps the default docker compose command).
 REDHAT_PILLAR = """\

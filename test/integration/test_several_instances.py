@@ -18,7 +18,7 @@ import yaml
 from rig.hosts import PYTHON, REPO
 from rig.probe import _run_in
 
-# The pillar the README's "Several Odoo instances on one host" section shows,
+# The pillar docs/guide.md's "Several Odoo instances on one host" section shows,
 # verbatim. The restart commands are the rig's (its stand-in Odoos restart
 # on SIGHUP); a real host names its own.
 TWO_INSTANCES = """\
@@ -46,7 +46,7 @@ odoo_websocket:
         server_name:
           - shop.example.com
 """
-# Added under instances: in the README too.
+# Added under instances: in docs/guide.md too.
 BLOG = """\
     blog:
       deployment: native
@@ -160,7 +160,7 @@ def test_several_instances_on_one_host(rig):
     host = rig.odoo_host(name="multi")
     outside = rig.outside_host()
     start_native_odoo(host, "shop")
-    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    readme = open(os.path.join(REPO, "docs/guide.md"), encoding="utf-8").read()
     assert TWO_INSTANCES in readme and BLOG in readme
 
     # Two instances: one transaction, each its site, link and upstreams.

@@ -17,7 +17,7 @@ from rig.sandbox import REPO
 from rig.tls import make_ca_and_certificate
 
 SERVER = "odoo.example.com"
-# The pillar the README shows, verbatim (plus pillar.example's: sandbox.pillar).
+# The pillar docs/guide.md shows, verbatim (plus pillar.example's: sandbox.pillar).
 # The paths are the host's own: its /etc/nginx is the rig folder the test
 # writes the certificate and key to.
 TLS = {

@@ -39,6 +39,7 @@ def minion(tmp_path, monkeypatch):
     beacon.__context__ = {}
     beacon.__salt__ = {
         "odoo_websocket_settings.current": lambda saltenv: settings,
+        "odoo_websocket_plan.live_verify": lambda settings: settings["verify"],
         "odoo_websocket_verify.check": lambda **kwargs: copy.deepcopy(verdicts.pop(0)),
         "odoo_websocket_verify.summary": lambda v: "ok" if v["ok"] else "check FAILED",
     }

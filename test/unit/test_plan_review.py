@@ -197,3 +197,31 @@ def test_site_file_naming_a_link_edits_its_target_and_keeps_the_link(planner, tm
     assert [c["path"] for c in plan["changes"] if c["kind"] == "file" and "odoo" in
             os.path.basename(c["path"]) and "map" not in c["path"]] == [target]  # fmt: skip
     assert not any(c["path"] == link for c in plan["changes"])
+
+
+def test_the_check_outside_a_run_goes_where_an_adopted_site_listens(planner, tmp_path):  # noqa: F811
+    """odoo_websocket.verify, clean and the beacon check where the apply
+    did: an adopted https-only site on 443, not the pillar's port 80."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    pillar = box.pillar(verify={"enabled": True})["odoo_websocket"]
+    settings = settings_mod.settings(merge(defaults(), pillar))
+    site = os.path.join(box.nginx_dir, "sites-enabled/odoo")
+    box.write(site, _site_for(settings["nginx"]["server_name"][0]))
+    assert planner.live_verify(settings)["port"] == settings["verify"]["port"]  # not adopted yet
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    box.write(site, next(c["data"] for c in plan["changes"] if c["path"] == site))
+    live = planner.live_verify(settings)
+    assert (live["port"], live["tls"]) == (443, True) == (plan["verify"]["port"], True)
+
+
+def test_a_site_file_holding_no_site_is_written_whole(planner, tmp_path):  # noqa: F811
+    """Nothing of the host's to keep (a half-written file of a killed run,
+    an empty one): the formula's site replaces it, backed up, as before."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
+    site_file = settings["nginx"]["site_file"]
+    box.write(site_file, "# half\n")
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert plan["errors"] == []
+    data = next(c["data"] for c in plan["changes"] if c["path"] == site_file)
+    assert data.startswith(f"# Managed by Salt (odoo_websocket formula): {site_file}")
