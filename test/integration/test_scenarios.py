@@ -146,9 +146,13 @@ def test_origin_not_forwarded_gives_odoo_400(rig):
     apply_ok(host, host.sandbox.pillar())
     code, verdict = host.salt_call("odoo_websocket.verify")
     assert verdict["ok"] is True and verdict["summary"].startswith("websocket verified"), verdict
-    # The map lived in the replaced site: the formula's drop-in takes over.
+    # The site is adopted in place: its own map stays (harmless), the bus
+    # location uses the formula's drop-in's variable and sends Origin again.
     assert os.path.exists(host.sandbox.map_file)
-    assert "$connection_upgrade" not in open(host.sandbox.root + SITE).read().split("server {")[0]
+    text = open(host.sandbox.root + SITE).read()
+    assert "map $http_upgrade $connection_upgrade" in text.split("server {")[0]
+    bus = text[text.index("location /websocket") :].split("}")[0]
+    assert "Connection $odoo_websocket_connection" in bus and 'Origin "";' not in bus
     assert_fixed(outside, host)
 
 
