@@ -112,7 +112,48 @@ def target(nginx, names, ports, payload, owned=()):
     """
     plan = {"notes": [], "errors": [], "adopt": False}
     plan["target"] = _target(nginx, names, ports, payload, plan, owned)
+    if plan["target"] and nginx["existing_site"] != "keep":
+        shadow = _wildcard_shadow(names, [] if plan["adopt"] else ports, payload)
+        if shadow:
+            plan["errors"].append(shadow)
+            plan["target"] = None
     return plan
+
+
+def _wildcard(pattern, name):
+    """Whether nginx's wildcard server name PATTERN (*.example.com,
+    .example.com, www.example.*) matches NAME."""
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    if pattern.startswith("."):
+        return name == pattern[1:] or name.endswith(pattern)
+    if pattern.endswith(".*"):
+        return name.startswith(pattern[:-1])
+    return False
+
+
+def _wildcard_shadow(names, ports, payload):
+    """A server block that serves one of NAMES through a wildcard name on a
+    port where no block names it exactly (PORTS: the formula's own site's):
+    browsers on that port reach that block, and the formula's route is not
+    theirs. Returns why, with the step, or None."""
+    wanted = {name.lower() for name in names}
+    blocks = __salt__["odoo_websocket_nginx.server_blocks"](payload)
+    covered = set(ports) | {p for b in blocks if wanted & set(b["names"]) for p in b["ports"]}
+    for block in blocks:
+        if block["redirect"] or wanted & set(block["names"]):
+            continue
+        hits = [(p, n) for p in block["names"] for n in sorted(wanted) if _wildcard(p, n)]
+        open_ports = sorted(block["ports"] - covered)
+        if hits and open_ports:
+            pattern, name = hits[0]
+            return (
+                f"{_where([block])} serves {name} through its server_name {pattern} on port "
+                f"{', '.join(map(str, open_ports))}: browsers there reach that block, not the "
+                f"websocket route the formula sets. Add {name} to that block's server_name "
+                "(the formula then adopts it), or set nginx:existing_site to keep."
+            )
+    return None
 
 
 def _target(nginx, names, ports, payload, plan, owned):

@@ -302,3 +302,13 @@ def test_crlf_files_comments_after_braces_and_several_added_locations():
     order = [" ".join(d["args"]) for d in servers_of(result)[0]["block"]
              if d["directive"] == "location"]  # fmt: skip
     assert order == ["/websocket", "/", "~ ^/[^/]+/static/"]  # the template's order
+
+
+def test_http_level_lines_of_the_adopted_file_stay():
+    """What the file carries outside its server blocks (real IP, rate-limit
+    zones, server_tokens) stays, line for line."""
+    head = ("set_real_ip_from 10.0.0.0/8;\nreal_ip_header X-Forwarded-For;\nserver_tokens off;\n"
+            "limit_req_zone $binary_remote_addr zone=odoo:10m rate=10r/s;\n\n")  # fmt: skip
+    body = "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }"
+    text = head + TLS_PAIR.format(body=body)
+    assert edited(text)["text"].startswith(head)

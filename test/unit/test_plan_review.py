@@ -225,3 +225,25 @@ def test_a_site_file_holding_no_site_is_written_whole(planner, tmp_path):  # noq
     assert plan["errors"] == []
     data = next(c["data"] for c in plan["changes"] if c["path"] == site_file)
     assert data.startswith(f"# Managed by Salt (odoo_websocket formula): {site_file}")
+
+
+def test_a_wildcard_block_serving_the_name_on_another_port_is_named(planner, tmp_path):  # noqa: F811
+    """*.example.com on 443 serves odoo.example.com for browsers on https
+    while the formula's site serves it on 80: a green run there would leave
+    https browsers broken. The run refuses and says what to do."""
+    box = Sandbox(str(tmp_path / "box")).create()
+    settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
+    name = settings["nginx"]["server_name"][0]
+    wildcard = "*." + name.split(".", 1)[1]
+    site = os.path.join(box.nginx_dir, "sites-enabled/tenants")
+    box.write(site, _site_for(name).replace(f"server_name {name} www.{name};",
+                                            f"server_name {wildcard};"))  # fmt: skip
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert any(f"serves {name} through its server_name {wildcard} on port 443" in e
+               and f"Add {name} to that block's server_name" in e
+               for e in plan["errors"]), plan["errors"]  # fmt: skip
+    # Named there exactly, the block is adopted: its https port is the check's.
+    box.write(site, _site_for(name).replace(f"server_name {name} www.{name};",
+                                            f"server_name {wildcard} {name};"))  # fmt: skip
+    plan = planner.build(settings, {"nginx": PARTS["nginx"]})
+    assert plan["errors"] == [] and (plan["verify"]["port"], plan["verify"]["tls"]) == (443, True)
