@@ -210,12 +210,6 @@ def _names(server):
     return {a.lower() for d in block if d["directive"] == "server_name" for a in d["args"]}
 
 
-def _directive_names(block):
-    for directive in block:
-        yield directive["directive"]
-        yield from _directive_names(directive.get("block") or [])
-
-
 def _sends_elsewhere(block):
     """Whether BLOCK itself (not an if inside it) answers with a redirect."""
     for d in block:
@@ -235,7 +229,7 @@ def redirect_only(server):
     www -> the bare name): a redirect for every path (at its top, or in its
     "/" location), or a return or rewrite and no proxy_pass anywhere."""
     block = server["block"]
-    names = set(_directive_names(block))
+    names = {d["directive"] for d in _all(block)}
     if "proxy_pass" not in names and names & {"return", "rewrite"}:
         return True
     root = [d for d in block if d["directive"] == "location" and _path(d["args"]) in _ROOTS]

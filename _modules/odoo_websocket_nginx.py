@@ -149,27 +149,19 @@ def _listen_port(args):
     return int(value) if value.isdigit() else 80
 
 
-def _directive_names(block):
-    """Every directive's name in BLOCK and its nested blocks."""
-    for directive in block:
-        yield directive["directive"]
-        yield from _directive_names(directive.get("block") or [])
-
-
 def _server(directive, filename, real):
     block = directive["block"]
     listens = [d["args"] for d in block if d["directive"] == "listen"]
     ports = {_listen_port(args) for args in listens} - {None} if listens else {80}
     names = [a.lower() for d in block if d["directive"] == "server_name" for a in d["args"]]
-    kinds = set(_directive_names(block))
     return {
         "file": filename,
         "real": real,
         "line": directive["line"],
         "names": names or [""],
         "ports": ports,
-        # Proxies nothing, only sends browsers elsewhere (http -> https, www).
-        "redirect": "proxy_pass" not in kinds and bool(kinds & {"return", "rewrite"}),
+        # Only sends browsers elsewhere (http -> https, www): never adopted.
+        "redirect": __salt__["odoo_websocket_adopt.redirect_only"](directive),
     }
 
 

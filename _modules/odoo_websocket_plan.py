@@ -546,9 +546,7 @@ def _adopted(plan, path, names, site, instance, payload):
         plan["errors"].append(f"{path} cannot be read: nothing was touched.")
         return False
     try:
-        edited = __salt__["odoo_websocket_adopt.edit"](
-            current, names, site, _includes(payload, path)
-        )
+        edited = _adopt("edit")(current, names, site, _includes(payload, path))
     except ValueError as exc:  # odoo_websocket_adopt.AdoptError
         plan["errors"].append(
             f"{path} cannot be adopted: {exc}. Set nginx:site_file to a new file for the "
@@ -607,7 +605,7 @@ def _nginx(settings, part, plan, saltenv):
     _stale_sites(payload, [site["site_file"] for site in sites], folders, plan)
     if _left_adopted(payload, sites, instances, plan):
         return
-    if _hosts_own(nginx["map_file"], "map_file", map_text, plan):
+    if _hosts_own_map(nginx["map_file"], map_text, plan):
         return
     _add_nginx_file(plan, nginx["map_file"], map_text)
     capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
@@ -633,16 +631,17 @@ def _add_nginx_file(plan, path, text):
     _add(plan, "nginx", path, text, {"diff": diff(masked(current), masked(text), path)})
 
 
-def _hosts_own(path, key, wanted, plan):
-    """Whether PATH, a file the formula writes whole (its map drop-in, to
-    hold WANTED), is a file of the host's own: never overwritten (the error
-    says so)."""
+def _hosts_own_map(path, wanted, plan):
+    """Whether PATH, the map drop-in the formula writes whole (to hold
+    WANTED), is a file of the host's own: never overwritten (the error says
+    so)."""
     text = None if os.path.islink(path) else _read(path)
     if text is None or not text.strip() or text == wanted or _sites_module("marked")(text):
         return False
     plan["errors"].append(
-        f"nginx:{key} names {path}, a file of the host's own (the formula writes that file "
-        f"whole): point nginx:{key} at a new file, e.g. /etc/nginx/conf.d/odoo_websocket_map.conf."
+        f"nginx:map_file names {path}, a file of the host's own (the formula writes that file "
+        "whole): point nginx:map_file at a new file, e.g. "
+        "/etc/nginx/conf.d/odoo_websocket_map.conf."
     )
     return True
 

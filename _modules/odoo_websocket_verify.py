@@ -210,7 +210,8 @@ def _page(server_name, address, port, tls, timeout):
         detail = _status_detail(reply.status, reply.reason, body, reply.headers)
         return _result(check, False, reply.status, f"{LOGIN_PAGE}: {detail}", started)
     detail = f"{LOGIN_PAGE}: {reply.status} {reply.reason}".rstrip()
-    return _result(check, True, reply.status, detail, started)
+    return dict(_result(check, True, reply.status, detail, started),
+                location=reply.getheader("Location") or "")  # fmt: skip
 
 
 def _long_polling(server_name, address, port, tls, timeout):
@@ -332,22 +333,15 @@ def exposed_ports(ports, addresses=None, timeout=1):
 _REDIRECT = re.compile(r"https://([^/:?#]+)(?::(\d+))?(?:[/?#]|$)", re.IGNORECASE)
 
 
-def _https_redirect(server_name, address, port, timeout):
-    """The https port a plain-http site redirects its own name to (an http
-    -> https server block, as Odoo's sample has), or None."""
-    try:
-        connection = _connection(server_name, address, port, False, timeout)
-    except OSError:
-        return None
-    try:
-        connection.request("GET", LOGIN_PAGE, headers={"Host": _site(server_name, port, False)[0]})
-        reply = connection.getresponse()
-        location = reply.getheader("Location") or ""
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        connection.close()
-    moved = _REDIRECT.match(location) if reply.status in (301, 302, 307, 308) else None
+def _https_port(server_name, page):
+    """The https port a plain-http site's PAGE check was redirected to for
+    its own name (an http -> https server block, as Odoo's sample has), or
+    None."""
+    moved = (
+        _REDIRECT.match(page.get("location", ""))
+        if page["status"] in (301, 302, 307, 308)
+        else None
+    )
     if not moved or moved.group(1).lower() != server_name.lower():
         return None
     return int(moved.group(2) or 443)
@@ -368,11 +362,12 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
 
         salt '*' odoo_websocket_verify.check odoo.example.com port=443 tls=True
     """
-    moved = None if tls else _https_redirect(server_name, address, port, timeout)
+    page = _page(server_name, address, port, tls, timeout)
+    moved = None if tls else _https_port(server_name, page)
     if moved:  # the site sends browsers to https: their websocket goes there
         port, tls = moved, True
+        page = _page(server_name, address, port, tls, timeout)
     shake = handshake(server_name, address, port, tls, realtime_path, timeout)
-    page = _page(server_name, address, port, tls, timeout)
     checks = [{"name": item["check"], "ok": item["ok"], "detail": item["detail"]}
               for item in (shake, page)]  # fmt: skip
     if moved:
