@@ -95,6 +95,10 @@ def test_adopted_shape(rig, tmp_path, name):
         moved = get_from(outside, host, browser_name, "/web/login")
         assert moved["status"] == 301, moved
         assert moved["headers"]["Location"].startswith(f"https://{browser_name}/"), moved
+    if tls and not longpolling:  # a check told port 80 follows the site's redirect to https
+        code, verdict = host.salt_call("odoo_websocket_verify.check", browser_name, "port=80")
+        assert code == 0 and verdict["ok"], verdict
+        assert any(c["name"] == "redirect" for c in verdict["checks"]), verdict
     if name == "www-redirect-block":
         moved = get_from(outside, host, "www.example.com", "/web/login")
         assert moved["status"] == 301, moved
