@@ -1,5 +1,5 @@
 """
-Watch this host's websocket (``odoo_websocket_verify.check`` with the
+Watch this host's websocket (``odoo_websocket.verify`` with the
 settings the formula uses) and fire an event when its verdict changes, so
 that a reactor can put the formula back (``salt://odoo_websocket/reactor/``).
 
@@ -54,7 +54,6 @@ DEFAULTS = {"attempts": 3, "timeout": 3, "saltenv": "base"}
 FRAMEWORK = {"interval", "enabled", "disable_during_state_run", "run_once", "beacon_module",
              "_beacon_name"}  # fmt: skip
 STATE_FILE = "odoo_websocket_beacon.json"
-CHECK_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
 
 
 def __virtual__():
@@ -123,9 +122,8 @@ def _state_run_in_progress():
 
 def _fetch(job, saltenv):
     try:
-        settings = __salt__["odoo_websocket_settings.current"](saltenv)
         # Where browsers reach each instance (an adopted site's own port).
-        job["verify"] = __salt__["odoo_websocket_plan.live_verify"](settings)
+        job["verify"] = __salt__["odoo_websocket.check_target"](saltenv)
     except Exception as exc:  # pylint: disable=broad-except
         job["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -168,14 +166,7 @@ def _verdict(options):
     settings = _settings(options)
     if settings is None or not settings.get("enabled", True):
         return None
-    targets = settings.get("targets") or []
-    if len(targets) > 1:  # several Odoo instances: each one's site
-        verdict = __salt__["odoo_websocket_verify.check_all"](targets, timeout=options["timeout"])
-    else:
-        args = {key: settings[key] for key in CHECK_KEYS}
-        verdict = __salt__["odoo_websocket_verify.check"](timeout=options["timeout"], **args)
-    verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
-    return verdict
+    return __salt__["odoo_websocket.verify"](target=settings, timeout=options["timeout"])
 
 
 def _event(tag, verdict, state, **extra):

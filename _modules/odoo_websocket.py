@@ -1,22 +1,41 @@
 """
-The operator's commands of the odoo_websocket formula. Each one delegates to
-the module that owns the concern:
+The operator's commands of the odoo_websocket formula: the only functions
+Salt publishes for it (``salt-call sys.doc odoo_websocket`` lists them).
 
-- ``odoo_websocket_schema``: the pillar schema and its validation (pure);
-- ``odoo_websocket_settings``: validated settings and derived values (pure);
-- ``odoo_websocket_nginx``: nginx -t, the parsed tree, staged checks, reload;
-- ``odoo_websocket_plan``: what every managed file should hold (read only);
-- ``odoo_websocket_changes``: the change engine (lock, backups, rollback);
-- ``odoo_websocket_activation``: checks, restarts, reload and verify around it;
-- ``odoo_websocket_backups``: the backup sets, journal and marks, read only;
-- ``odoo_websocket_verify``: the websocket check from the host;
-- ``odoo_websocket_audit`` (and ``_audit_nginx``): what on the host breaks it;
-- ``odoo_conf``, ``odoo_compose``: the two file editors.
+Each command is a thin door into the formula's private library (``_utils/``,
+plain Python modules, one per concern: see docs/architecture.md), which
+Salt syncs to minions with the rest of the formula but never loads as
+execution modules.
 """
 
+import functools
 import os
 
 import salt.utils.data
+
+# The formula's library (_utils/), synced with this module by saltutil.sync_all.
+try:
+    import odoo_websocket_minion as _seam
+
+    # A running minion keeps what it once imported: drop a library that a
+    # sync has replaced since, so this module runs the one it came with.
+    _seam.fresh()
+
+    import odoo_websocket_activation
+    import odoo_websocket_audit
+    import odoo_websocket_backups
+    import odoo_websocket_changes
+    import odoo_websocket_minion
+    import odoo_websocket_nginx
+    import odoo_websocket_plan
+    import odoo_websocket_settings
+    import odoo_websocket_verify
+
+    odoo_websocket_minion.stamp()
+    _LIBRARY_MISSING = None
+except ImportError as exc:
+    _LIBRARY_MISSING = f"odoo_websocket: the formula's library is not here ({exc}): "
+    _LIBRARY_MISSING += "saltutil.sync_all (sync_modules alone leaves out _utils/)"
 
 __virtualname__ = "odoo_websocket"
 # The CLI prints audit findings as a table (_output/odoo_websocket_audit.py,
@@ -25,12 +44,26 @@ __outputter__ = {"audit": "odoo_websocket_audit"}
 
 
 def __virtual__():
-    return __virtualname__
+    missing = _LIBRARY_MISSING or odoo_websocket_minion.missing_message()
+    return (False, missing) if missing else __virtualname__
+
+
+def _minion(function):
+    """Run FUNCTION with what Salt's loader gave this module bound for the
+    library. Defined here, not in the library: Salt injects the per-call
+    globals (``__env__``...) into the globals of the function it calls."""
+
+    @functools.wraps(function)  # the name, docstring and signature Salt reads
+    def call(*args, **kwargs):
+        with odoo_websocket_minion.bound(__salt__, __pillar__, __grains__, __context__):
+            return function(*args, **kwargs)
+
+    return call
 
 
 def _settings(saltenv="base"):
     """The settings map.jinja gives: defaults.yaml < osfamilymap.yaml < pillar."""
-    return __salt__["odoo_websocket_settings.current"](saltenv)
+    return odoo_websocket_settings.current(saltenv)
 
 
 def _pillar(key, default):
@@ -40,16 +73,55 @@ def _pillar(key, default):
 
 
 def _backup_dir(backup_dir):
-    return backup_dir or _pillar("odoo_websocket:backup:dir", "/var/backups/odoo_websocket")
+    return backup_dir or _pillar(
+        "odoo_websocket:backup:dir", odoo_websocket_backups.DEFAULT_BACKUP_DIR
+    )
 
 
-def verify(saltenv="base"):
+@_minion
+def settings(saltenv="base"):
+    """
+    This minion's settings, as the formula's states read them:
+    ``defaults.yaml`` < ``osfamilymap.yaml`` < the pillar's ``odoo_websocket``,
+    validated (a bad pillar raises, naming every bad key) and with the values
+    derived from them. They hold no secret: odoo.conf's extra options appear
+    by name only. ``map.jinja`` serves them to SLS files.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'odoo*' odoo_websocket.settings
+    """
+    return _settings(saltenv)
+
+
+@_minion
+def check_target(saltenv="base"):
+    """
+    Where ``verify`` knocks: the settings' ``verify`` part, each instance's
+    check pointed where the live site serving its names listens (an adopted
+    site's https port, say). Reads the live nginx tree; changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'odoo*' odoo_websocket.check_target
+    """
+    return odoo_websocket_plan.live_verify(_settings(saltenv))
+
+
+@_minion
+def verify(saltenv="base", target=None, timeout=5):
     """
     Prove, from this host, that a browser can use Odoo's real-time channel as
     the pillar configures it: a websocket handshake through nginx (Host: the
     first server name, Origin as a browser sends it) and a subscribe, or a long
     poll before 16.0; and Odoo's ports refused on non-loopback addresses.
-    Changes nothing.
+    TARGET: where to knock, as ``check_target`` returns it (the beacon passes
+    the one it read); ``check_target``'s by default. TIMEOUT: seconds per
+    step. Changes nothing.
 
     CLI Example:
 
@@ -57,14 +129,14 @@ def verify(saltenv="base"):
 
         salt 'odoo*' odoo_websocket.verify
     """
-    # Where browsers reach each instance: an adopted site's own port, say.
-    settings = __salt__["odoo_websocket_plan.live_verify"](_settings(saltenv))
-    # Every Odoo instance's site (verify:targets), or the one the settings name.
-    verdict = __salt__["odoo_websocket_verify.check_all"](settings.get("targets") or [settings])
-    verdict["summary"] = __salt__["odoo_websocket_verify.summary"](verdict)
+    target = target or odoo_websocket_plan.live_verify(_settings(saltenv))
+    # Every Odoo instance's site (verify:targets), or the one the target names.
+    verdict = odoo_websocket_verify.check_all(target.get("targets") or [target], timeout=timeout)
+    verdict["summary"] = odoo_websocket_verify.summary(verdict)
     return verdict
 
 
+@_minion
 def audit(saltenv="base"):
     """
     Why the websocket fails (or Odoo is exposed), before changing anything:
@@ -82,9 +154,10 @@ def audit(saltenv="base"):
         salt 'odoo*' odoo_websocket.audit
         salt 'odoo*' odoo_websocket.audit --out=json
     """
-    return __salt__["odoo_websocket_audit.audit"](_settings(saltenv))
+    return odoo_websocket_audit.audit(_settings(saltenv))
 
 
+@_minion
 def backups(backup_dir=None):
     """
     The backup sets, newest first: id, created, label and paths.
@@ -95,9 +168,10 @@ def backups(backup_dir=None):
 
         salt '*' odoo_websocket.backups
     """
-    return __salt__["odoo_websocket_backups.listing"](_backup_dir(backup_dir))
+    return odoo_websocket_backups.listing(_backup_dir(backup_dir))
 
 
+@_minion
 def backup_diff(backup_id, backup_dir=None):
     """
     What restoring BACKUP_ID would undo, as unified diffs (secrets masked).
@@ -108,7 +182,7 @@ def backup_diff(backup_id, backup_dir=None):
 
         salt '*' odoo_websocket.backup_diff 20261126T140000123456-1234-abcdef
     """
-    return __salt__["odoo_websocket_backups.diff"](backup_id, _backup_dir(backup_dir))
+    return odoo_websocket_backups.diff(backup_id, _backup_dir(backup_dir))
 
 
 def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
@@ -134,10 +208,11 @@ def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
         "binary": binary or nginx["binary"],
         "start": start,
         "restarts": restarts,
-        "managed": __salt__["odoo_websocket_plan.managed_paths"](settings),
+        "managed": odoo_websocket_plan.managed_paths(settings),
     }
 
 
+@_minion
 def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
     """
     Put a backup set back: validated like any change (nginx's whole tree, from
@@ -152,9 +227,10 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
         salt '*' odoo_websocket.restore 20261126T140000123456-1234-abcdef
     """
     args = _put_back_args(_settings(saltenv), backup_dir, conf_file, binary, start)
-    return __salt__["odoo_websocket_changes.restore"](backup_id, **args)
+    return odoo_websocket_changes.restore(backup_id, **args)
 
 
+@_minion
 def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="base"):
     """
     Take the formula off this host: its map drop-in, site and link removed,
@@ -174,16 +250,16 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
     """
     settings = _settings(saltenv)
     args = _put_back_args(settings, backup_dir, conf_file, binary, start, clean=True)
-    ret = __salt__["odoo_websocket_changes.clean"](**args)
+    ret = odoo_websocket_changes.clean(**args)
     if ret["result"] and settings["verify"]["enabled"]:
-        plan = {"verify": __salt__["odoo_websocket_plan.live_verify"](settings)}
-        verdict = __salt__["odoo_websocket_activation.verify"](plan, wait=bool(ret["changed"]),
-                                                               timeout=10)  # fmt: skip
+        plan = {"verify": odoo_websocket_plan.live_verify(settings)}
+        verdict = odoo_websocket_activation.verify(plan, wait=bool(ret["changed"]), timeout=10)
         ret["verdict"] = verdict
-        ret["comment"] += " Now: " + __salt__["odoo_websocket_activation.summary"](verdict)
+        ret["comment"] += " Now: " + odoo_websocket_activation.summary(verdict)
     return ret
 
 
+@_minion
 def recover(backup_dir=None, force=False, saltenv="base"):
     """
     Roll back a run that was killed mid-change (real runs do it first anyway).
@@ -199,15 +275,16 @@ def recover(backup_dir=None, force=False, saltenv="base"):
     """
     settings = _settings(saltenv)
     nginx = settings["nginx"]
-    return __salt__["odoo_websocket_changes.recover"](
+    return odoo_websocket_changes.recover(
         backup_dir or settings["backup"]["dir"],
         conf_file=nginx["conf_file"] if nginx["enabled"] else None,
         binary=nginx["binary"],
         force=force,
-        managed=__salt__["odoo_websocket_plan.managed_paths"](settings),
+        managed=odoo_websocket_plan.managed_paths(settings),
     )
 
 
+@_minion
 def nginx_test(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
     """
     ``nginx -t`` on the whole tree: ok, errors (file, line, message), output.
@@ -218,9 +295,10 @@ def nginx_test(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
 
         salt '*' odoo_websocket.nginx_test
     """
-    return __salt__["odoo_websocket_nginx.configtest"](conf_file, binary)
+    return odoo_websocket_nginx.configtest(conf_file, binary)
 
 
+@_minion
 def stage_check(path, contents, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
     """
     Would nginx accept the whole tree if PATH held CONTENTS? Checked on a
@@ -234,6 +312,6 @@ def stage_check(path, contents, conf_file="/etc/nginx/nginx.conf", binary="/usr/
         salt '*' odoo_websocket.stage_check /etc/nginx/sites-available/odoo "$(cat candidate.conf)"
     """
     change = {"path": os.path.abspath(path), "kind": "file", "data": contents}
-    verdict = __salt__["odoo_websocket_nginx.staged_check"]([change], conf_file, binary)
+    verdict = odoo_websocket_nginx.staged_check([change], conf_file, binary)
     verdict.pop("payload", None)
     return verdict

@@ -4,13 +4,13 @@ States of the odoo_websocket formula.
 Three planning states, one per concern, show what their files need (a diff
 with ``test=True``) and contribute their concern to the host's transaction;
 ``host_applied`` then runs all contributed concerns as one transaction
-(``odoo_websocket_changes.apply``): validated together, one backup set,
+(the library's ``odoo_websocket_changes.apply``): validated together, one backup set,
 Odoo restarted only when its files changed, nginx reloaded, the websocket
 verified, and every file restored when any step fails. The pattern is
 Salt's ``file.accumulated`` feeding ``file.managed``.
 
 The states take no settings: each reads this minion's settings at run time
-(``odoo_websocket_settings.current``, once per run), so no pillar value, and
+(the library's ``odoo_websocket_settings.current``, once per run), so no pillar value, and
 no secret, travels as a state argument; ``settings_valid`` checks them once,
 before any concern is planned. Their names are the concerns; their comments
 name the files. So the SLS files need no settings when they render, and most
@@ -18,7 +18,28 @@ of them no Jinja at all: rendering is the main cost of a run that changes
 nothing (docs/benchmarks.md).
 """
 
+import functools
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+# The formula's library (_utils/), synced with this module by saltutil.sync_all.
+try:
+    import odoo_websocket_minion as _seam
+
+    # A running minion keeps what it once imported: drop a library that a
+    # sync has replaced since, so this module runs the one it came with.
+    _seam.fresh()
+
+    import odoo_websocket_changes
+    import odoo_websocket_minion
+    import odoo_websocket_plan
+    import odoo_websocket_settings
+
+    odoo_websocket_minion.stamp()
+    _LIBRARY_MISSING = None
+except ImportError as exc:
+    _LIBRARY_MISSING = f"odoo_websocket: the formula's library is not here ({exc}): "
+    _LIBRARY_MISSING += "saltutil.sync_all (sync_modules alone leaves out _utils/)"
 
 __virtualname__ = "odoo_websocket"
 
@@ -39,9 +60,21 @@ _FILES = {
 
 
 def __virtual__():
-    if "odoo_websocket_changes.apply" not in __salt__:
-        return (False, "odoo_websocket: the formula's execution modules are not synced")
-    return __virtualname__
+    missing = _LIBRARY_MISSING or odoo_websocket_minion.missing_message()
+    return (False, missing) if missing else __virtualname__
+
+
+def _minion(function):
+    """Run FUNCTION with what Salt's loader gave this module bound for the
+    library. Defined here, not in the library: Salt injects the per-call
+    globals (``__env__``...) into the globals of the function it calls."""
+
+    @functools.wraps(function)  # the name, docstring and signature Salt reads
+    def call(*args, **kwargs):
+        with odoo_websocket_minion.bound(__salt__, __pillar__, __grains__, __context__):
+            return function(*args, **kwargs)
+
+    return call
 
 
 def _files(settings, concern):
@@ -56,12 +89,12 @@ def _planned(name, concern, part, saltenv):
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     saltenv = saltenv or __env__
     try:
-        settings = __salt__["odoo_websocket_settings.current"](saltenv)
+        settings = odoo_websocket_settings.current(saltenv)
         if not _ENABLED[concern](settings):
             ret["comment"] = f"{name}: not managed with these settings."
             return ret
         name = _files(settings, concern) or name
-        plan = __salt__["odoo_websocket_plan.build"](settings, {concern: part}, saltenv)
+        plan = odoo_websocket_plan.build(settings, {concern: part}, saltenv)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"Could not plan {concern}: {exc}")
         return ret
@@ -85,9 +118,10 @@ def _planned(name, concern, part, saltenv):
 
 def _differs(plan, path):
     change = next(c for c in plan["changes"] if c["path"] == path)
-    return __salt__["odoo_websocket_plan.differs"](change)
+    return odoo_websocket_plan.differs(change)
 
 
+@_minion
 def settings_valid(name, saltenv=None):
     """
     This minion's settings (defaults.yaml < osfamilymap.yaml < pillar
@@ -96,12 +130,13 @@ def settings_valid(name, saltenv=None):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": "The settings are valid."}
     try:
-        __salt__["odoo_websocket_settings.current"](saltenv or __env__)
+        odoo_websocket_settings.current(saltenv or __env__)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=str(exc))
     return ret
 
 
+@_minion
 def compose_ports_planned(name, saltenv=None):
     """
     Plan the Odoo service's published ports in the compose file: bound to
@@ -111,6 +146,7 @@ def compose_ports_planned(name, saltenv=None):
     return _planned(name, "compose", {}, saltenv)
 
 
+@_minion
 def odoo_conf_planned(name, saltenv=None):
     """
     Plan odoo.conf's ``[options]``: proxy_mode, workers, the evented port
@@ -120,6 +156,7 @@ def odoo_conf_planned(name, saltenv=None):
     return _planned(name, "odoo_conf", {}, saltenv)
 
 
+@_minion
 def nginx_site_planned(name, site_source, map_source, saltenv=None):
     """
     Plan the nginx site (or the existing site it adopts), its
@@ -130,6 +167,7 @@ def nginx_site_planned(name, site_source, map_source, saltenv=None):
     return _planned(name, "nginx", part, saltenv)
 
 
+@_minion
 def host_applied(name, saltenv=None):
     """
     Apply every concern the planning states contributed, as one transaction,
@@ -143,8 +181,8 @@ def host_applied(name, saltenv=None):
         return ret
     saltenv = saltenv or __env__
     try:
-        settings = __salt__["odoo_websocket_settings.current"](saltenv)
-        result = __salt__["odoo_websocket_changes.apply"](
+        settings = odoo_websocket_settings.current(saltenv)
+        result = odoo_websocket_changes.apply(
             settings, parts, saltenv=saltenv, test=__opts__["test"]
         )
     except (CommandExecutionError, SaltInvocationError) as exc:

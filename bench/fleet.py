@@ -169,11 +169,11 @@ class Cgroup:
                 pass
 
 
-# What a master's file_roots holds of this repository: the state tree and the
-# custom modules. The repository itself also holds .venv (14,000 files), and
+# What a master's file_roots holds of this repository: the state tree, the
+# Salt modules and their library. The repository itself also holds .venv (14,000 files), and
 # Salt walks the whole of file_roots to list the states of every run (0.4 s
 # per salt-call --local on this machine): benchmarks serve a copy.
-FORMULA_DIRS = ("odoo_websocket", "_modules", "_states", "_output")
+FORMULA_DIRS = ("odoo_websocket", "_modules", "_utils", "_states", "_beacons", "_output")
 
 
 def formula_tree(dest):

@@ -20,7 +20,7 @@ FORMULA = os.path.join(REPO, "odoo_websocket")
 FIXTURES = os.path.join(HERE, "fixtures", "mapdata")
 sys.path.insert(0, HERE)
 
-from loader import load  # noqa: E402
+import odoo_websocket_settings  # noqa: E402
 
 FAMILIES = ("Debian", "RedHat")
 HEADER = (
@@ -44,7 +44,7 @@ def rendered_settings(os_family, pillar=None):
     """The settings map.jinja exports on a minion of OS_FAMILY with PILLAR
     (the content of pillar:odoo_websocket)."""
     merged = _merge(_load("defaults.yaml")["odoo_websocket"], _load("osfamilymap.yaml")[os_family])
-    return load()["odoo_websocket_settings"].settings(_merge(merged, pillar))
+    return odoo_websocket_settings.settings(_merge(merged, pillar))
 
 
 def expected_mapdata(os_family, pillar=None):

@@ -10,7 +10,7 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import odoo_websocket with context %}
 
-{%- if 'odoo_websocket_settings.settings' in salt %}
+{%- if 'odoo_websocket.settings' in salt %}
 {%-   set map = odoo_websocket %}
 {%-   do salt["log.debug"]("### MAP.JINJA DUMP ###\n" ~ map | yaml(False)) %}
 {%-   set _text %}{% include tplroot ~ "/_mapdata/_mapdata.jinja" %}{% endset %}

@@ -1,17 +1,17 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # What the formula's own states need before they can run: its custom modules
-# (state.apply syncs nothing on a minion that never synced; highstate does)
-# and the Python libraries they import. Each is done only when missing, so a
-# run on a ready minion spends nothing here; after either, the minion's
-# modules are reloaded and the other SLS files' states run in the same run.
+# and their library (state.apply syncs nothing on a minion that never synced;
+# highstate does) and the Python packages the library imports. Done only when
+# the formula's modules do not load (not synced, or a package missing), so a
+# run on a ready minion spends nothing here; after it, the minion's modules
+# are reloaded and the other SLS files' states run in the same run.
 # Then the settings are checked, once, before any concern is planned.
 # A ready minion renders no settings here (map.jinja only when pip must run).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set synced = 'odoo_websocket_changes.apply' in salt %}
-{%- set libraries = synced and 'odoo_websocket_nginx.tree' in salt
-                    and 'odoo_compose.bind_ports' in salt
-                    and 'odoo_websocket_verify.check' in salt %}
+{#- The operator's module loads only when its library and packages are here. #}
+{%- set synced = 'odoo_websocket.settings' in salt %}
+{%- set libraries = synced %}
 
 {%- if not synced %}
 
@@ -44,7 +44,7 @@ odoo_websocket-dependencies-libraries-installed:
 odoo_websocket-dependencies-ready:
   test.succeed_without_changes:
     - name: The formula's modules and the libraries they import are in place.
-    # The files the modules read at run time (odoo_websocket_settings.current),
+    # The files the modules read at run time (odoo_websocket.settings),
     # named here so that salt-ssh, which ships a state run only the salt://
     # files its states name, ships them too. Ignored by the state.
     - settings_files:

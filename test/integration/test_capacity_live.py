@@ -8,11 +8,13 @@ import socket
 import subprocess
 import time
 
-from loader import engine_apply, load
+import odoo_websocket_capacity
+import odoo_websocket_nginx
+import odoo_websocket_nginx_service
+from engine import engine_apply
 
-MODULES = load()
-capacity = MODULES["odoo_websocket_capacity"]
-nginx = MODULES["odoo_websocket_nginx"]
+capacity = odoo_websocket_capacity
+nginx = odoo_websocket_nginx
 NGINX = "/usr/sbin/nginx"
 
 
@@ -32,7 +34,7 @@ def sized(box, max_sessions=2000):
 
 def worker_files(box):
     """The open-file limit of each running nginx worker."""
-    master = MODULES["odoo_websocket_nginx_service"].pid(box.conf_file)
+    master = odoo_websocket_nginx_service.pid(box.conf_file)
     pids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
     limits = set()
     for pid in pids.split():

@@ -12,15 +12,17 @@ import subprocess
 import time
 
 import pytest
-from loader import engine_apply, load, spawn_engine
 from salt.exceptions import CommandExecutionError
 
+import odoo_websocket_backups
+import odoo_websocket_changes
+import odoo_websocket_nginx_service
+from engine import commands, engine_apply, spawn_engine
 from rig.sandbox import Sandbox
 
-MODULES = load()
-engine = MODULES["odoo_websocket_changes"]
-cli = MODULES["odoo_websocket"]
-backups = MODULES["odoo_websocket_backups"]
+engine = odoo_websocket_changes
+cli = commands()
+backups = odoo_websocket_backups
 NGINX = "/usr/sbin/nginx"
 SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
 server {{
@@ -186,17 +188,17 @@ def nginx_workers(master):
 
 def test_nginx_not_running_is_started_after_validation(live_sandbox):
     box = live_sandbox
-    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) is None
+    assert odoo_websocket_nginx_service.pid(box.conf_file) is None
     result = apply(box, site_change(box), nginx=nginx_of(box, start=True))
     assert result["result"] is True, result
     assert "nginx started." in result["comment"]
-    master = MODULES["odoo_websocket_nginx_service"].pid(box.conf_file)
+    master = odoo_websocket_nginx_service.pid(box.conf_file)
     assert master is not None
     workers = nginx_workers(master)
     again = apply(box, site_change(box, size="20m"), nginx=nginx_of(box, start=True))
     assert "nginx reloaded gracefully (new workers running)." in again["comment"]
     # Reloaded for real: the same master, and workers it started after the change.
-    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) == master
+    assert odoo_websocket_nginx_service.pid(box.conf_file) == master
     assert nginx_workers(master) - workers
 
     # A rejected candidate: the running nginx keeps serving the old site.
@@ -280,7 +282,7 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     journal = os.path.join(sandbox.backup_dir, "journal.json")
     assert os.path.exists(journal) == (step != "backup")
     # Reading never recovers: the journal stays until recovery runs.
-    left = MODULES["odoo_websocket_backups"].pending(sandbox.backup_dir)
+    left = odoo_websocket_backups.pending(sandbox.backup_dir)
     assert ("rolls it back first" in left) == (step != "backup")
     assert os.path.exists(journal) == (step != "backup")
     # Recovery (a real run's first step, or the CLI) puts the old files back.
@@ -317,7 +319,7 @@ def test_sigkill_with_nginx_running_is_rolled_back_and_reloaded(live_sandbox, st
     engine.recover(box.backup_dir, conf_file=box.conf_file, binary=NGINX)
     assert box.fingerprint() == before
     assert served_soon(box, 204)
-    assert MODULES["odoo_websocket_nginx_service"].pid(box.conf_file) is not None
+    assert odoo_websocket_nginx_service.pid(box.conf_file) is not None
 
 
 def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):

@@ -6,6 +6,7 @@ manual `saltutil.sync_all`."""
 import os
 
 import pytest
+
 from conftest import Formula, states
 
 SYNC_ID = "odoo_websocket-dependencies-modules-synced"
@@ -21,8 +22,10 @@ def fresh_minion(salt_master):
 
 
 def test_first_apply_on_a_minion_that_never_synced(salt_master, fresh_minion, pillar_dir, sandbox):
-    extmods = os.path.join(fresh_minion.config["extension_modules"], "modules")
-    assert not os.path.exists(os.path.join(extmods, "odoo_websocket_changes.py"))
+    extmods = fresh_minion.config["extension_modules"]
+    synced = [os.path.join(extmods, "modules", "odoo_websocket.py"),
+              os.path.join(extmods, "utils", "odoo_websocket_changes.py")]  # fmt: skip
+    assert not any(os.path.exists(path) for path in synced)
     formula = Formula(salt_master, fresh_minion, pillar_dir)
     first = formula.apply(sandbox.pillar())
     assert first.returncode == 0, first.stdout
@@ -32,7 +35,7 @@ def test_first_apply_on_a_minion_that_never_synced(salt_master, fresh_minion, pi
     assert ran[PIP_ID]["result"] is True and not ran[PIP_ID]["changes"], ran[PIP_ID]
     assert ran[TRANSACTION_ID]["result"] is True, ran[TRANSACTION_ID]
     assert sandbox.site_file in ran[TRANSACTION_ID]["changes"]
-    assert os.path.exists(os.path.join(extmods, "odoo_websocket_changes.py"))
+    assert all(os.path.exists(path) for path in synced)
     # Synced now: the next run neither syncs nor changes anything.
     second = states(formula.apply(sandbox.pillar()))
     assert SYNC_ID not in second and PIP_ID not in second

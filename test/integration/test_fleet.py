@@ -21,7 +21,6 @@ import os
 
 import pytest
 import testinfra
-from conftest import parse_site
 
 from bench.fleet import (
     NEIGHBOUR_NAME,
@@ -35,6 +34,7 @@ from bench.fleet import (
     run_states,
     snapshot,
 )
+from conftest import parse_site
 from rig.field import LINK, SITE
 from rig.fleet import nginx_workers
 

@@ -17,20 +17,24 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from bad_pillars import BAD, backup_names, in_sandbox, paths_in
-from conftest import changed, load_yaml, parse_site, states
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from loader import spawn_engine
 
+from bad_pillars import BAD, backup_names, in_sandbox, paths_in
+from conftest import changed, load_yaml, parse_site, states
+from engine import spawn_engine
 from rig.field import ODOO_SAMPLE
 
 NGINX_ID = "odoo_websocket-nginx-site-planned"
 ODOO_ID = "odoo_websocket-odoo-config-planned"
 COMPOSE_ID = "odoo_websocket-compose-ports-planned"
 TX_ID = "odoo_websocket-host-transaction-applied"
+# What `salt-call sys.doc odoo_websocket` must list: the operator's commands.
+OPERATOR_COMMANDS = [f"odoo_websocket.{name}" for name in (
+    "audit", "backup_diff", "backups", "check_target", "clean", "nginx_test", "recover",
+    "restore", "settings", "stage_check", "verify")]  # fmt: skip
 
 FULL_HEADERS = {
     "Upgrade": "$http_upgrade",
@@ -798,6 +802,20 @@ def test_execution_module_from_the_cli(formula, sandbox):
 
     test = cli.run("odoo_websocket.nginx_test", f"conf_file={sandbox.conf_file}", minion_tgt=target)
     assert test.data["ok"] is True and test.data["errors"] == []
+
+
+def test_salt_publishes_the_operator_commands_and_nothing_else(formula):
+    """After saltutil.sync_all, Salt lists the operator's commands, each with
+    its documentation; the library they call is not reachable as a command."""
+    cli, target = formula.cli, formula.minion.id
+    assert cli.run("saltutil.sync_all", minion_tgt=target).returncode == 0
+    docs = cli.run("sys.doc", "odoo_websocket", minion_tgt=target).data
+    assert set(docs) == set(OPERATOR_COMMANDS), sorted(docs)
+    assert all("CLI Example" in text for text in docs.values()), docs
+    listed = cli.run("sys.list_functions", "odoo_websocket*", minion_tgt=target).data
+    assert set(listed) == set(OPERATOR_COMMANDS), listed
+    internal = cli.run("odoo_websocket_plan.build", "{}", minion_tgt=target)
+    assert "is not available" in str(internal.data) + internal.stdout, internal
 
 
 def test_unusable_backup_folder_fails_the_transaction_cleanly(formula, sandbox, tmp_path):

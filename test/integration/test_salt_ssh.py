@@ -48,6 +48,13 @@ def test_formula_through_salt_ssh(rig, tmp_path):
     assert seen["direct"] == {"8069": False, "8072": False}, seen
     assert os.path.islink(host.sandbox.site_link)
 
+    # The operator's commands run there too, on the library salt-ssh shipped
+    # (_utils/), which is not itself reachable as a command.
+    code, target = salt_ssh.run("odoo_websocket.check_target")
+    assert code == 0 and target["realtime_path"] == "/websocket", target
+    code, listed = salt_ssh.run("sys.list_functions", "odoo_websocket*")
+    assert code == 0 and listed and all(f.startswith("odoo_websocket.") for f in listed), listed
+
     code, second = salt_ssh.run("state.apply", "odoo_websocket")
     again = states(code, second)
     assert all(not state["changes"] for state in again.values()), again

@@ -1,8 +1,8 @@
 """Which restarts a change set calls for (pure logic)."""
 
-from loader import load
+import odoo_websocket_activation
 
-activation = load()["odoo_websocket_activation"]
+activation = odoo_websocket_activation
 ODOO = {"concern": "odoo_conf", "what": "restart Odoo", "cmd": "true", "unless": "compose"}
 RECREATE = {"concern": "compose", "what": "recreate odoo", "cmd": "true"}
 

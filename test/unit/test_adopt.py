@@ -4,10 +4,10 @@ websocket proxying (checked with an oracle of its own, rig.nginx_dump),
 accepts a second pass unchanged, and sends the bus where Odoo serves it."""
 
 import jinja2
-import odoo_websocket_adopt as adopt
 import pytest
-from mapdata import rendered_settings
 
+import odoo_websocket_adopt as adopt
+from mapdata import rendered_settings
 from rig import field, nginx_dump
 from rig.sandbox import REPO
 

@@ -11,15 +11,18 @@ import socket
 
 import jinja2
 import pytest
-from loader import load
-from mapdata import rendered_settings
 
+import odoo_websocket_audit
+import odoo_websocket_audit_nginx
+import odoo_websocket_compose
+import odoo_websocket_nginx
+import odoo_websocket_odoo_conf
+from mapdata import rendered_settings
 from rig.field import HARDCODED, ODOO_SAMPLE
 from rig.sandbox import REPO, Sandbox
 
-MODULES = load()
-audit = MODULES["odoo_websocket_audit"]
-audit_nginx = MODULES["odoo_websocket_audit_nginx"]
+audit = odoo_websocket_audit
+audit_nginx = odoo_websocket_audit_nginx
 _SPEC = importlib.util.spec_from_file_location(
     "outputter", f"{REPO}/_output/odoo_websocket_audit.py"
 )
@@ -48,9 +51,9 @@ class Host:
         box.write(nginx["site_file"], render("site.conf.jinja", settings))
         os.symlink(nginx["site_file"], nginx["site_link"])
         options = config["options"]
-        self.edit(box.odoo_conf, lambda text: MODULES["odoo_conf"].set_options(text, options))
+        self.edit(box.odoo_conf, lambda text: odoo_websocket_odoo_conf.set_options(text, options))
         if settings["deployment"] == "docker":
-            bind = MODULES["odoo_compose"].bind_ports
+            bind = odoo_websocket_compose.bind_ports
             ports, address = compose["ports"], compose["bind_address"]
             self.edit(box.compose_file, lambda text: bind(text, "odoo", ports, address))
 
@@ -404,7 +407,7 @@ def test_long_polling_needs_no_upgrade_headers(tmp_path):
 
 def test_http_11_is_the_default_from_nginx_1_29_7(host):
     host.drop("proxy_http_version 1.1;")
-    payload = MODULES["odoo_websocket_nginx"].tree(host.box.conf_file)
+    payload = odoo_websocket_nginx.tree(host.box.conf_file)
     facts = audit.context(host.settings, {"workers": ("2", 1)}, (1, 29, 7))
     assert audit_nginx.findings(payload, facts) == []
     for version in ((1, 29, 6), None):
@@ -413,7 +416,7 @@ def test_http_11_is_the_default_from_nginx_1_29_7(host):
     host.site(
         "proxy_set_header Upgrade", "proxy_http_version 1.0;\n        proxy_set_header Upgrade"
     )
-    payload = MODULES["odoo_websocket_nginx"].tree(host.box.conf_file)
+    payload = odoo_websocket_nginx.tree(host.box.conf_file)
     found = audit_nginx.findings(payload, facts)
     assert {f["id"] for f in found} == {"http-version-1.0"}
     assert "proxy_http_version 1.0" in found[0]["why"]

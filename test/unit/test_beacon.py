@@ -37,11 +37,14 @@ def minion(tmp_path, monkeypatch):
                            "realtime_path": "/websocket", "odoo_ports": [8069, 8072]}}  # fmt: skip
     beacon.__opts__ = {"cachedir": str(tmp_path), "id": "odoo1", "pillar": {}}
     beacon.__context__ = {}
+
+    def verify(target, timeout):  # the operator's command: the verdict and its summary
+        verdict = copy.deepcopy(verdicts.pop(0))
+        return dict(verdict, summary="ok" if verdict["ok"] else "check FAILED")
+
     beacon.__salt__ = {
-        "odoo_websocket_settings.current": lambda saltenv: settings,
-        "odoo_websocket_plan.live_verify": lambda settings: settings["verify"],
-        "odoo_websocket_verify.check": lambda **kwargs: copy.deepcopy(verdicts.pop(0)),
-        "odoo_websocket_verify.summary": lambda v: "ok" if v["ok"] else "check FAILED",
+        "odoo_websocket.check_target": lambda saltenv: settings["verify"],
+        "odoo_websocket.verify": verify,
     }
     monkeypatch.setattr(beacon.salt.utils.minion, "running", lambda opts: jobs)
     settings_read(beacon)
@@ -140,7 +143,7 @@ def test_unreadable_settings_are_logged_and_retried(minion, caplog):
     def broken(saltenv):
         raise ValueError("Invalid pillar")
 
-    beacon.__salt__ = dict(beacon.__salt__, **{"odoo_websocket_settings.current": broken})
+    beacon.__salt__ = dict(beacon.__salt__, **{"odoo_websocket.check_target": broken})
     assert settings_read(beacon) == (None, None)
     assert "cannot read the settings: ValueError: Invalid pillar" in caplog.text
 

@@ -8,12 +8,13 @@ import subprocess
 import time
 
 import pytest
-from loader import load
 from salt.exceptions import CommandExecutionError
 
-MODULES = load()
-capacity = MODULES["odoo_websocket_capacity"]
-nginx = MODULES["odoo_websocket_nginx"]
+import odoo_websocket_capacity
+import odoo_websocket_nginx
+
+capacity = odoo_websocket_capacity
+nginx = odoo_websocket_nginx
 DEBIAN = os.path.join(os.path.dirname(__file__), "..", "fixtures", "nginx", "nginx.conf")
 
 

@@ -2,10 +2,11 @@
 
 import re
 
-import odoo_compose
 import pytest
 import yaml
 from ruamel.yaml import YAML
+
+import odoo_websocket_compose as odoo_compose
 
 PORTS = [8069, 8072]
 

@@ -6,6 +6,7 @@ splits them into (a path with shell characters stays one argument)."""
 import shlex
 
 import pytest
+
 from mapdata import FAMILIES, rendered_settings
 
 

@@ -13,13 +13,14 @@ import configparser
 import io
 import re
 
-import odoo_compose
-import odoo_conf
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
+
+import odoo_websocket_compose as odoo_compose
+import odoo_websocket_odoo_conf as odoo_conf
 
 # Bounded: the whole file runs in a few seconds. No example database: the
 # unit run leaves nothing behind in the repository.

@@ -3,8 +3,9 @@ before any state touches a file, with a message naming the pillar key; and
 the values the rules must still accept, so they cannot refuse everything."""
 
 import pytest
-from bad_pillars import BAD
 from test_settings import mod, schema, settings_with
+
+from bad_pillars import BAD
 
 LONG = "x" * 10000
 NAMES = "odoo_websocket:nginx:server_name"

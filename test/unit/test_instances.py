@@ -9,15 +9,18 @@ import os
 import jinja2
 import pytest
 import yaml
-from loader import load
 
+import odoo_websocket_activation
+import odoo_websocket_minion
+import odoo_websocket_plan
+import odoo_websocket_settings
+import odoo_websocket_verify
 from rig.sandbox import REPO, Sandbox, load_pillar_example, merge
 
-MODULES = load()
-settings_mod = MODULES["odoo_websocket_settings"]
-plan_mod = MODULES["odoo_websocket_plan"]
-activation = MODULES["odoo_websocket_activation"]
-verify_mod = MODULES["odoo_websocket_verify"]
+settings_mod = odoo_websocket_settings
+plan_mod = odoo_websocket_plan
+activation = odoo_websocket_activation
+verify_mod = odoo_websocket_verify
 Invalid = settings_mod.CommandExecutionError
 
 
@@ -235,19 +238,18 @@ PARTS = {"compose": {}, "odoo_conf": {}, "nginx": {"site_source": [SITE], "map_s
 
 
 @pytest.fixture
-def planner(monkeypatch):
+def planner():
     """The planner with Salt's template functions as Salt runs them: the
     salt:// file read from the repository, rendered with Jinja."""
-    salt = dict(plan_mod.__salt__)
-    salt["file.source_list"] = lambda sources, *_: [sources[0], ""]
-    salt["cp.get_file_str"] = lambda url, saltenv: open(
-        os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read()  # fmt: skip
-    salt["file.apply_template_on_contents"] = lambda text, context, **_: jinja2.Environment(
-        extensions=["jinja2.ext.do"]).from_string(text).render(**context)  # fmt: skip
-    monkeypatch.setattr(plan_mod, "__salt__", salt, raising=False)
-    monkeypatch.setattr(plan_mod, "__context__", {}, raising=False)
-    monkeypatch.setattr(plan_mod, "__pillar__", {}, raising=False)
-    return plan_mod
+    salt = {
+        "file.source_list": lambda sources, *_: [sources[0], ""],
+        "cp.get_file_str": lambda url, saltenv: open(
+            os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read(),
+        "file.apply_template_on_contents": lambda text, context, **_: jinja2.Environment(
+            extensions=["jinja2.ext.do"]).from_string(text).render(**context),
+    }  # fmt: skip
+    with odoo_websocket_minion.bound(salt, {}, {}, {}):
+        yield plan_mod
 
 
 def sandbox_settings(box, instances):

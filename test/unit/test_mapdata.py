@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+
 from mapdata import FAMILIES, REPO, expected_mapdata, fixture_path
 
 REGENERATE = "stale fixture: run .venv/bin/python test/mapdata.py and review the diff"

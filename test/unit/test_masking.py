@@ -2,10 +2,12 @@
 environment entries and passwords in URLs (odoo_websocket_plan.masked)."""
 
 import pytest
-from loader import load
 
-plan = load()["odoo_websocket_plan"]
-conf = load()["odoo_conf"]
+import odoo_websocket_odoo_conf
+import odoo_websocket_plan
+
+plan = odoo_websocket_plan
+conf = odoo_websocket_odoo_conf
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,11 @@
 tree (crossplane on files written here), and the service-manager choice."""
 
 import pytest
-from loader import load
 
-nginx = load()["odoo_websocket_nginx"]
+import odoo_websocket_nginx
+import odoo_websocket_nginx_service
+
+nginx = odoo_websocket_nginx
 
 TREE = """
 events {}
@@ -64,7 +66,7 @@ def test_answering_is_what_nginx_calls_a_conflicting_server_name(payload, names,
 
 
 def test_service_manager_only_for_the_packaged_tree_under_systemd(tmp_path):
-    managed = load()["odoo_websocket_nginx_service"].service_managed
+    managed = odoo_websocket_nginx_service.service_managed
     assert managed("/etc/nginx/nginx.conf", str(tmp_path)) is True
     assert managed("/srv/box/etc/nginx/nginx.conf", str(tmp_path)) is False
     assert managed("/etc/nginx/nginx.conf", str(tmp_path / "none")) is False

@@ -2,8 +2,9 @@
 
 import configparser
 
-import odoo_conf
 import pytest
+
+import odoo_websocket_odoo_conf as odoo_conf
 
 SAMPLE = """; odoo.conf with comments, secrets and odd spacing
 [options]

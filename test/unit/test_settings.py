@@ -1,19 +1,21 @@
 """Pillar validation and derived settings (pure logic, no Salt daemons)."""
 
 import copy
+import importlib.util
 import os
 
-import odoo_websocket_nginx as nginx_mod
 import pytest
 import yaml
-from bad_pillars import BAD
-from loader import load
 
+import engine
+import odoo_websocket_nginx as nginx_mod
+import odoo_websocket_schema
+import odoo_websocket_settings
+from bad_pillars import BAD
 from rig.sandbox import REPO, load_pillar_example, merge
 
-MODULES = load()
-mod = MODULES["odoo_websocket_settings"]
-schema = MODULES["odoo_websocket_schema"]
+mod = odoo_websocket_settings
+schema = odoo_websocket_schema
 
 
 def defaults():
@@ -159,16 +161,20 @@ def test_nginx_messages_are_parsed_in_both_formats(output):
     ]
 
 
-def test_virtual_names_the_missing_library(monkeypatch):
-    import odoo_compose
-
-    assert nginx_mod.__virtual__() == "odoo_websocket_nginx"
-    monkeypatch.setattr(nginx_mod, "HAS_CROSSPLANE", False)
-    loaded, why = nginx_mod.__virtual__()
-    assert loaded is False and "crossplane" in why and "salt-pip install" in why
-    monkeypatch.setattr(odoo_compose, "HAS_RUAMEL", False)
-    loaded, why = odoo_compose.__virtual__()
-    assert loaded is False and "ruamel.yaml" in why
+def test_salt_modules_name_the_missing_library(monkeypatch):
+    """Without a package the library needs, the formula's Salt modules do not
+    load, and say which package and how to install it."""
+    commands = engine.commands()
+    assert commands.__virtual__() == "odoo_websocket"
+    real = importlib.util.find_spec
+    for package in ("crossplane", "ruamel.yaml", "websockets"):
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",  # fmt: skip
+            lambda name, *a, p=package: None if name == p else real(name, *a),
+        )
+        loaded, why = commands.__virtual__()
+        assert loaded is False and f"salt-pip install {package}==" in why
 
 
 def test_nginx_upstreams_follow_published_ports_in_docker_only():

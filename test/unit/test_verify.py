@@ -1,7 +1,7 @@
 """odoo_websocket_verify against real servers on loopback: the stand-in Odoo
 (rig/standin_odoo.py) run as a subprocess, a websockets server for close
 codes, and a one-request recorder that shows exactly what was sent. No network
-mocks; only network.interfaces of __salt__ is faked, to test address choice."""
+mocks; only Salt's network interfaces are faked, to test address choice."""
 
 import json
 import os
@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 
-import odoo_websocket_verify as verify
 import pytest
 from websockets.sync.server import serve
 
+import odoo_websocket_verify as verify
 from rig.sandbox import REPO
 
 STANDIN = os.path.join(REPO, "rig", "standin_odoo.py")
@@ -351,15 +351,11 @@ def _interfaces(inet, inet6):
 
 
 def test_default_addresses_skip_loopback_and_link_local(monkeypatch):
-    fake = {
-        "network.interfaces": _interfaces(
-            ["10.1.2.3", "127.0.0.1"], ["::1", "fe80::1", "2001:db8::5"]
-        )
-    }
-    monkeypatch.setattr(verify, "__salt__", fake, raising=False)
+    found = _interfaces(["10.1.2.3", "127.0.0.1"], ["::1", "fe80::1", "2001:db8::5"])
+    monkeypatch.setattr(verify.salt.utils.network, "interfaces", lambda: found())
     assert verify._host_addresses() == ["10.1.2.3", "2001:db8::5"]
     # Only loopback: nothing to try, even with a port listening there.
-    fake["network.interfaces"] = _interfaces(["127.0.0.1"], ["::1"])
+    found = _interfaces(["127.0.0.1"], ["::1"])
     with socket.create_server(("127.0.0.1", 0)) as server:
         assert verify.exposed_ports([server.getsockname()[1]]) == []
 
@@ -446,10 +442,3 @@ def test_wait_gives_up_at_the_deadline():
     assert verdict["ok"] is False
     assert verdict["checks"][0]["detail"] == f"connection refused by 127.0.0.1:{port}"
     assert 3 <= verdict["waited_s"] <= 4
-
-
-def test_virtual_names_the_missing_package(monkeypatch):
-    assert verify.__virtual__() == "odoo_websocket_verify"
-    monkeypatch.setattr(verify, "HAS_WEBSOCKETS", False)
-    loaded, message = verify.__virtual__()
-    assert loaded is False and "salt-pip install websockets==17.4" in message

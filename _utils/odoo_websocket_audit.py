@@ -19,7 +19,10 @@ import subprocess
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_audit"
+import odoo_websocket_audit_nginx
+import odoo_websocket_compose
+import odoo_websocket_nginx
+import odoo_websocket_odoo_conf
 
 SEVERITIES = ("error", "warning", "info")
 ODOO_FIX = "state odoo_websocket.odoo (writes proxy_mode = True)"
@@ -27,10 +30,6 @@ COMPOSE_FIX = "state odoo_websocket.compose (publishes on compose:bind_address, 
 INTERFACE_FIX = "state odoo_websocket.odoo (writes http_interface = odoo:http_interface)"
 # Addresses that mean "every interface" in odoo.conf, compose files and /proc.
 _ANYWHERE = ("", "0.0.0.0", "::", "[::]")
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _finding(ident, severity, file, line, why, fix):
@@ -49,12 +48,6 @@ def nginx_version(binary="/usr/sbin/nginx"):
     """
     nginx's version as a tuple of ints (``nginx -v``), or None when it cannot
     be run.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.nginx_version
     """
     try:
         proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
@@ -68,12 +61,6 @@ def listening(proc_net="/proc/net"):
     """
     TCP ports with a socket listening on every interface (0.0.0.0 or ::), as
     this host's network namespace sees them.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.listening
     """
     ports = set()
     for name, anywhere in (("tcp", "0" * 8), ("tcp6", "0" * 32)):
@@ -91,17 +78,11 @@ def read_host(settings):
     What the audit reads of the live host: the parsed nginx tree (None when
     nginx.conf is missing), nginx's version, odoo.conf's and the compose
     file's text (None when unreadable), the ports listening on every interface.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.read_host "{...settings...}"
     """
     nginx, deployment = settings["nginx"], settings["deployment"]
     exists = os.path.exists(nginx["conf_file"])
     return {
-        "nginx": __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"]) if exists else None,
+        "nginx": odoo_websocket_nginx.tree(nginx["conf_file"]) if exists else None,
         "nginx_version": nginx_version(nginx["binary"]),
         "odoo_conf": _read(settings["odoo"]["config"]["file"]),
         "compose": _read(settings["compose"]["file"]) if deployment == "docker" else None,
@@ -114,7 +95,7 @@ def _odoo_options(text):
     if text is None:
         return None
     try:
-        records = __salt__["odoo_conf.parse"](text)
+        records = odoo_websocket_odoo_conf.parse(text)
     except CommandExecutionError:
         return None
     return {
@@ -145,12 +126,6 @@ def context(settings, options, version):
     What the nginx rules need to know: the site's names and port, Odoo's
     major version and worker mode, the ports nginx reaches Odoo on,
     proxy_mode, nginx's VERSION.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.context "{...settings...}" "{...}" "[1, 22, 1]"
     """
     nginx, tls = settings["nginx"], settings["nginx"]["tls"]
     # Wildcards and regexes never clash with an exact name: nothing to look up.
@@ -233,7 +208,7 @@ def _compose_findings(settings, text):
     try:
         if text is None:
             raise CommandExecutionError("cannot be read")
-        entries = __salt__["odoo_compose.published_ports"](text, compose["service"])
+        entries = odoo_websocket_compose.published_ports(text, compose["service"])
     except CommandExecutionError as exc:
         why = f"the compose file {exc}: the ports docker publishes are unchecked"
         fix = "compose:file, compose:service"
@@ -290,12 +265,6 @@ def findings(settings, host):
     """
     The findings for HOST (what ``read_host`` returns) against SETTINGS.
     Pure: reads nothing itself.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.findings "{...settings...}" "{...host...}"
     """
     options = _odoo_options(host["odoo_conf"])
     found = _odoo_conf_findings(settings, options)
@@ -307,7 +276,7 @@ def findings(settings, host):
         )
     else:
         facts = context(settings, options, host["nginx_version"])
-        found += __salt__["odoo_websocket_audit_nginx.findings"](host["nginx"], facts)
+        found += odoo_websocket_audit_nginx.findings(host["nginx"], facts)
     found += _exposure_findings(settings, host, options)
     return _ordered(found)
 
@@ -318,12 +287,6 @@ def audit(settings):
     empty when nothing on the host breaks the websocket or exposes Odoo.
     With several instances (``settings["instances"]``) every instance is
     audited, each finding once, its ``why`` naming the instances it concerns.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit.audit "{...settings...}"
     """
     instances = settings.get("instances") or {}
     if len(instances) < 2:

@@ -19,7 +19,7 @@ diffs): odoo.conf, compose files and nginx files all go through
 
 import re
 
-__virtualname__ = "odoo_websocket_masking"
+import odoo_websocket_odoo_conf
 
 MASK = "********"
 _COMPOSE_SECRET = re.compile(
@@ -46,22 +46,12 @@ _NGINX_SECRET_ARG = re.compile(
 )
 
 
-def __virtual__():
-    return __virtualname__
-
-
 def masked(text, secret_keys=()):
     """
     TEXT with every secret value replaced by ``********`` (see the module's
     rules); SECRET_KEYS: odoo.conf keys that are secrets whatever their name.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_masking.masked "$(cat /opt/odoo/docker-compose.yml)"
     """
-    text = __salt__["odoo_conf.mask"](text, secret_keys)
+    text = odoo_websocket_odoo_conf.mask(text, secret_keys)
     text = _environments(text)
     text = _COMPOSE_SECRET.sub(rf"\1{MASK}", text)
     text = _NGINX_HEADER.sub(_header, text)

@@ -10,7 +10,7 @@ and of nginx (its version).
 
 import re
 
-__virtualname__ = "odoo_websocket_audit_nginx"
+import odoo_websocket_nginx
 
 # nginx speaks HTTP/1.0 to upstreams unless told otherwise before this release.
 HTTP11_DEFAULT_SINCE = (1, 29, 7)
@@ -29,10 +29,6 @@ _TIME = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
 _UNITS = dict(ms=0.001, s=1, m=60, h=3600, d=86400, w=604800, M=2592000, y=31536000)
 
 
-def __virtual__():
-    return __virtualname__
-
-
 def finding(ident, severity, file, line, why, fix):
     """One finding, as ``odoo_websocket.audit`` returns them."""
     return {"id": ident, "severity": severity, "file": file, "line": line, "why": why, "fix": fix}
@@ -46,13 +42,6 @@ def expand(payload):
     """
     The main file's directives with every include spliced in where nginx
     reads it, each directive tagged with its ``file``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit_nginx.expand "$(salt-call --out=json \\
-            odoo_websocket_nginx.tree)"
     """
     configs = payload["config"]
 
@@ -217,7 +206,7 @@ def _location_for(server, path):
 def _sites(payload, tree, context):
     """The server blocks nginx uses for the pillar's names, and findings on
     names no block answers or that two blocks answer."""
-    answering = __salt__["odoo_websocket_nginx.answering"]
+    answering = odoo_websocket_nginx.answering
     servers = {
         _at(d): d
         for d, parents in _walk(tree)
@@ -454,12 +443,6 @@ def findings(payload, context):
     names, ports (the site's), major (Odoo's), workers, http_port and
     evented_port (where nginx reaches Odoo), proxy_mode, nginx_version (a
     tuple, or None when unknown).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_audit_nginx.findings "$(...tree)" '{"names": [...], ...}'
     """
     found = []
     for error in payload.get("errors", []):

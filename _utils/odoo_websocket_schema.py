@@ -13,12 +13,7 @@ import posixpath
 import re
 import unicodedata
 
-__virtualname__ = "odoo_websocket_schema"
-
-
-def __virtual__():
-    return __virtualname__
-
+import odoo_websocket_names
 
 # Characters that would let a value inject nginx directives or break a path.
 _UNSAFE = re.compile(r"""[\s;{}'"$\\`]""")
@@ -104,14 +99,9 @@ def _optional_path(value):
     return _path(value)
 
 
-def _address_rule(name):
-    """A rule of odoo_websocket_names (host names, addresses, server names)."""
-    return lambda value: __salt__[f"odoo_websocket_names.{name}"](value)
-
-
 def _server_names(value):
-    problem = _list_of(_address_rule("server_name"), allow_empty=False)(value)
-    return problem or __salt__["odoo_websocket_names.duplicate_server_name"](value)
+    problem = _list_of(odoo_websocket_names.server_name, allow_empty=False)(value)
+    return problem or odoo_websocket_names.duplicate_server_name(value)
 
 
 def _backup_dir(value):
@@ -219,11 +209,11 @@ SCHEMA = {
     "deployment": _choice("docker", "native"),
     "odoo": {
         "version": _version,
-        "host": _address_rule("host"),
+        "host": odoo_websocket_names.host,
         "http_port": _port,
         "gevent_port": _port,
         "workers": _count(0),
-        "http_interface": _address_rule("ip"),
+        "http_interface": odoo_websocket_names.ip,
         "config": {
             "enabled": _boolean,
             "file": _path,
@@ -244,7 +234,7 @@ SCHEMA = {
         "start": _boolean,
         "server_name": _server_names,
         "http_port": _port,
-        "listen_addresses": _list_of(_address_rule("listen_address")),
+        "listen_addresses": _list_of(odoo_websocket_names.listen_address),
         "existing_site": _choice("adopt", "fail", "keep"),
         "upstream_http": _upstream,
         "upstream_evented": _upstream,
@@ -253,7 +243,7 @@ SCHEMA = {
         "static_expires": _expires,
         "upstream_keepalive": _keepalive,
         "max_sessions": _count(0),
-        "database_manager_allow": _list_of(_address_rule("allowed_client")),
+        "database_manager_allow": _list_of(odoo_websocket_names.allowed_client),
         "tls": {
             "enabled": _boolean,
             "port": _port,
@@ -276,7 +266,7 @@ SCHEMA = {
         "enabled": _boolean,
         "file": _path,
         "service": _upstream,
-        "bind_address": _address_rule("ip"),
+        "bind_address": odoo_websocket_names.ip,
         "published_http_port": _optional_port,
         "published_gevent_port": _optional_port,
         "recreate_cmd": _command,
@@ -410,7 +400,7 @@ def _docker_checks(data, errors):
 def _verify_checks(data, errors):
     """The check after a change sends a server name as its Host header."""
     if data["verify"]["enabled"] and not any(
-        map(__salt__["odoo_websocket_names.probe_name"], data["nginx"]["server_name"])
+        map(odoo_websocket_names.probe_name, data["nginx"]["server_name"])
     ):
         errors.append(
             "odoo_websocket:nginx:server_name: with verify:enabled, one entry must be a "
@@ -423,13 +413,6 @@ def validate(data):
     """
     Check merged odoo_websocket settings against the schema and return the list
     of problems, each naming the pillar key and the rule it breaks.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_schema.validate "$(salt-call --out=json \\
-            pillar.get odoo_websocket)"
     """
     errors = []
     _check(SCHEMA, data, "odoo_websocket", errors)

@@ -28,29 +28,16 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_changes"
+import odoo_websocket_activation
+import odoo_websocket_backups
+import odoo_websocket_lock
+import odoo_websocket_nginx_service
+import odoo_websocket_plan
+from odoo_websocket_backups import DEFAULT_BACKUP_DIR
 
-DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
-# A run whose nginx configuration could not go live (nginx:reload or
-# nginx:start false) leaves this, so the next run activates it again.
-_PENDING = "activation-pending.json"  # odoo_websocket_backups.ACTIVATION_PENDING
 # Fault injection for the tests: ODOO_WEBSOCKET_FAULT=kill:<step> (a crash)
 # or stop:<step> (frozen in the critical section until SIGCONT).
 _FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
-
-
-def __virtual__():
-    return __virtualname__
-
-
-def _backups(function):
-    """An odoo_websocket_backups function (the read side of the sets)."""
-    return __salt__[f"odoo_websocket_backups.{function}"]
-
-
-def _live(function):
-    """An odoo_websocket_activation function (checks, restarts, reload, verify)."""
-    return __salt__[f"odoo_websocket_activation.{function}"]
 
 
 def _fault(step):
@@ -133,11 +120,11 @@ def _apply_change(change):
 @contextlib.contextmanager
 def _locked(backup_dir, timeout, dry=False):
     """The host's lock (odoo_websocket_lock), held for the block."""
-    fd = __salt__["odoo_websocket_lock.acquire"](backup_dir, timeout, dry=dry)
+    fd = odoo_websocket_lock.acquire(backup_dir, timeout, dry=dry)
     try:
         yield
     finally:
-        __salt__["odoo_websocket_lock.release"](fd)
+        odoo_websocket_lock.release(fd)
 
 
 def _now():
@@ -145,7 +132,7 @@ def _now():
 
 
 def _restore_set(backup_dir, set_id):
-    for change in reversed(_backups("changes")(set_id, backup_dir)):
+    for change in reversed(odoo_websocket_backups.changes(set_id, backup_dir)):
         _apply_change(change)
 
 
@@ -177,15 +164,15 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     NGINX (the caller's settings, never the journal's) is reloaded. Returns a
     note and the concerns the dead run had restarted (the caller restarts
     them again: it knows their commands from the pillar)."""
-    found = _backups("recovery")(backup_dir, force=force, managed=managed)
+    found = odoo_websocket_backups.recovery(backup_dir, force=force, managed=managed)
     if found is None:
         return "", []
     if "unusable" in found:
         return _set_aside(backup_dir, found["unusable"]), []
     for change in found["changes"]:
         _apply_change(change)
-    if nginx and __salt__["odoo_websocket_nginx_service.pid"](nginx["conf_file"]) is not None:
-        _live("reload")(nginx, old=True)
+    if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
+        odoo_websocket_activation.reload(nginx, old=True)
     _drop_journal(backup_dir)
     journal = found["journal"]
     note = (
@@ -210,9 +197,9 @@ def _activate_nginx(plan, state, notes):
     settings keep it from going live; a running nginx left on the old files
     is marked pending, so that the next run activates it instead of finding
     nothing to do."""
-    activated = _live("reload")(plan["nginx"])
+    activated = odoo_websocket_activation.reload(plan["nginx"])
     notes.append(activated["comment"])
-    path = os.path.join(state["backup_dir"], _PENDING)
+    path = os.path.join(state["backup_dir"], odoo_websocket_backups.ACTIVATION_PENDING)
     if not activated["pending"]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -252,12 +239,12 @@ def _go_live_steps(plan, changes, notes, state):
     for index, change in enumerate(changes):
         _apply_change(change)
         _fault(f"write-{index}")
-    problem = _live("live_check")(plan, state["staged"])
+    problem = odoo_websocket_activation.live_check(plan, state["staged"])
     if problem:
         return problem
     _fault("validated")
     try:
-        for restart in _live("due_restarts")(plan, changes):
+        for restart in odoo_websocket_activation.due_restarts(plan, changes):
             state["restarted"].append(restart)
             # Recorded first: a run killed mid-restart is restarted again on
             # recovery, that instance's only.
@@ -265,7 +252,7 @@ def _go_live_steps(plan, changes, notes, state):
                 {"concern": r["concern"], "instance": r.get("instance")} for r in state["restarted"]
             ]
             _write_journal(state["backup_dir"], state["journal"])
-            notes.append(_live("restart")(restart))
+            notes.append(odoo_websocket_activation.restart(restart))
         _fault("restarted")
         if plan.get("nginx") and (state["nginx_changed"] or state["pending"]):
             state["nginx"] = True
@@ -275,9 +262,11 @@ def _go_live_steps(plan, changes, notes, state):
                 return None
     except CommandExecutionError as exc:
         return str(exc)
-    verdict = state["verdict"] = _live("verify")(plan, wait=True)
+    verdict = state["verdict"] = odoo_websocket_activation.verify(plan, wait=True)
     if verdict and not verdict["ok"] and plan["verify"]["rollback"]:
-        return "The websocket check failed after the change: " + _live("summary")(verdict)
+        return "The websocket check failed after the change: " + odoo_websocket_activation.summary(
+            verdict
+        )
     return None
 
 
@@ -287,13 +276,13 @@ def _roll_back(plan, backup_dir, set_id, state):
     lines = [f"Every file of the run was restored from backup {set_id}."]
     for restart in state["restarted"]:
         try:
-            _live("restart")(restart)
+            odoo_websocket_activation.restart(restart)
             lines.append(f"{restart['what']} again, onto the old configuration.")
         except CommandExecutionError as exc:
             lines.append(f"{exc} (while restoring)")
     if state["nginx"]:
         try:
-            lines.append(_live("reload")(plan["nginx"], old=True)["comment"])
+            lines.append(odoo_websocket_activation.reload(plan["nginx"], old=True)["comment"])
         except CommandExecutionError as exc:
             # The restored files are what nginx refused before this run too
             # (e.g. a neighbour's site holding a port): it keeps serving what
@@ -301,8 +290,8 @@ def _roll_back(plan, backup_dir, set_id, state):
             lines.append(f"{exc} (the restored configuration; nginx keeps serving what it "
                          "served before this run).")  # fmt: skip
     if state["verdict"]:
-        after = _live("verify")(plan, wait=True, timeout=10)
-        lines.append("After the restore: " + _live("summary")(after))
+        after = odoo_websocket_activation.verify(plan, wait=True, timeout=10)
+        lines.append("After the restore: " + odoo_websocket_activation.summary(after))
     return "\n".join(lines)
 
 
@@ -313,11 +302,11 @@ def _transaction(plan, backup, test=False, label=""):
     notes = list(plan.get("notes", []))
     if plan.get("errors"):
         return _failed(ret, notes, "Nothing was changed:\n" + "\n".join(plan["errors"]))
-    changes = [
-        change for change in plan["changes"] if __salt__["odoo_websocket_plan.differs"](change)
-    ]
-    pending = _backups("activation_pending")(backup["dir"]) if plan.get("nginx") else None
-    checked = _live("precheck")(plan, changes)
+    changes = [change for change in plan["changes"] if odoo_websocket_plan.differs(change)]
+    pending = (
+        odoo_websocket_backups.activation_pending(backup["dir"]) if plan.get("nginx") else None
+    )
+    checked = odoo_websocket_activation.precheck(plan, changes)
     notes.extend(checked["notes"])
     if checked["problem"]:
         return _failed(ret, notes, checked["problem"])
@@ -336,9 +325,11 @@ def _transaction(plan, backup, test=False, label=""):
             return _failed(ret, notes, str(exc))
     elif not changes:
         notes.append("Nothing to change.")
-    verdict = ret["verdict"] = _live("verify")(plan, wait=bool(pending) and not test)
+    verdict = ret["verdict"] = odoo_websocket_activation.verify(
+        plan, wait=bool(pending) and not test
+    )
     if verdict:
-        notes.append(("Now: " if changes else "") + _live("summary")(verdict))
+        notes.append(("Now: " if changes else "") + odoo_websocket_activation.summary(verdict))
     if test and changes:
         ret["result"] = None
     elif verdict and not verdict["ok"]:
@@ -350,13 +341,15 @@ def _transaction(plan, backup, test=False, label=""):
 def _commit(ret, plan, changes, backup, label, notes, state):
     backup_dir = backup["dir"]
     try:
-        set_id = _backups("write")(backup_dir, ret["changed"], label, plan.get("secret_keys", ()))
+        set_id = odoo_websocket_backups.write(
+            backup_dir, ret["changed"], label, plan.get("secret_keys", ())
+        )
     except OSError as exc:
         ret["changed"] = []
         return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
     ret["backup"] = state["set_id"] = set_id
     _fault("backup")
-    fingerprint = _backups("fingerprint")
+    fingerprint = odoo_websocket_backups.fingerprint
     journal = {
         "backup": set_id,
         "pid": os.getpid(),
@@ -386,10 +379,10 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         _drop_journal(backup_dir)
         return _failed(ret, notes, f"The change failed: {problem}\n{restored}")
     if state["verdict"]:
-        notes.append(_live("summary")(state["verdict"]))
+        notes.append(odoo_websocket_activation.summary(state["verdict"]))
         ret["result"] = state["verdict"]["ok"]
     _drop_journal(backup_dir)
-    _backups("prune")(backup_dir, backup["keep"])
+    odoo_websocket_backups.prune(backup_dir, backup["keep"])
     notes.append(f"Backup: {set_id}.")
     ret["comment"] = " ".join(notes)
     return ret
@@ -405,23 +398,17 @@ def apply(settings, parts, saltenv="base", test=False):
     ``state.apply odoo_websocket``.
 
     Returns ``{result, comment, changed, backup, verdict, diffs}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' state.apply odoo_websocket
     """
     backup = settings["backup"]
     with _locked(backup["dir"], backup["lock_timeout"], dry=test):
-        note, restarted = _backups("pending")(backup["dir"]), []
+        note, restarted = odoo_websocket_backups.pending(backup["dir"]), []
         if not test:
             nginx = settings["nginx"] if settings["nginx"]["enabled"] else None
-            managed = __salt__["odoo_websocket_plan.managed_paths"](settings)
+            managed = odoo_websocket_plan.managed_paths(settings)
             note, restarted = _recover_locked(backup["dir"], nginx=nginx, managed=managed)
-        plan = __salt__["odoo_websocket_plan.build"](settings, parts, saltenv)
-        for restart in _live("restarted_again")(plan, restarted):  # the dead run's
-            note += " " + _live("restart")(restart)
+        plan = odoo_websocket_plan.build(settings, parts, saltenv)
+        for restart in odoo_websocket_activation.restarted_again(plan, restarted):  # the dead run's
+            note += " " + odoo_websocket_activation.restart(restart)
         label = "odoo_websocket: " + ", ".join(sorted(parts))
         ret = _transaction(plan, backup, test=test, label=label)
     if note:
@@ -439,12 +426,6 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
     (CONF_FILE, BINARY) is reloaded when running; a path outside MANAGED
     (``odoo_websocket_plan.managed_paths``) is never written. Real runs do
     this first, under the lock. Returns what it did.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.recover conf_file=/etc/nginx/nginx.conf
     """
     if not os.path.exists(_journal(backup_dir)):
         return ""
@@ -453,7 +434,8 @@ def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
         note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force, managed=managed)
     if restarted:
         note += (
-            f" The interrupted run had restarted {_live('restarts_named')(restarted)}: restart it "
+            f" The interrupted run had restarted "
+            f"{odoo_websocket_activation.restarts_named(restarted)}: restart it "
             "again (a state.apply does) so that it reads the restored files."
         )
     return note
@@ -467,7 +449,7 @@ def _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan_of):
         plan = plan_of()
         plan["nginx"] = nginx
         if keep is None:
-            keep = len(_backups("sets")(backup_dir)) + 1
+            keep = len(odoo_websocket_backups.sets(backup_dir)) + 1
         ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=label)
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
@@ -481,16 +463,11 @@ def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/u
     RESTARTS run for the files they name: ``[{"path", "what", "cmd", "cwd"}]``;
     a set naming a path outside MANAGED is refused whole),
     with a backup set of what it replaces, so a restore can itself be undone.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.restore 20261126T140000123456-1234-abcdef \\
-            conf_file=/etc/nginx/nginx.conf
     """
     nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-    plan = functools.partial(_backups("restore_plan"), backup_id, backup_dir, restarts, managed)
+    plan = functools.partial(
+        odoo_websocket_backups.restore_plan, backup_id, backup_dir, restarts, managed
+    )
     label = f"restore of {backup_id}"
     return _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan)
 
@@ -504,14 +481,8 @@ def clean(backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx
     map, site and link go and an adopted site, odoo.conf and the compose file
     come back. Paths outside MANAGED are refused; no set is pruned (the old
     ones are what a later clean puts back); a second run changes nothing.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_changes.clean conf_file=/etc/nginx/nginx.conf
     """
     nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
     # keep=None: no set is pruned (the old ones are what a later clean puts back).
-    plan = functools.partial(_backups("original_plan"), backup_dir, restarts, managed)
+    plan = functools.partial(odoo_websocket_backups.original_plan, backup_dir, restarts, managed)
     return _put_back(backup_dir, lock_timeout, nginx, managed, "odoo_websocket.clean", None, plan)

@@ -17,15 +17,10 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_lock"
+import odoo_websocket_backups
+from odoo_websocket_backups import DEFAULT_BACKUP_DIR, MARK
 
-DEFAULT_BACKUP_DIR = "/var/backups/odoo_websocket"
 LOCK = "lock"
-MARK = ".odoo_websocket"  # the sign that the formula's backup sets live here
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _open(backup_dir, dry):
@@ -34,7 +29,7 @@ def _open(backup_dir, dry):
         # A new folder is private; an existing one keeps its mode. exist_ok:
         # two first runs may race to create it.
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-        unsafe = __salt__["odoo_websocket_backups.unsafe_folder"](backup_dir)
+        unsafe = odoo_websocket_backups.unsafe_folder(backup_dir)
         if unsafe:
             raise OSError(f"{unsafe}: another user could plant or swap files there")
         # A "lock" the formula did not make (no mark beside it) is another

@@ -13,11 +13,14 @@ import salt.utils.data
 import salt.utils.stringutils
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-__virtualname__ = "odoo_websocket_plan"
-
-
-def __virtual__():
-    return __virtualname__
+import odoo_websocket_adopt
+import odoo_websocket_capacity
+import odoo_websocket_compose
+import odoo_websocket_masking
+import odoo_websocket_minion
+import odoo_websocket_nginx
+import odoo_websocket_odoo_conf
+import odoo_websocket_sites
 
 
 def masked(text, secret_keys=()):
@@ -25,25 +28,13 @@ def masked(text, secret_keys=()):
     TEXT with every secret value replaced by ``********``
     (``odoo_websocket_masking.masked``: odoo.conf secrets, compose
     environment values, nginx credential headers, passwords in URLs).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.masked "$(cat /opt/odoo/docker-compose.yml)"
     """
-    return __salt__["odoo_websocket_masking.masked"](text, secret_keys)
+    return odoo_websocket_masking.masked(text, secret_keys)
 
 
 def diff(old, new, path):
     """
     A unified diff between two texts, labelled with PATH.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.diff "a" "b" /etc/example
     """
     return salt.utils.stringutils.get_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=path, tofile=path
@@ -54,12 +45,6 @@ def differs(change):
     """
     Whether CHANGE (``{path, kind, data|target}``) would change its path.
     Read only.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.differs '{"path": "/etc/x", "kind": "absent"}'
     """
     path = change["path"]
     if change["kind"] == "absent":
@@ -92,12 +77,6 @@ def managed_paths(settings):
     folder (the map, the site, its link, an adopted site), odoo.conf and the
     compose file (and the targets of their links). A backup set or journal
     naming anything else is not trusted.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.managed_paths "$(settings)"
     """
     nginx = settings["nginx"]
     paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/", nginx["map_file"]]
@@ -116,33 +95,22 @@ def live_verify(settings):
     site serving its names listens, when that site is a host's own the
     formula adopted (its https port, say): what ``odoo_websocket.verify``,
     clean and the beacon check, as the apply does. Reads the live tree.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.live_verify "$(settings)"
     """
     plan, nginx = {"verify": settings["verify"]}, settings["nginx"]
     if not (nginx["enabled"] and settings["verify"]["enabled"]):
         return plan["verify"]
     try:
-        payload = __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
+        payload = odoo_websocket_nginx.tree(nginx["conf_file"])
     except (OSError, ValueError, KeyError):  # the check itself will say what is wrong
         return plan["verify"]
-    blocks = __salt__["odoo_websocket_nginx.server_blocks"](payload)
+    blocks = odoo_websocket_nginx.server_blocks(payload)
     for name, instance in _instances(settings).items():
         names = {n.lower() for n in instance["nginx"]["server_name"]}
         files = {b["real"] for b in blocks if names & set(b["names"]) and not b["redirect"]}
         text = _read(next(iter(files))) if len(files) == 1 else None
-        if text and not _own_site(next(iter(files))) and _adopt("adopted")(text):
-            _verify_where(plan, _adopt("listens")(text, sorted(names)), name)
+        if text and not _own_site(next(iter(files))) and odoo_websocket_adopt.adopted(text):
+            _verify_where(plan, odoo_websocket_adopt.listens(text, sorted(names)), name)
     return plan["verify"]
-
-
-def _adopt(function):
-    """An odoo_websocket_adopt function (a host's site edited in place)."""
-    return __salt__[f"odoo_websocket_adopt.{function}"]
 
 
 def _instances(settings):
@@ -155,12 +123,6 @@ def outside(paths, managed):
     """
     The PATHS that are none of MANAGED (files, or folders ending in /), as
     :py:func:`managed_paths` gives them.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.outside '["/etc/passwd"]' "$(managed_paths)"
     """
 
     def inside(path):
@@ -174,12 +136,6 @@ def build(settings, parts, saltenv="base"):
     Plan the concerns in PARTS (compose, odoo_conf, nginx) for SETTINGS: the
     change set, masked diffs, restarts, notes and the problems that stop the
     run before anything is touched. Reads files; writes nothing.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_plan.build "$(settings)" '{"odoo_conf": {}}'
     """
     instances = _instances(settings)
     secret_keys = {key for i in instances.values() for key in i["odoo"]["config"]["secret_keys"]}
@@ -305,7 +261,7 @@ def _compose(settings, part, plan, saltenv):
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
         return
     try:
-        wanted = __salt__["odoo_compose.bind_ports"](
+        wanted = odoo_websocket_compose.bind_ports(
             current, service, compose["ports"], compose["bind_address"]
         )
     except CommandExecutionError as exc:
@@ -321,7 +277,7 @@ def _compose(settings, part, plan, saltenv):
     )
     if wanted == current:
         return
-    checked = __salt__["odoo_compose.validate"](wanted, path)
+    checked = odoo_websocket_compose.validate(wanted, path)
     if not checked["ok"]:
         plan["errors"].append(
             f"{path}: {checked['by']} refuses the edited file: {checked['message']}"
@@ -335,7 +291,7 @@ def _masked_options(old, new, secret_keys):
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             before, after = old.get(key), new.get(key)
-            if __salt__["odoo_conf.is_secret"](key, secret_keys):
+            if odoo_websocket_odoo_conf.is_secret(key, secret_keys):
                 before = None if before is None else "********"
                 after = None if after is None else "********"
             changed[key] = {"old": before, "new": after}
@@ -348,9 +304,10 @@ def _extra_options(keys, instance=None):
     # __pillar__ itself: pillar.get outside a template returns masked values
     # ("**********") since Salt 3008, and those must never reach odoo.conf.
     read, key = salt.utils.data.traverse_dict_and_list, "odoo:config:extra_options"
-    values = dict(read(__pillar__, f"odoo_websocket:{key}", {}))
+    pillar = odoo_websocket_minion.current().pillar
+    values = dict(read(pillar, f"odoo_websocket:{key}", {}))
     if instance:  # the instance's own values over the top level's, as its settings merge
-        values.update(read(__pillar__, f"odoo_websocket:instances:{instance}:{key}", {}))
+        values.update(read(pillar, f"odoo_websocket:instances:{instance}:{key}", {}))
     return [[key, str(values[key])] for key in keys]  # str(True) == "True", as Odoo writes it
 
 
@@ -367,7 +324,7 @@ def _odoo_conf(settings, part, plan, saltenv):
         return
     options = config["options"] + _extra_options(config["extra_options"], settings.get("instance"))
     try:
-        wanted = __salt__["odoo_conf.set_options"](current, options, config["renames"])
+        wanted = odoo_websocket_odoo_conf.set_options(current, options, config["renames"])
     except CommandExecutionError as exc:
         plan["errors"].append(f"{path} is not a valid odoo.conf, left unchanged: {exc}")
         return
@@ -387,7 +344,7 @@ def _odoo_conf(settings, part, plan, saltenv):
     )
     if wanted == current:
         return
-    read, keys = __salt__["odoo_conf.get_options"], config["secret_keys"]
+    read, keys = odoo_websocket_odoo_conf.get_options, config["secret_keys"]
     shown = {
         "options": _masked_options(read(disk), read(wanted), keys),
         "diff": diff(masked(disk, keys), masked(wanted, keys), path),
@@ -398,8 +355,10 @@ def _odoo_conf(settings, part, plan, saltenv):
 def _render(sources, context, saltenv):
     """The first of SOURCES (salt:// URLs, TOFS order) that exists, rendered."""
     sources = [sources] if isinstance(sources, str) else list(sources)
+    minion = odoo_websocket_minion.current()
+    salt = minion.functions
     try:  # as file.managed picks its source: no error logged for the others
-        source = __salt__["file.source_list"](sources, "", saltenv)[0]
+        source = salt["file.source_list"](sources, "", saltenv)[0]
     except (CommandExecutionError, SaltInvocationError) as exc:
         raise CommandExecutionError(
             f"none of these templates exists: {', '.join(sources)}"
@@ -407,24 +366,19 @@ def _render(sources, context, saltenv):
     # The planning state and the transaction render the same template with
     # the same settings in one run: rendered once (Salt's __context__).
     key = json.dumps([source, saltenv, context], sort_keys=True, default=str)
-    rendered = __context__.setdefault("odoo_websocket_plan.rendered", {})
+    rendered = minion.context.setdefault("odoo_websocket_plan.rendered", {})
     if key not in rendered:
-        template = __salt__["cp.get_file_str"](source, saltenv=saltenv)
-        rendered[key] = __salt__["file.apply_template_on_contents"](
+        template = salt["cp.get_file_str"](source, saltenv=saltenv)
+        rendered[key] = salt["file.apply_template_on_contents"](
             template, template="jinja", context=context, defaults={}, saltenv=saltenv
         )
     return rendered[key]
 
 
-def _sites_module(function):
-    """An odoo_websocket_sites function (where each site goes, the mark)."""
-    return __salt__[f"odoo_websocket_sites.{function}"]
-
-
 def _stale_sites(payload, targets, folders, plan):
     """Remove the formula's earlier sites that no instance uses now, with the
     links that load them (odoo_websocket_sites.stale)."""
-    for path in _sites_module("stale")(payload, targets, folders):
+    for path in odoo_websocket_sites.stale(payload, targets, folders):
         plan["changes"].append({"concern": "nginx", "path": path, "kind": "absent"})
         plan["diffs"][path] = {"concern": "nginx", "removed": "an earlier formula site"}
 
@@ -436,9 +390,9 @@ def _own_site(path):
     or holding no site of the host's to keep (empty, unreadable, half
     written by a killed run): written whole, backed up."""
     real = os.path.realpath(path)
-    if not os.path.isfile(path) or _sites_module("ours")(real, [path], {os.path.dirname(real)}):
+    if not os.path.isfile(path) or odoo_websocket_sites.ours(real, [path], {os.path.dirname(real)}):
         return True
-    return not _adopt("has_site")(_read(path) or "")
+    return not odoo_websocket_adopt.has_site(_read(path) or "")
 
 
 def _sites(instances, texts, payload, plan):
@@ -451,13 +405,13 @@ def _sites(instances, texts, payload, plan):
         for i in instances.values()
         if _own_site(i["nginx"]["site_file"])
     }
-    loaded = __salt__["odoo_websocket_nginx.loaded_files"](payload)
+    loaded = odoo_websocket_nginx.loaded_files(payload)
     sites, taken, stop = [], {}, False
     for name, instance in instances.items():
         nginx = instance["nginx"]
         names = nginx["server_name"]
         ports = [nginx["http_port"]] + ([nginx["tls"]["port"]] if nginx["tls"]["enabled"] else [])
-        placed = _sites_module("target")(nginx, names, ports, payload, owned)
+        placed = odoo_websocket_sites.target(nginx, names, ports, payload, owned)
         plan["notes"].extend(placed["notes"])
         plan["errors"].extend(placed["errors"])
         target = placed["target"]
@@ -478,7 +432,7 @@ def _sites(instances, texts, payload, plan):
                     "the formula sets)."
                 )
         else:
-            _add_nginx_file(plan, target, _sites_module("stamped")(texts[name], target))
+            _add_nginx_file(plan, target, odoo_websocket_sites.stamped(texts[name], target))
         linked = not placed["adopt"] or os.path.realpath(target) not in loaded
         if target == nginx["site_file"] and nginx["site_link"] and linked:
             _add_link(plan, nginx["site_link"], nginx["site_file"])
@@ -506,8 +460,8 @@ def _left_adopted(payload, sites, instances, plan):
         found = sorted({d["args"][0] for d in top if d["directive"] == "upstream"} & upstreams)
         if not found or real in targets:
             continue
-        ours = _sites_module("ours")(real, [config["file"]], {os.path.dirname(real)})
-        if not ours and _adopt("adopted")(_read(real) or ""):
+        ours = odoo_websocket_sites.ours(real, [config["file"]], {os.path.dirname(real)})
+        if not ours and odoo_websocket_adopt.adopted(_read(real) or ""):
             plan["errors"].append(
                 f"{config['file']} carries the formula's websocket proxying (upstream "
                 f"{', '.join(found)}) from an earlier run that adopted it, for names "
@@ -546,7 +500,7 @@ def _adopted(plan, path, names, site, instance, payload):
         plan["errors"].append(f"{path} cannot be read: nothing was touched.")
         return False
     try:
-        edited = _adopt("edit")(current, names, site, _includes(payload, path))
+        edited = odoo_websocket_adopt.edit(current, names, site, _includes(payload, path))
     except ValueError as exc:  # odoo_websocket_adopt.AdoptError
         plan["errors"].append(
             f"{path} cannot be adopted: {exc}. Set nginx:site_file to a new file for the "
@@ -562,7 +516,7 @@ def _adopted(plan, path, names, site, instance, payload):
         )
     else:
         plan["notes"].append(f"Adopted site {path} ({listed}): its websocket path is as set.")
-    _verify_where(plan, _adopt("listens")(edited["text"], names), instance)
+    _verify_where(plan, odoo_websocket_adopt.listens(edited["text"], names), instance)
     return True
 
 
@@ -595,7 +549,7 @@ def _nginx(settings, part, plan, saltenv):
     except CommandExecutionError as exc:
         plan["errors"].append(f"Could not render the nginx templates: {exc}")
         return
-    payload = __salt__["odoo_websocket_nginx.tree"](nginx["conf_file"])
+    payload = odoo_websocket_nginx.tree(nginx["conf_file"])
     sites = _sites(instances, texts, payload, plan)
     if sites is None:
         return
@@ -608,7 +562,7 @@ def _nginx(settings, part, plan, saltenv):
     if _hosts_own_map(nginx["map_file"], map_text, plan):
         return
     _add_nginx_file(plan, nginx["map_file"], map_text)
-    capacity = __salt__["odoo_websocket_capacity.plan"](nginx, payload)
+    capacity = odoo_websocket_capacity.plan(nginx, payload)
     if capacity["note"]:
         plan["notes"].append(capacity["note"])
     if capacity["error"]:
@@ -636,7 +590,7 @@ def _hosts_own_map(path, wanted, plan):
     WANTED), is a file of the host's own: never overwritten (the error says
     so)."""
     text = None if os.path.islink(path) else _read(path)
-    if text is None or not text.strip() or text == wanted or _sites_module("marked")(text):
+    if text is None or not text.strip() or text == wanted or odoo_websocket_sites.marked(text):
         return False
     plan["errors"].append(
         f"nginx:map_file names {path}, a file of the host's own (the formula writes that file "

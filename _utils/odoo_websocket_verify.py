@@ -24,15 +24,8 @@ try:
 except ImportError:
     HAS_WEBSOCKETS = False
 
-try:
-    from salt.exceptions import SaltInvocationError
-except ImportError:  # the module is also imported without Salt installed
-
-    class SaltInvocationError(Exception):
-        pass
-
-
-__virtualname__ = "odoo_websocket_verify"
+import salt.utils.network
+from salt.exceptions import SaltInvocationError
 
 # Odoo does not always answer a subscribe with no channels: silence this long is OK.
 SUBSCRIBE_WAIT = 1.0
@@ -43,17 +36,6 @@ SUBSCRIBE = {"event_name": "subscribe", "data": {"channels": [], "last": 0}}
 # The page the check loads through nginx besides the real-time channel.
 LOGIN_PAGE = "/web/login"
 POLL = {"jsonrpc": "2.0", "method": "call", "params": {"channels": [], "last": 0}}
-
-
-def __virtual__():
-    if not HAS_WEBSOCKETS:
-        return (
-            False,
-            "odoo_websocket_verify: the Python package 'websockets' is missing from "
-            "Salt's Python: state.apply odoo_websocket.dependencies "
-            "(or salt-pip install websockets==17.4)",
-        )
-    return __virtualname__
 
 
 def _site(server_name, port, tls):
@@ -254,12 +236,6 @@ def handshake(
 
     Returns ``{"ok", "check", "status", "detail", "latency_ms"}``; network
     errors are reported in ``detail``, never raised.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.handshake odoo.example.com port=443 tls=True
     """
     if realtime_path == "/websocket":
         return _websocket(server_name, address, port, tls, timeout)
@@ -278,7 +254,7 @@ def _host_addresses():
     """This host's addresses a remote browser could use: not loopback, and not
     IPv6 link-local (unusable without a scope)."""
     # One `ip addr` for both families (network.ip_addrs and ip_addrs6 run one each).
-    interfaces = __salt__["network.interfaces"]().values()
+    interfaces = salt.utils.network.interfaces().values()
     found = [
         entry.get("address", "")
         for interface in interfaces
@@ -314,12 +290,6 @@ def exposed_ports(ports, addresses=None, timeout=1):
     The ``{"address", "port"}`` pairs among ADDRESSES x PORTS that accept a TCP
     connection. ADDRESSES defaults to this host's non-loopback addresses, so a
     hit means Odoo answers there without nginx.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.exposed_ports '[8069, 8072]'
     """
     addresses = _host_addresses() if addresses is None else _as_list(addresses)
     return [
@@ -355,12 +325,6 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
     Odoo port that answers on one of the host's addresses.
 
     Returns ``{"ok", "checks": [{"name", "ok", "detail"}, ...], "latency_ms"}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.check odoo.example.com port=443 tls=True
     """
     page = _page(server_name, address, port, tls, timeout)
     moved = None if tls else _https_port(server_name, page)
@@ -395,12 +359,6 @@ def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/w
     Repeat ``check`` every half second until it passes or DEADLINE seconds
     have passed (Odoo takes a moment to listen again after a restart). Returns
     the last verdict plus ``waited_s``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.wait odoo.example.com deadline=30
     """
     started = time.monotonic()
     while True:
@@ -418,6 +376,7 @@ def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/w
     return verdict
 
 
+# What the check needs of each instance (settings: verify:targets).
 TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
 
 
@@ -449,12 +408,6 @@ def check_all(targets, timeout=5):
     :py:func:`check` for each of TARGETS (``[{server_name, address, port,
     tls, realtime_path, odoo_ports, instance}]``, one per Odoo instance), as
     one verdict (see ``_combined``).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.check_all '[{"server_name": "erp.example.com", ...}]'
     """
     return _combined(targets, lambda **args: check(timeout=timeout, **args))
 
@@ -462,12 +415,6 @@ def check_all(targets, timeout=5):
 def wait_all(targets, timeout=5, deadline=60):
     """
     :py:func:`wait` for each of TARGETS in turn, as one verdict.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.wait_all '[{"server_name": "erp.example.com", ...}]'
     """
     return _combined(targets, lambda **args: wait(timeout=timeout, deadline=deadline, **args))
 
@@ -475,13 +422,6 @@ def wait_all(targets, timeout=5, deadline=60):
 def summary(verdict):
     """
     One line for a state comment, from a ``check`` or ``wait`` verdict.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_verify.summary '{"ok": false, "latency_ms": 2,
-            "checks": [{"name": "websocket handshake", "ok": false, "detail": "..."}]}'
     """
     if "instances" in verdict:  # several Odoo instances (check_all, wait_all)
         return "; ".join(f"{name}: {summary(v)}" for name, v in verdict["instances"].items())

@@ -10,24 +10,19 @@ planner's (``odoo_websocket_plan.build``): its ``nginx``, ``restarts`` and
 """
 
 import os
+import subprocess
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_activation"
+import odoo_websocket_nginx
+import odoo_websocket_nginx_service
+import odoo_websocket_verify
 
 # activate() answers starting with these when the operator's settings keep
 # the new nginx configuration from going live (nginx:reload or nginx:start).
 # Not reloaded: the running nginx still serves the old files (pending); not
 # running: nginx reads the new ones whenever it starts.
 NOT_RELOADED, NOT_RUNNING = "nginx not reloaded", "nginx is not running"
-
-
-def __virtual__():
-    return __virtualname__
-
-
-def _nginx(function):
-    return __salt__[f"odoo_websocket_nginx.{function}"]
 
 
 def _within(path, folder):
@@ -41,12 +36,6 @@ def precheck(plan, changes):
     them: one outside nginx's folder makes staging impossible; a restore's
     set has no concerns, so its files under nginx's folder count). Returns
     ``{"problem", "notes", "staged", "nginx_changed"}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.precheck '{"nginx": {...}}' '[...]'
     """
     verdict = {"problem": None, "notes": [], "staged": None, "nginx_changed": False}
     nginx = plan.get("nginx")
@@ -58,7 +47,9 @@ def precheck(plan, changes):
         for c in changes
         if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
     ]
-    verdict.update(_nginx("candidate_check")(nginx, candidate), nginx_changed=bool(candidate))
+    verdict.update(
+        odoo_websocket_nginx.candidate_check(nginx, candidate), nginx_changed=bool(candidate)
+    )
     return verdict
 
 
@@ -67,21 +58,18 @@ def live_check(plan, staged):
     nginx's verdict on the written files, before any reload: ``nginx -t`` on
     the live tree, and, when the staged check was not possible (STAGED is
     None), the site checks on the live tree. Returns a problem or None.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.live_check '{"nginx": {...}}' True
     """
     nginx = plan.get("nginx")
     if not nginx:
         return None
-    after = _nginx("configtest")(nginx["conf_file"], nginx["binary"])
+    after = odoo_websocket_nginx.configtest(nginx["conf_file"], nginx["binary"])
     if not after["ok"]:
-        return _nginx("format_errors")(after["errors"])
+        return odoo_websocket_nginx.format_errors(after["errors"])
     if staged is None and "site_file" in nginx:
-        return _nginx("site_problems")(nginx, _nginx("tree")(nginx["conf_file"])) or None
+        return (
+            odoo_websocket_nginx.site_problems(nginx, odoo_websocket_nginx.tree(nginx["conf_file"]))
+            or None
+        )
     return None
 
 
@@ -89,12 +77,6 @@ def due_restarts(plan, changes):
     """
     The plan's restarts whose concern CHANGES touch (a recreate that also
     restarts Odoo makes Odoo's own restart unnecessary: ``unless``).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.due_restarts '{"restarts": [...]}' '[...]'
     """
     # Per Odoo instance: one instance's changed files restart that one only.
     # A file two instances share (two compose services) touches both.
@@ -117,13 +99,6 @@ def restarted_again(plan, restarted):
     list), to be done again once its files are restored: each instance's own.
     A journal written before instances were recorded names the concern only,
     and then every instance of that concern is restarted.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.restarted_again "$(plan)" \\
-            '[{"concern": "odoo_conf", "instance": "shop"}]'
     """
     done = {
         (entry, None) if isinstance(entry, str) else (entry.get("concern"), entry.get("instance"))
@@ -139,12 +114,6 @@ def restarted_again(plan, restarted):
 def restarts_named(restarted):
     """
     A journal's RESTARTED list for a person: ``odoo_conf of shop, compose``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.restarts_named '[{"concern": "compose"}]'
     """
     names = []
     for entry in restarted:
@@ -162,18 +131,15 @@ def restart(restart):
     Run a restart or recreate command from the pillar
     (``{"what", "cmd", "cwd"}``); its failure raises, so the run fails and
     rolls back. Returns a note.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.restart '{"what": "Odoo restart", "cmd": "..."}'
     """
-    done = __salt__["cmd.run_all"](restart["cmd"], cwd=restart.get("cwd") or None,
-                                   python_shell=True, timeout=600)  # fmt: skip
-    if done["retcode"] != 0:
-        last = ((done["stderr"] or done["stdout"]).strip().splitlines() or [""])[-1]
-        raise CommandExecutionError(f"{restart['what']} failed (exit {done['retcode']}): {last}")
+    try:  # a shell command line, as the pillar writes it
+        done = subprocess.run(restart["cmd"], shell=True, cwd=restart.get("cwd") or None,
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise CommandExecutionError(f"{restart['what']} failed: still running after 600 s") from exc
+    if done.returncode != 0:
+        last = ((done.stderr or done.stdout).strip().splitlines() or [""])[-1]
+        raise CommandExecutionError(f"{restart['what']} failed (exit {done.returncode}): {last}")
     return f"{restart['what']}: done."
 
 
@@ -185,21 +151,15 @@ def reload(nginx, old=False):
     "comment"}``: not live when the settings keep nginx from reloading or
     starting, pending when a running nginx still serves the old files.
     Raises when nginx refuses the new configuration.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.reload '{"conf_file": "/etc/nginx/nginx.conf", ...}'
     """
     args = {key: nginx[key] for key in ("conf_file", "binary", "reload", "restart", "start")
             if key in nginx}  # fmt: skip
     if old:
-        if not _nginx("configtest")(nginx["conf_file"], nginx["binary"])["ok"]:
+        if not odoo_websocket_nginx.configtest(nginx["conf_file"], nginx["binary"])["ok"]:
             return {"live": False, "pending": False, "comment": "nginx not reloaded: the "
                     "restored configuration fails nginx -t."}  # fmt: skip
         args.update(start=False, restart=False, reload=True)
-    comment = __salt__["odoo_websocket_nginx_service.activate"](**args)
+    comment = odoo_websocket_nginx_service.activate(**args)
     return {"live": not comment.startswith((NOT_RELOADED, NOT_RUNNING)),
             "pending": comment.startswith(NOT_RELOADED),
             "comment": comment + (" (old configuration)." if old else ".")}  # fmt: skip
@@ -210,12 +170,6 @@ def verify(plan, wait=False, timeout=None):
     The websocket check the plan's ``verify`` part asks for, or None when it
     is disabled. WAIT: retry until it passes or the pillar's timeout (or
     TIMEOUT) runs out, as after a change.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.verify '{"verify": {...}}'
     """
     settings = plan.get("verify")
     if not settings or not settings["enabled"]:
@@ -224,18 +178,12 @@ def verify(plan, wait=False, timeout=None):
     targets = settings.get("targets") or [settings]
     if wait:
         deadline = min(settings["timeout"], timeout or settings["timeout"])
-        return __salt__["odoo_websocket_verify.wait_all"](targets, deadline=deadline)
-    return __salt__["odoo_websocket_verify.check_all"](targets)
+        return odoo_websocket_verify.wait_all(targets, deadline=deadline)
+    return odoo_websocket_verify.check_all(targets)
 
 
 def summary(verdict):
     """
     One line for a verdict of :py:func:`verify`.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_activation.summary '{"ok": true, ...}'
     """
-    return __salt__["odoo_websocket_verify.summary"](verdict)
+    return odoo_websocket_verify.summary(verdict)

@@ -14,19 +14,18 @@ import json
 import shlex
 
 import salt.utils.data
+import salt.utils.dictupdate
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_settings"
+import odoo_websocket_instances
+import odoo_websocket_minion
+import odoo_websocket_names
+import odoo_websocket_schema
+import odoo_websocket_verify
 
-# What the check after a change needs of each instance (odoo_websocket_verify.check).
-TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
 # Always masked in diffs and backups' metadata, whatever the pillar adds.
 DEFAULT_SECRET_KEYS = ("admin_passwd", "db_password")
-
-
-def __virtual__():
-    return __virtualname__
 
 
 _TREE = "salt://odoo_websocket"
@@ -39,28 +38,23 @@ def current(saltenv="base"):
     osfamilymap.yaml < pillar ``odoo_websocket``), validated and derived by
     :py:func:`settings`. Read once per run (Salt's ``__context__``); raises
     with every bad key when the pillar is invalid.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_settings.current
     """
     # pillar.get outside a template masks values ("**********") since Salt
     # 3008: the pillar as stored. Keyed by it, so a changed pillar is re-read.
-    pillar = salt.utils.data.traverse_dict_and_list(__pillar__, "odoo_websocket", {})
-    key = json.dumps([saltenv, __grains__.get("os_family"), pillar], sort_keys=True, default=str)
-    cache = __context__.setdefault(_CACHE, {})
+    minion = odoo_websocket_minion.current()
+    pillar = salt.utils.data.traverse_dict_and_list(minion.pillar, "odoo_websocket", {})
+    family = minion.grains.get("os_family")
+    key = json.dumps([saltenv, family, pillar], sort_keys=True, default=str)
+    cache = minion.context.setdefault(_CACHE, {})
     if key not in cache:
         loaded = []
         for name in ("defaults.yaml", "osfamilymap.yaml"):
-            text = __salt__["cp.get_file_str"](f"{_TREE}/{name}", saltenv=saltenv) or "{}"
+            text = minion.functions["cp.get_file_str"](f"{_TREE}/{name}", saltenv=saltenv) or "{}"
             loaded.append(salt.utils.yaml.safe_load(text) or {})
         defaults, osfamilymap = loaded
-        merge = __salt__["slsutil.merge"]
-        family = osfamilymap.get(__grains__.get("os_family"), {}) or {}
-        merged = merge(defaults["odoo_websocket"], family, strategy="recurse")
-        merged = merge(merged, copy.deepcopy(pillar), strategy="recurse")
+        merge = salt.utils.dictupdate.merge  # what slsutil.merge (map.jinja's) calls
+        merged = merge(defaults["odoo_websocket"], osfamilymap.get(family) or {}, "recurse")
+        merged = merge(merged, copy.deepcopy(pillar), "recurse")
         merged.pop("tofs", None)  # read by libtofs.jinja, not a setting
         cache[key] = settings(merged)
     return copy.deepcopy(cache[key])
@@ -72,24 +66,18 @@ def settings(data):
     with the derived values the SLS files and templates use. Raises an error
     that lists every bad key when the pillar is invalid, so the render stops
     before any state touches a file.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_settings.settings "{...}"
     """
-    split = __salt__["odoo_websocket_instances.split"](data)
-    validate = __salt__["odoo_websocket_schema.validate"]
+    split = odoo_websocket_instances.split(data)
+    validate = odoo_websocket_schema.validate
     errors = split["errors"] or validate(dict(data, instances={}))
     if not errors and not split["implicit"]:
         for name, merged in split["instances"].items():
-            errors.extend(__salt__["odoo_websocket_instances.located"](name, validate(merged)))
+            errors.extend(odoo_websocket_instances.located(name, validate(merged)))
     _refuse(errors)
     instances = {name: _derived(merged) for name, merged in split["instances"].items()}
     if split["implicit"]:
         return next(iter(instances.values()))  # exactly the single-instance settings
-    _refuse(__salt__["odoo_websocket_instances.cross_check"](instances))
+    _refuse(odoo_websocket_instances.cross_check(instances))
     return _several(instances)
 
 
@@ -125,7 +113,7 @@ def _several(instances):
     result["compose"]["enabled"] = any(i["compose"]["enabled"] for i in every)
     result["odoo"]["config"]["enabled"] = any(i["odoo"]["config"]["enabled"] for i in every)
     result["verify"]["targets"] = [
-        dict({key: i["verify"][key] for key in TARGET_KEYS}, instance=name)
+        dict({key: i["verify"][key] for key in odoo_websocket_verify.TARGET_KEYS}, instance=name)
         for name, i in sorted(instances.items())
     ]
     return result
@@ -237,7 +225,7 @@ def _derive_verify(result):
     verify["tls"] = tls
     # The first name a browser could send as Host (not a wildcard or regex);
     # with verify:enabled the schema makes sure there is one.
-    names, usable = nginx["server_name"], __salt__["odoo_websocket_names.probe_name"]
+    names, usable = nginx["server_name"], odoo_websocket_names.probe_name
     verify["server_name"] = next(filter(usable, names), names[0])
     verify["realtime_path"] = result["odoo"]["realtime_path"]
     verify["odoo_ports"] = sorted({nginx["upstream_http_port"], nginx["upstream_evented_port"]})

@@ -29,24 +29,12 @@ except ImportError:
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_compose"
 # What to do when the ports are not the service's own text.
 _OWN = "write its ports out in its own 'ports:' list (no alias, no merge key)"
 
 
 class ComposeError(CommandExecutionError):
     """The compose file cannot be read or has no such service."""
-
-
-def __virtual__():
-    if not HAS_RUAMEL:
-        return (
-            False,
-            "odoo_compose: the Python package 'ruamel.yaml' is missing from "
-            "Salt's Python: state.apply odoo_websocket.dependencies "
-            "(or salt-pip install ruamel.yaml==0.19.1)",
-        )
-    return __virtualname__
 
 
 def _split_colons(text):
@@ -70,12 +58,6 @@ def parse_short_port(entry):
     """
     Split a short-syntax port ``[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`` into a
     dict with host_ip, published, target and protocol (None where absent).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_compose.parse_short_port "0.0.0.0:8069:8069/tcp"
     """
     text = str(entry)
     protocol = None
@@ -412,12 +394,6 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     scalars change: every other byte of the file (comments, anchors, order,
     quoting, indentation, other services) stays as it was. Ports merged in
     (``<<: *x``) or aliased (``ports: *x``) become SERVICE's own list.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_compose.bind_ports "$(cat docker-compose.yml)" odoo '[8069, 8072]'
     """
     wanted = _wanted_ports(ports)
     document = _load(text)
@@ -463,12 +439,6 @@ def validate(text, compose_file):
     with ``docker-compose config`` (Debian's docker-compose validates offline)
     when it is installed, otherwise by parsing it. Returns
     ``{"ok": bool, "by": ..., "message": ...}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_compose.validate "$(cat docker-compose.yml)" /opt/odoo/docker-compose.yml
     """
     try:
         _load(text)
@@ -497,12 +467,6 @@ def published_ports(text, service):
     """
     Return SERVICE's port entries as dicts with host_ip, published, target and
     protocol, for checks and reports.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_compose.published_ports "$(cat docker-compose.yml)" odoo
     """
     entries = _service(_load(text), service).get("ports") or []
     result = []

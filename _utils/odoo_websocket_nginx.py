@@ -18,25 +18,14 @@ import subprocess
 import sys
 import tempfile
 
+import odoo_websocket_adopt
+
 try:
     import crossplane
 
     HAS_CROSSPLANE = True
 except ImportError:
     HAS_CROSSPLANE = False
-
-__virtualname__ = "odoo_websocket_nginx"
-
-
-def __virtual__():
-    if not HAS_CROSSPLANE:
-        return (
-            False,
-            "odoo_websocket_nginx: the Python package 'crossplane' is missing from "
-            "Salt's Python: state.apply odoo_websocket.dependencies "
-            "(or salt-pip install crossplane==0.5.8)",
-        )
-    return __virtualname__
 
 
 # "nginx: [emerg] MSG in FILE:LINE" before the error_log directive is read,
@@ -54,12 +43,6 @@ def parse_messages(output):
     """
     Turn nginx output into a list of ``{level, message, file, line}`` for its
     errors (file and line are None when nginx names none).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.parse_messages "$(nginx -t 2>&1)"
     """
     messages = []
     for line in output.splitlines():
@@ -91,12 +74,6 @@ def configtest(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
     """
     Run ``nginx -t`` on the whole tree that CONF_FILE starts. Returns
     ``{"ok": bool, "errors": [{level, message, file, line}], "output": str}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.configtest
     """
     try:
         proc = subprocess.run(
@@ -110,12 +87,6 @@ def configtest(conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
 def format_errors(errors):
     """
     One line per nginx error: ``FILE:LINE: MESSAGE``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.format_errors '[{"file": "/x", "line": 3, "message": "m"}]'
     """
     lines = []
     for error in errors:
@@ -127,12 +98,6 @@ def format_errors(errors):
 def tree(conf_file="/etc/nginx/nginx.conf"):
     """
     The whole live tree parsed by crossplane, every include followed.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.tree
     """
     payload = crossplane.parse(conf_file, **_PARSE_OPTIONS)
     for config in payload["config"]:
@@ -161,7 +126,7 @@ def _server(directive, filename, real):
         "names": names or [""],
         "ports": ports,
         # Only sends browsers elsewhere (http -> https, www): never adopted.
-        "redirect": __salt__["odoo_websocket_adopt.redirect_only"](directive),
+        "redirect": odoo_websocket_adopt.redirect_only(directive),
     }
 
 
@@ -170,13 +135,6 @@ def server_blocks(payload):
     Every virtual server of a parsed tree, following includes in nginx's order
     and skipping upstream/stream/mail blocks: ``[{file, real, line, names,
     ports, redirect}]``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.server_blocks "$(salt-call --out=json \\
-            odoo_websocket_nginx.tree)"
     """
     configs = payload["config"]
     found, seen = [], set()
@@ -205,12 +163,6 @@ def answering(payload, names, ports):
     """
     The server blocks that answer for one of NAMES (exact, case-insensitive)
     on one of PORTS: where nginx would say "conflicting server name".
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.answering "$(...tree)" '[odoo.example.com]' '[80]'
     """
     wanted = {name.lower() for name in names}
     return [
@@ -233,12 +185,6 @@ def site_problems(nginx, payload):
     part (conf_file, map_file, site_file, names, ports, existing_site; or
     ``sites``, one such site per Odoo instance).
     Returns one problem per line, or an empty string.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.site_problems '{...}' "$(...tree)"
     """
     loaded = loaded_files(payload)
     sites = nginx.get("sites") or [nginx]  # one per Odoo instance
@@ -269,12 +215,6 @@ def candidate_check(nginx, changes):
     with no other site answering for its names. NGINX: the plan's nginx part.
     Returns ``{"problem": str or None, "notes": [...], "staged": True, False
     or None (staging impossible here)}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.candidate_check '{"conf_file": ...}' '[...]'
     """
     conf_file, binary = nginx["conf_file"], nginx["binary"]
     verdict = {"problem": None, "notes": [], "staged": None}
@@ -344,13 +284,6 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
     a private copy of the config folder; nothing live is touched. Returns
     configtest's dict plus ``payload`` (the candidate tree parsed, live paths),
     with ``ok`` None when no private mount namespace can be made here.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.staged_check \\
-            '[{"path": "/etc/nginx/sites-available/odoo", "kind": "file", "data": "..."}]'
     """
     conf_dir = os.path.dirname(os.path.abspath(conf_file))
     outside = [c["path"] for c in changes if not _within(c["path"], conf_dir)]
@@ -399,12 +332,6 @@ def pid_file(conf_file="/etc/nginx/nginx.conf"):
     """
     The path of the pid file that CONF_FILE's ``pid`` directive names
     (``/run/nginx.pid`` when it names none).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.pid_file
     """
     path = (_main_arguments(conf_file, "pid") or ["/run/nginx.pid"])[-1]
     if not os.path.isabs(path):
@@ -417,11 +344,5 @@ def error_logs(conf_file="/etc/nginx/nginx.conf"):
     The files CONF_FILE's main-context ``error_log`` directives name: where
     nginx's master says why it refused a reload (not stderr, syslog or a
     relative path).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx.error_logs
     """
     return [path for path in _main_arguments(conf_file, "error_log") if os.path.isabs(path)]

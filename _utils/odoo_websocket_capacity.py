@@ -34,7 +34,7 @@ import re
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_capacity"
+import odoo_websocket_nginx_service
 
 # What the connections beyond two per session are for (module docstring).
 HEADROOM_SHARE = 0.25
@@ -44,10 +44,6 @@ INHERITED_NOFILE = 1024
 NGINX_DEFAULT_CONNECTIONS = 512  # worker_connections when events sets none
 _CAP_SYS_RESOURCE = 24
 _NUMBER = re.compile(r"[0-9]{1,9}")
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def connections_for(sessions):
@@ -92,12 +88,6 @@ def directives(payload):
     "events", "connections"}`` (directives of nginx.conf, or None when
     absent), and ``"elsewhere"``: the first included file that holds one of
     them (then nginx.conf is left alone), or None.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.directives "$(...tree)"
     """
     configs = payload["config"]
     main = configs[0]["parsed"]
@@ -187,12 +177,6 @@ def sizing(found, cpus):
     What nginx.conf gives now: ``{"workers", "connections", "rlimit"}``
     (rlimit None when nginx.conf sets none). FOUND: :py:func:`directives`;
     CPUS: what ``worker_processes auto`` starts. Raises on a bad value.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.sizing "$(...directives)" 2
     """
     processes = found["processes"]
     workers = 1
@@ -215,12 +199,6 @@ def edit(text, found, max_sessions, cpus, ceiling=None):
     open files nginx's master can give a worker (None: unknown). Pure.
     Returns ``{"text", "workers", "connections", "rlimit", "sessions"}``;
     raises when TEXT cannot be edited or the ceiling is too low.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.edit "$(cat nginx.conf)" "$(...directives)" 2000 2
     """
     now = sizing(found, cpus)
     if found["events"] is None:
@@ -263,12 +241,6 @@ def held(sized):
     The websocket sessions nginx holds with SIZED (``{"workers",
     "connections", "rlimit"}``; rlimit None: the inherited 1024) and the
     headroom of :py:func:`connections_for`.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.held '{"workers": 2, "connections": 768}'
     """
     per_worker = min(sized["connections"], sized.get("rlimit") or INHERITED_NOFILE)
     return sessions_for(sized["workers"] * per_worker)
@@ -291,12 +263,6 @@ def ceiling(pid=None):
     The most open files nginx's master (PID; this process when nginx is not
     running, as it would start nginx) can give a worker: its hard limit, or
     the kernel's fs.nr_open when it may raise that (CAP_SYS_RESOURCE).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.ceiling 1234
     """
     with open("/proc/sys/fs/nr_open", encoding="ascii") as handle:
         nr_open = int(handle.read())
@@ -312,12 +278,6 @@ def cpus():
     The workers ``worker_processes auto`` starts here: nginx counts the
     online CPUs (newer versions those it may run on); the smaller count, so
     each worker is sized for at least its share.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.cpus
     """
     return max(1, min(os.cpu_count() or 1, len(os.sched_getaffinity(0))))
 
@@ -340,12 +300,6 @@ def plan(nginx, payload):
     nginx.conf or None (nothing to write), "note": what nginx holds, "error":
     why nginx.conf cannot be edited, or None}``. Reads the host; writes
     nothing.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_capacity.plan "$(settings nginx)" "$(...tree)"
     """
     conf_file, max_sessions = nginx["conf_file"], nginx["max_sessions"]
     result = {"text": None, "note": "", "error": None}
@@ -373,4 +327,4 @@ def plan(nginx, payload):
 
 
 def _master(conf_file):
-    return __salt__["odoo_websocket_nginx_service.pid"](conf_file)
+    return odoo_websocket_nginx_service.pid(conf_file)

@@ -8,13 +8,6 @@ check after a change. Pure: no file or network I/O.
 import ipaddress
 import re
 
-__virtualname__ = "odoo_websocket_names"
-
-
-def __virtual__():
-    return __virtualname__
-
-
 # One label of an RFC 1123 host name (checked on ASCII text only).
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # What a ~regex server name may not hold: it would end or split the directive.
@@ -108,12 +101,6 @@ def duplicate_server_name(values):
     """
     The problem with VALUES (valid server names) when one appears twice, or
     None. Host names are case-insensitive; a regex is compared as written.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_names.duplicate_server_name '[a.example, A.example]'
     """
     seen = set()
     for name in values:
@@ -127,12 +114,6 @@ def probe_name(name):
     """
     Whether NAME (a valid server name) can be the Host header of the check
     after a change: a host name or an address, not a wildcard or a regex.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_names.probe_name '*.example.com'
     """
     return _is_host_name(name) or _is_ip(name, bare_ipv6=False)
 

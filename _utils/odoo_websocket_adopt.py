@@ -35,8 +35,6 @@ try:
 except ImportError:
     HAS_CROSSPLANE = False
 
-__virtualname__ = "odoo_websocket_adopt"
-
 # The first line of every location the formula owns in an adopted site.
 MARKER = " odoo_websocket (Salt) sets this location's proxying; its other lines are kept."
 # The formula's site sets these at server level; in an adopted site every
@@ -77,22 +75,10 @@ _BUS_PATHS = ("/websocket", "/longpolling")
 _REDIRECT_CODES = {"301", "302", "303", "307", "308"}
 
 
-def __virtual__():
-    if not HAS_CROSSPLANE:
-        return (False, "odoo_websocket_adopt: the Python package 'crossplane' is missing")
-    return __virtualname__
-
-
 def adopted(text):
     """
     Whether TEXT (a site file) holds a location the formula set when it
     adopted the file.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_adopt.adopted "$(cat /etc/nginx/sites-enabled/odoo)"
     """
     return MARKER.strip() in text
 
@@ -101,12 +87,6 @@ def has_site(text):
     """
     Whether TEXT is a site nginx can read with at least one server block:
     something of the host's to keep (an empty or unreadable file is not).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_adopt.has_site "$(cat /etc/nginx/sites-enabled/odoo)"
     """
     try:
         return any(d["directive"] == "server" for d in _all(_parse(text)))
@@ -445,13 +425,6 @@ def edit(text, names, site, included=None):
     it brings}`` (from the live tree; an include is never edited). Returns
     ``{"text", "changed": [...], "kept": [...]}`` (short phrases for the
     run's comment); raises AdoptError when it cannot be adopted, saying why.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_adopt.edit "$(cat /etc/nginx/sites-enabled/odoo)" \\
-            '[odoo.example.com]' "$(cat site.conf)"
     """
     formula, included = _formula_parts(site), included or {}
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -660,12 +633,6 @@ def listens(text, names):
     """
     Where the server blocks in TEXT that serve NAMES (not only redirect)
     listen: ``[{port, ssl, address}]``, in the file's order.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_adopt.listens "$(cat /etc/nginx/sites-enabled/odoo)" '[odoo]'
     """
     wanted = {name.lower() for name in names}
     found = []

@@ -23,7 +23,8 @@ import uuid
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_backups"
+import odoo_websocket_plan
+
 # Why a path of a formula's set may no longer be managed, and the remedy.
 _REMOVED = (
     " (an instance since removed from the pillar? put it back in the pillar to restore or "
@@ -37,20 +38,10 @@ ACTIVATION_PENDING = "activation-pending.json"
 _SET_NAME = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9]+-[0-9a-f]{6}")
 
 
-def __virtual__():
-    return __virtualname__
-
-
 def new_id():
     """
     A new set id: UTC time to the microsecond (sorts by creation, whatever the
     DST), pid and a random part.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.new_id
     """
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
@@ -67,12 +58,6 @@ def sets(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The formula's own set ids, oldest first: in a folder holding the formula's
     mark (``.odoo_websocket``), names of its pattern with a manifest.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.sets
     """
     # Only a folder the formula marked as its own, only names it gives sets.
     if not os.path.isfile(os.path.join(backup_dir, MARK)):
@@ -88,12 +73,6 @@ def sets(backup_dir=DEFAULT_BACKUP_DIR):
 def manifest(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
     """
     A set's manifest: id, created, label, secret_keys and its files' entries.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.manifest 20261127T093000123456-1234-abcdef
     """
     try:
         with open(os.path.join(_set_dir(backup_dir, backup_id), "manifest.json"), "rb") as handle:
@@ -106,12 +85,6 @@ def changes(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
     """
     A set as the change set that puts it back (bytes, mode, owner, link target
     or absence), every saved file checked against its sha256.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.changes 20261127T093000123456-1234-abcdef
     """
     found = []
     for entry in manifest(backup_id, backup_dir)["files"]:
@@ -140,13 +113,6 @@ def write(backup_dir, paths, label, secret_keys=()):
     Save what PATHS are now (bytes, mode, owner, link target or absence) in a
     new set, and return its id. Only into a folder the formula marked as its
     own and nobody else can write to; nothing existing is touched.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.write /var/backups/odoo_websocket \
-            '["/etc/odoo/odoo.conf"]' "before a manual edit"
     """
     unsafe = unsafe_folder(backup_dir)
     if unsafe or not os.path.isfile(os.path.join(backup_dir, MARK)):
@@ -183,12 +149,6 @@ def prune(backup_dir=DEFAULT_BACKUP_DIR, keep=10):
     """
     Delete the formula's own sets but the newest KEEP (nothing else in the
     folder is ever listed). Returns the deleted ids.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.prune keep=5
     """
     found = sets(backup_dir)
     old = found[: max(0, len(found) - keep)]
@@ -203,12 +163,6 @@ def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, manage
     RESTARTS follows, ``[{"path", "what", "cmd", "cwd"}]``, is that
     restart's concern) and its secret keys; ``errors`` when it names a path
     outside MANAGED (``odoo_websocket_plan.managed_paths``).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.restore_plan 20261127T093000123456-1234-abcdef
     """
     restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     saved = changes(backup_id, backup_dir)
@@ -218,7 +172,7 @@ def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, manage
     plan = {"changes": saved, "restarts": restarts, "errors": [],
             "secret_keys": manifest(backup_id, backup_dir)["secret_keys"]}  # fmt: skip
     paths = [change["path"] for change in saved]
-    outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
+    outside = [] if managed is None else odoo_websocket_plan.outside(paths, managed)
     if outside:
         plan["errors"].append(f"Backup {backup_id} names paths the formula does not manage: "
                               + ", ".join(outside) + _REMOVED)  # fmt: skip
@@ -237,12 +191,6 @@ def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
     (label ``odoo_websocket: ...``; restores' and cleans' sets are skipped)
     saved, so a path the formula created (its map, site, link) is removed and
     one it adopted or edited comes back. As :py:func:`restore_plan` otherwise.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.original_plan
     """
     restarts = [dict(r, concern=r["path"]) for r in restarts or []]
     plan = {"changes": [], "restarts": restarts, "errors": [], "secret_keys": [], "notes": []}
@@ -269,7 +217,7 @@ def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
             f"No backup set of a formula run in {backup_dir}: nothing to put back."
         )
     paths = [change["path"] for change in plan["changes"]]
-    outside = [] if managed is None else __salt__["odoo_websocket_plan.outside"](paths, managed)
+    outside = [] if managed is None else odoo_websocket_plan.outside(paths, managed)
     if outside:
         plan["errors"].append("The backup sets name paths the formula does not manage: "
                               + ", ".join(outside) + _REMOVED)  # fmt: skip
@@ -279,12 +227,6 @@ def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
 def listing(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The sets, newest first: id, created, label and paths.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.listing
     """
     result = []
     for name in reversed(sets(backup_dir)):
@@ -315,20 +257,14 @@ def diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
     """
     Unified diffs from a set to the live files (what restoring it would undo),
     secrets masked.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.diff 20261127T093000123456-1234-abcdef
     """
     secret_keys = manifest(backup_id, backup_dir)["secret_keys"]
-    mask = __salt__["odoo_websocket_plan.masked"]
+    mask = odoo_websocket_plan.masked
     diffs = {}
     for change in changes(backup_id, backup_dir):
         path = change["path"]
         old, new = mask(_text(change), secret_keys), mask(_live(path), secret_keys)
-        shown = __salt__["odoo_websocket_plan.diff"](old, new, path)
+        shown = odoo_websocket_plan.diff(old, new, path)
         if shown:
             diffs[path] = shown
     return diffs
@@ -338,12 +274,6 @@ def snapshot(path):
     """
     What PATH is now: absent, a link and its target, or a file with its
     bytes, mode and owner.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.snapshot /etc/nginx/sites-available/odoo
     """
     if os.path.islink(path):
         return {"path": path, "kind": "link", "target": os.readlink(path)}
@@ -360,12 +290,6 @@ def fingerprint(change_or_path):
     """
     What a path holds (or a change would make it hold), in a few bytes:
     absent, a link and its target, or the sha256 of a file's bytes.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.fingerprint /etc/odoo/odoo.conf
     """
     if isinstance(change_or_path, str):
         change_or_path = snapshot(change_or_path)
@@ -382,12 +306,6 @@ def unsafe_folder(backup_dir=DEFAULT_BACKUP_DIR):
     Why BACKUP_DIR cannot hold the lock, journal and backups, or None: it and
     every parent must be owned by root (or this user) and writable by no one
     else (a sticky parent like /tmp is fine), and it may not be a link.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.unsafe_folder
     """
     path = os.path.abspath(backup_dir)
     if os.path.islink(path):
@@ -418,12 +336,6 @@ def _read_json(path, torn):
 def journal(backup_dir=DEFAULT_BACKUP_DIR):
     """
     The journal a killed run left, ``{"torn": True}`` when unreadable, or None.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.journal
     """
     return _read_json(os.path.join(backup_dir, JOURNAL), torn={"torn": True})
 
@@ -433,12 +345,6 @@ def activation_pending(backup_dir=DEFAULT_BACKUP_DIR):
     The mark a run leaves when its nginx configuration could not go live
     (a running nginx kept on the old files: nginx:reload false), or None:
     ``{backup, since, why}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.activation_pending
     """
     torn = {"backup": "?", "since": "?", "why": "the mark is unreadable"}
     return _read_json(os.path.join(backup_dir, ACTIVATION_PENDING), torn=torn)
@@ -448,12 +354,6 @@ def pending(backup_dir=DEFAULT_BACKUP_DIR):
     """
     What the last runs left for the next one (a killed run's journal, an
     nginx configuration not live yet), without touching anything.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.pending
     """
     notes = []
     left = journal(backup_dir)
@@ -474,12 +374,6 @@ def recovery(backup_dir=DEFAULT_BACKUP_DIR, force=False, managed=None):
     paths ``kept`` (changed since that run: an operator's hotfix; FORCE puts
     them back too) and ``untrusted`` (outside MANAGED), or ``{"unusable":
     why}``. None without a journal.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_backups.recovery
     """
     left = journal(backup_dir)
     if left is None:
@@ -491,7 +385,7 @@ def recovery(backup_dir=DEFAULT_BACKUP_DIR, force=False, managed=None):
     except (CommandExecutionError, KeyError, OSError) as exc:
         return {"unusable": f"unusable ({exc})"}
     paths = [change["path"] for change in saved]
-    outside = __salt__["odoo_websocket_plan.outside"]
+    outside = odoo_websocket_plan.outside
     found = {"journal": left, "changes": [], "kept": [],
              "untrusted": [] if managed is None else outside(paths, managed)}  # fmt: skip
     planned = left.get("paths", {})

@@ -12,8 +12,6 @@ import re
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_conf"
-
 MASK = "********"
 
 _SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
@@ -25,10 +23,6 @@ _OPTION = re.compile(r"^(?P<key>[^=:\s][^=:]*?)(?P<sep>\s*[=:]\s*)(?P<value>.*?)
 
 class OdooConfError(CommandExecutionError):
     """odoo.conf is not something Odoo could read."""
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _ending(line):
@@ -79,12 +73,6 @@ def parse(text):
     Raises an error naming the line for: text before the first section, a line
     that is neither an option nor a comment, a duplicate section or option, or
     no ``[options]`` section.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_conf.parse "$(cat /etc/odoo/odoo.conf)"
     """
     records = []
     section = None
@@ -123,12 +111,6 @@ def parse(text):
 def get_options(text):
     """
     Return the ``[options]`` of odoo.conf TEXT as a dict (values as written).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_conf.get_options "$(cat /etc/odoo/odoo.conf)"
     """
     return {
         record["key"]: record["value"]
@@ -195,12 +177,6 @@ def set_options(text, options, renames=None):
     ``gevent_port`` for Odoo 16+): when the new key is set and only the old one
     is present, that line is renamed in place; when both are present, the old
     line goes. Every other line stays byte for byte.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_conf.set_options "$(cat /etc/odoo/odoo.conf)" '[["proxy_mode", "True"]]'
     """
     renames = renames or {}
     records = parse(text)
@@ -238,12 +214,6 @@ def is_secret(key, secret_keys=()):
     """
     Whether odoo.conf option KEY holds a secret: listed in SECRET_KEYS, or
     naming a password, secret, token or key (or ending in _pw: ldap_bind_pw).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_conf.is_secret smtp_password
     """
     return key.lower() in {k.lower() for k in secret_keys} or bool(SECRET_KEY.search(key))
 
@@ -254,12 +224,6 @@ def mask(text, secret_keys):
     naming a password, secret, token or key, replaced by ``********``
     (continuation lines of a secret too), for diffs and logs.
     Text that does not parse is masked line by line as best it can.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_conf.mask "$(cat /etc/odoo/odoo.conf)" '[admin_passwd, db_password]'
     """
     out = []
 

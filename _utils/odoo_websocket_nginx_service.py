@@ -11,29 +11,20 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "odoo_websocket_nginx_service"
+import odoo_websocket_minion
+import odoo_websocket_nginx
 
 # How long a reload may take to start new workers (a refusal shows sooner).
 RELOAD_WAIT = 10
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def pid(conf_file="/etc/nginx/nginx.conf"):
     """
     The PID of the nginx master that CONF_FILE's ``pid`` file names, or None
     when nginx is not running.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx_service.pid
     """
     try:
-        with open(__salt__["odoo_websocket_nginx.pid_file"](conf_file), encoding="ascii") as handle:
+        with open(odoo_websocket_nginx.pid_file(conf_file), encoding="ascii") as handle:
             master = int(handle.read().strip())
         os.kill(master, 0)
     except (OSError, ValueError):
@@ -76,12 +67,6 @@ def service_managed(conf_file="/etc/nginx/nginx.conf", systemd_dir="/run/systemd
     tree is the packaged one. Then nginx is started, reloaded and restarted
     through ``service.*`` (it stays in its own cgroup, its unit knows its
     state); otherwise with nginx's own signals.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx_service.service_managed
     """
     return os.path.isdir(systemd_dir) and os.path.abspath(conf_file) == "/etc/nginx/nginx.conf"
 
@@ -90,7 +75,7 @@ def _signal(conf_file, binary, action):
     """ACTION (start, reload, restart) through the service manager when one
     runs nginx, else with nginx's own command line."""
     if service_managed(conf_file):
-        if not __salt__[f"service.{action}"]("nginx"):
+        if not odoo_websocket_minion.current().functions[f"service.{action}"]("nginx"):
             raise CommandExecutionError(f"service nginx {action} failed")
         return
     if action == "reload":
@@ -119,12 +104,6 @@ def activate(
     Make a validated configuration live: a graceful reload (old workers finish
     their open connections, websockets included), a start when nginx is not
     running (START), or a restart only when RESTART asks. Returns a comment.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_nginx_service.activate
     """
     running = pid(conf_file) is not None
     if running and restart:
@@ -139,7 +118,7 @@ def activate(
         return "nginx not reloaded (nginx:reload is false)"
     master = pid(conf_file)
     before = _workers(master)
-    logs = {path: _size(path) for path in __salt__["odoo_websocket_nginx.error_logs"](conf_file)}
+    logs = {path: _size(path) for path in odoo_websocket_nginx.error_logs(conf_file)}
     _signal(conf_file, binary, "reload")
     # The signal only asks: the master starts new workers once it has read and
     # applied the configuration (binding its ports). No new worker: refused;

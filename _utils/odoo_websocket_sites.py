@@ -10,13 +10,9 @@ writes nothing (the plan adds the changes).
 import os
 import re
 
-__virtualname__ = "odoo_websocket_sites"
+import odoo_websocket_nginx
 
 MARK = "Managed by Salt (odoo_websocket formula)"
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _read(path):
@@ -38,12 +34,6 @@ def marked(text):
     """
     Whether TEXT (a file's content) starts with the formula's mark: a file
     the formula wrote whole.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_sites.marked "$(cat /etc/nginx/conf.d/odoo_websocket_map.conf)"
     """
     return MARK in text.split("\n", 1)[0]
 
@@ -52,12 +42,6 @@ def stamped(text, path):
     """
     TEXT (a rendered site) with the mark naming PATH as its first line, in
     place of the template's mark (added when a TOFS template dropped it).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_sites.stamped "$(cat site.conf)" /etc/nginx/sites-available/x
     """
     lines = text.splitlines(keepends=True)
     if lines and MARK in lines[0]:
@@ -72,12 +56,6 @@ def ours(path, names=(), folders=()):
     mark without a path (written before marks named one) counts only on a
     site file name of the formula's own (odoo_websocket.conf,
     odoo_websocket_<instance>.conf) in one of the site FOLDERS.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_sites.ours /etc/nginx/sites-available/odoo_websocket.conf
     """
     text = _read(path) if os.path.isfile(path) else None
     head = (text or "").splitlines()[:3]
@@ -103,12 +81,6 @@ def target(nginx, names, ports, payload, owned=()):
     own site files (rewritten whole, never adopted). Returns ``{"target":
     path or None (it must stop), "adopt": bool, "notes": [...], "errors":
     [...]}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_sites.target "{...nginx...}" '[erp.example.com]' '[80]' "{...}"
     """
     plan = {"notes": [], "errors": [], "adopt": False}
     plan["target"] = _target(nginx, names, ports, payload, plan, owned)
@@ -138,7 +110,7 @@ def _wildcard_shadow(names, ports, payload):
     browsers on that port reach that block, and the formula's route is not
     theirs. Returns why, with the step, or None."""
     wanted = {name.lower() for name in names}
-    blocks = __salt__["odoo_websocket_nginx.server_blocks"](payload)
+    blocks = odoo_websocket_nginx.server_blocks(payload)
     covered = set(ports) | {p for b in blocks if wanted & set(b["names"]) for p in b["ports"]}
     for block in blocks:
         if block["redirect"] or wanted & set(block["names"]):
@@ -166,7 +138,7 @@ def _target(nginx, names, ports, payload, plan, owned):
     wanted = {name.lower() for name in names}
     blocks = [
         block
-        for block in __salt__["odoo_websocket_nginx.server_blocks"](payload)
+        for block in odoo_websocket_nginx.server_blocks(payload)
         if block["real"] not in owned and wanted & set(block["names"])
     ]
     found = [block for block in blocks if set(ports) & block["ports"]]
@@ -223,16 +195,10 @@ def stale(payload, targets, folders=()):
     :py:func:`ours`; FOLDERS: the site folders) and none of this run's
     TARGETS. Returns their paths and the links that load them: the plan
     removes them, so their upstreams do not clash with the new sites'.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_sites.stale "{...}" '[/etc/nginx/sites-available/odoo.conf]'
     """
     keep = {os.path.realpath(target) for target in targets}
     loaded, found = {}, []
-    for block in __salt__["odoo_websocket_nginx.server_blocks"](payload):
+    for block in odoo_websocket_nginx.server_blocks(payload):
         loaded.setdefault(block["real"], set()).add(block["file"])
     for real, paths in sorted(loaded.items()):
         if real in keep or not ours(real, paths, folders):

@@ -23,13 +23,6 @@ import os
 import posixpath
 import re
 
-__virtualname__ = "odoo_websocket_instances"
-
-
-def __virtual__():
-    return __virtualname__
-
-
 # Used in file and upstream names: a short safe token.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 IMPLICIT = "default"
@@ -106,12 +99,6 @@ def split(data):
     DATA (the merged settings) as one settings mapping per instance, each to
     validate as the top level is: ``{"instances": {name: data}, "implicit":
     bool, "errors": [...]}``. ``instances`` of each is empty.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_instances.split "$(settings)"
     """
     given = data.get("instances")
     top = dict(data, instances={})
@@ -184,12 +171,6 @@ def cross_check(instances):
     """
     What two of INSTANCES (``{name: settings}``, validated and derived)
     share that each needs for itself, one error per clash, naming both.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_instances.cross_check "{...}"
     """
     errors, owners = [], {}
     for name in sorted(instances):

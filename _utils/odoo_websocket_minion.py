@@ -1,0 +1,108 @@
+"""
+What the formula's library asks of the Salt minion that runs it.
+
+The library (every module in ``_utils/``) is plain Python: its modules import
+each other with ordinary imports, and Salt's loader never sees them as
+execution modules. Only the formula's Salt surface (``_modules/``,
+``_states/``, ``_beacons/``) is loaded by Salt; it binds what it was given
+(``__salt__``, ``__pillar__``, ``__grains__``, ``__context__``) for the length
+of one call with :py:func:`bound` (each surface module's ``_minion``
+decorator), and the library reads it with :py:func:`current`. So what the
+library needs from Salt is one explicit, greppable seam, and tests bind
+their own.
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+import importlib.util
+import os
+import sys
+
+# The Python packages the library needs beyond Salt's, as
+# odoo_websocket.dependencies installs them (defaults.yaml: dependencies).
+PACKAGES = {"crossplane": "crossplane==0.5.8", "ruamel.yaml": "ruamel.yaml==0.19.1",
+            "websockets": "websockets==17.4"}  # fmt: skip
+# The library's modules: every one of them is named so (the surface's
+# freshness check below relies on it).
+PREFIX = "odoo_websocket_"
+
+
+@dataclasses.dataclass
+class Minion:
+    """Salt's functions, this run's pillar and grains, and the run's cache."""
+
+    functions: dict
+    pillar: dict
+    grains: dict
+    context: dict
+
+
+_CURRENT = contextvars.ContextVar("odoo_websocket_minion")
+
+
+@contextlib.contextmanager
+def bound(functions, pillar, grains, context):
+    """Make :py:func:`current` answer with these for the block's length."""
+    token = _CURRENT.set(Minion(functions, pillar, grains, context))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def current():
+    """The minion the calling Salt module bound."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        raise RuntimeError(
+            "odoo_websocket's library was called outside a Salt call: "
+            "wrap the call in odoo_websocket_minion.bound(...)"
+        ) from None
+
+
+def missing_packages():
+    """The pinned requirements of the packages Salt's Python lacks."""
+    return [pin for name, pin in PACKAGES.items() if importlib.util.find_spec(name) is None]
+
+
+def missing_message():
+    """Why the formula's Salt modules cannot load here, or None."""
+    missing = missing_packages()
+    if not missing:
+        return None
+    return (
+        f"odoo_websocket: Salt's Python lacks {', '.join(missing)}: state.apply "
+        f"odoo_websocket.dependencies (or salt-pip install {' '.join(missing)})"
+    )
+
+
+def _stamp(module):
+    try:
+        stat = os.stat(module.__file__)
+    except (OSError, TypeError):
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def fresh():
+    """
+    Drop the library modules a running minion imported from an older sync.
+    Salt re-imports its own modules after ``saltutil.sync_all``, but Python
+    keeps ordinary imports for the life of the process: without this, new
+    states would run old library code. Called by each Salt module of the
+    formula before it imports the library.
+    """
+    loaded = {n: m for n, m in sys.modules.items() if n.startswith(PREFIX)}
+    stale = any(getattr(m, "__odoo_websocket_stamp__", None) != _stamp(m) for m in loaded.values())
+    if stale:
+        for name in loaded:
+            del sys.modules[name]
+
+
+def stamp():
+    """Record the files the library was imported from (see :py:func:`fresh`)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith(PREFIX) and not hasattr(module, "__odoo_websocket_stamp__"):
+            module.__odoo_websocket_stamp__ = _stamp(module)
