@@ -25,6 +25,7 @@ try:
     import odoo_websocket_audit
     import odoo_websocket_backups
     import odoo_websocket_changes
+    import odoo_websocket_concerns
     import odoo_websocket_minion
     import odoo_websocket_nginx
     import odoo_websocket_plan
@@ -190,7 +191,7 @@ def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
     backup folder, nginx, the restarts for odoo.conf and the compose file
     (followed to their real paths) and the paths the formula manages."""
     nginx, restarts = settings["nginx"], []
-    for instance in (settings.get("instances") or {"default": settings}).values():
+    for instance in odoo_websocket_concerns.instances(settings).values():
         config, compose = instance["odoo"]["config"], instance["compose"]
         restart = {"path": os.path.realpath(config["file"]), "what": "restart Odoo",
                    "cmd": config["restart_cmd"]}  # fmt: skip

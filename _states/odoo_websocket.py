@@ -31,6 +31,7 @@ try:
     _seam.fresh()
 
     import odoo_websocket_changes
+    import odoo_websocket_concerns
     import odoo_websocket_minion
     import odoo_websocket_plan
     import odoo_websocket_settings
@@ -45,18 +46,6 @@ __virtualname__ = "odoo_websocket"
 
 _PARTS = "odoo_websocket.parts"
 _TRANSACTION_ID = "odoo_websocket-host-transaction-applied"
-# Whether the settings manage a concern (compose: docker deployments only).
-_ENABLED = {
-    "compose": lambda s: s["compose"]["enabled"],
-    "odoo_conf": lambda s: s["odoo"]["config"]["enabled"],
-    "nginx": lambda s: s["nginx"]["enabled"],
-}
-# The files a concern plans, in each instance's settings.
-_FILES = {
-    "compose": lambda s: s["compose"]["file"],
-    "odoo_conf": lambda s: s["odoo"]["config"]["file"],
-    "nginx": lambda s: s["nginx"]["site_file"],
-}
 
 
 def __virtual__():
@@ -77,23 +66,16 @@ def _minion(function):
     return call
 
 
-def _files(settings, concern):
-    """The files CONCERN plans, each instance's (instances in name order)."""
-    instances = settings.get("instances") or {"default": settings}
-    files = [_FILES[concern](i) for _, i in sorted(instances.items()) if _ENABLED[concern](i)]
-    return ", ".join(dict.fromkeys(f for f in files if f))
-
-
 def _planned(name, concern, part, saltenv):
     """Plan one concern, report it, and contribute it to the transaction."""
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     saltenv = saltenv or __env__
     try:
         settings = odoo_websocket_settings.current(saltenv)
-        if not _ENABLED[concern](settings):
+        if not odoo_websocket_concerns.enabled(concern, settings):
             ret["comment"] = f"{name}: not managed with these settings."
             return ret
-        name = _files(settings, concern) or name
+        name = ", ".join(odoo_websocket_concerns.files(concern, settings)) or name
         plan = odoo_websocket_plan.build(settings, {concern: part}, saltenv)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"Could not plan {concern}: {exc}")

@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 
@@ -35,15 +34,15 @@ import odoo_websocket_nginx_service
 import odoo_websocket_plan
 from odoo_websocket_backups import DEFAULT_BACKUP_DIR
 
-# Fault injection for the tests: ODOO_WEBSOCKET_FAULT=kill:<step> (a crash)
-# or stop:<step> (frozen in the critical section until SIGCONT).
-_FAULT_ENV = "ODOO_WEBSOCKET_FAULT"
+# The tests' seam: called with the name of each step of the critical section
+# (backup, journal, write-<n>, validated, restarted, activated), where a test
+# crashes or freezes the run (test/engine.py sets it). None in production.
+fault_seam = None
 
 
-def _fault(step):
-    fault = os.environ.get(_FAULT_ENV)
-    if fault in (f"kill:{step}", f"stop:{step}"):
-        os.kill(os.getpid(), signal.SIGKILL if fault.startswith("kill") else signal.SIGSTOP)
+def _step(step):
+    if fault_seam is not None:
+        fault_seam(step)
 
 
 # -- files: atomic writes (private) -------------------------------------------
@@ -238,11 +237,11 @@ def _go_live(plan, changes, notes, state):
 def _go_live_steps(plan, changes, notes, state):
     for index, change in enumerate(changes):
         _apply_change(change)
-        _fault(f"write-{index}")
+        _step(f"write-{index}")
     problem = odoo_websocket_activation.live_check(plan, state["staged"])
     if problem:
         return problem
-    _fault("validated")
+    _step("validated")
     try:
         for restart in odoo_websocket_activation.due_restarts(plan, changes):
             state["restarted"].append(restart)
@@ -253,11 +252,11 @@ def _go_live_steps(plan, changes, notes, state):
             ]
             _write_journal(state["backup_dir"], state["journal"])
             notes.append(odoo_websocket_activation.restart(restart))
-        _fault("restarted")
+        _step("restarted")
         if plan.get("nginx") and (state["nginx_changed"] or state["pending"]):
             state["nginx"] = True
             live = _activate_nginx(plan, state, notes)
-            _fault("activated")
+            _step("activated")
             if not live:
                 return None
     except CommandExecutionError as exc:
@@ -348,7 +347,7 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         ret["changed"] = []
         return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
     ret["backup"] = state["set_id"] = set_id
-    _fault("backup")
+    _step("backup")
     fingerprint = odoo_websocket_backups.fingerprint
     journal = {
         "backup": set_id,
@@ -364,7 +363,7 @@ def _commit(ret, plan, changes, backup, label, notes, state):
         shutil.rmtree(os.path.join(backup_dir, set_id), ignore_errors=True)
         ret["changed"], ret["backup"] = [], None
         return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
-    _fault("journal")
+    _step("journal")
     state["journal"] = journal
     problem = _go_live(plan, changes, notes, state)
     ret["verdict"] = state["verdict"]

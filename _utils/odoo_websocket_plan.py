@@ -16,6 +16,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import odoo_websocket_adopt
 import odoo_websocket_capacity
 import odoo_websocket_compose
+import odoo_websocket_concerns
 import odoo_websocket_masking
 import odoo_websocket_minion
 import odoo_websocket_nginx
@@ -80,7 +81,7 @@ def managed_paths(settings):
     """
     nginx = settings["nginx"]
     paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/", nginx["map_file"]]
-    for instance in _instances(settings).values():
+    for instance in odoo_websocket_concerns.instances(settings).values():
         for key in ("site_file", "site_link"):
             if instance["nginx"][key]:
                 paths.append(instance["nginx"][key])
@@ -104,19 +105,13 @@ def live_verify(settings):
     except (OSError, ValueError, KeyError):  # the check itself will say what is wrong
         return plan["verify"]
     blocks = odoo_websocket_nginx.server_blocks(payload)
-    for name, instance in _instances(settings).items():
+    for name, instance in odoo_websocket_concerns.instances(settings).items():
         names = {n.lower() for n in instance["nginx"]["server_name"]}
         files = {b["real"] for b in blocks if names & set(b["names"]) and not b["redirect"]}
         text = _read(next(iter(files))) if len(files) == 1 else None
         if text and not _own_site(next(iter(files))) and odoo_websocket_adopt.adopted(text):
             _verify_where(plan, odoo_websocket_adopt.listens(text, sorted(names)), name)
     return plan["verify"]
-
-
-def _instances(settings):
-    """{name: settings} of each Odoo instance (odoo_websocket_instances): the
-    settings themselves for a single-instance pillar."""
-    return settings.get("instances") or {"default": settings}
 
 
 def outside(paths, managed):
@@ -137,7 +132,7 @@ def build(settings, parts, saltenv="base"):
     change set, masked diffs, restarts, notes and the problems that stop the
     run before anything is touched. Reads files; writes nothing.
     """
-    instances = _instances(settings)
+    instances = odoo_websocket_concerns.instances(settings)
     secret_keys = {key for i in instances.values() for key in i["odoo"]["config"]["secret_keys"]}
     plan = {
         "changes": [],
@@ -151,18 +146,11 @@ def build(settings, parts, saltenv="base"):
     }
     for concern, planner in (("compose", _compose), ("odoo_conf", _odoo_conf)):
         for name, instance in instances.items() if concern in parts else ():
-            if _ENABLED[concern](instance):
+            if odoo_websocket_concerns.enabled(concern, instance):
                 _planned_for(name, planner, instance, parts[concern] or {}, plan, saltenv)
     if "nginx" in parts:
         _nginx(settings, parts["nginx"] or {}, plan, saltenv)
     return plan
-
-
-# Whether an instance's settings manage a concern (compose: docker only).
-_ENABLED = {
-    "compose": lambda s: s["compose"]["enabled"],
-    "odoo_conf": lambda s: s["odoo"]["config"]["enabled"],
-}
 
 
 def _planned_for(name, planner, instance, part, plan, saltenv):
@@ -539,7 +527,7 @@ def _verify_where(plan, listens, instance):
 
 
 def _nginx(settings, part, plan, saltenv):
-    nginx, instances = settings["nginx"], _instances(settings)
+    nginx, instances = settings["nginx"], odoo_websocket_concerns.instances(settings)
     try:
         texts = {
             name: _render(part["site_source"], {"settings": instance}, saltenv)

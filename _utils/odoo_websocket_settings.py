@@ -52,6 +52,11 @@ def current(saltenv="base"):
             text = minion.functions["cp.get_file_str"](f"{_TREE}/{name}", saltenv=saltenv) or "{}"
             loaded.append(salt.utils.yaml.safe_load(text) or {})
         defaults, osfamilymap = loaded
+        if "odoo_websocket" not in defaults:  # salt-ssh ships a bare command no salt:// file
+            raise CommandExecutionError(
+                f"{_TREE}/defaults.yaml cannot be read here (saltenv {saltenv}): the formula's "
+                "settings need the state tree (under salt-ssh, only state.apply ships it)"
+            )
         merge = salt.utils.dictupdate.merge  # what slsutil.merge (map.jinja's) calls
         merged = merge(defaults["odoo_websocket"], osfamilymap.get(family) or {}, "recurse")
         merged = merge(merged, copy.deepcopy(pillar), "recurse")

@@ -7,6 +7,7 @@ or in a process of its own that a test can kill at a chosen step.
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -32,10 +33,26 @@ def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60,
 
 _RUN = """
 import json, sys
-from engine import engine_apply
-changes, nginx, backup_dir = json.load(sys.stdin)
-print(json.dumps(engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
+import engine
+changes, nginx, backup_dir, fault = json.load(sys.stdin)
+engine.at_fault(fault)
+print(json.dumps(engine.engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
 """
+
+
+def at_fault(fault):
+    """Set the engine's fault seam: FAULT is ``kill:<step>`` (SIGKILL there,
+    a crash) or ``stop:<step>`` (SIGSTOP: frozen there until SIGCONT)."""
+    if not fault:
+        return
+    action, _, wanted = fault.partition(":")
+    sent = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}[action]
+
+    def seam(step):
+        if step == wanted:
+            os.kill(os.getpid(), sent)
+
+    odoo_websocket_changes.fault_seam = seam
 
 
 def spawn_engine(changes, nginx, backup_dir, fault=None):
@@ -44,13 +61,12 @@ def spawn_engine(changes, nginx, backup_dir, fault=None):
     SIGCONT). Returns (Popen, the payload to write to its stdin)."""
     paths = [os.path.join(REPO, "test"), os.path.join(REPO, "_utils")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    if fault:
-        env["ODOO_WEBSOCKET_FAULT"] = fault if ":" in fault else f"kill:{fault}"
+    fault = fault if not fault or ":" in fault else f"kill:{fault}"
     proc = subprocess.Popen(
         [sys.executable, "-c", _RUN],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    return proc, json.dumps([changes, nginx, backup_dir])
+    return proc, json.dumps([changes, nginx, backup_dir, fault])
 
 
 def commands(functions=None, pillar=None):

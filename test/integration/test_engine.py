@@ -341,7 +341,7 @@ def test_lock_timeout_names_the_holder_and_touches_nothing(sandbox):
 
 
 def stopped(proc, seconds=30):
-    """Wait until PROC sits at its ODOO_WEBSOCKET_FAULT=stop:<step> (state T)."""
+    """Wait until PROC sits at its stop:<step> fault (state T)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with open(f"/proc/{proc.pid}/stat", encoding="ascii") as handle:

@@ -49,11 +49,16 @@ def test_formula_through_salt_ssh(rig, tmp_path):
     assert os.path.islink(host.sandbox.site_link)
 
     # The operator's commands run there too, on the library salt-ssh shipped
-    # (_utils/), which is not itself reachable as a command.
-    code, target = salt_ssh.run("odoo_websocket.check_target")
-    assert code == 0 and target["realtime_path"] == "/websocket", target
+    # (_utils/), which is not itself reachable as a command; a command that
+    # needs the settings says why it cannot have them (no salt:// file is
+    # shipped with a bare command).
+    conf_file = host.sandbox.conf_file.replace(host.root, "")
+    code, tested = salt_ssh.run("odoo_websocket.nginx_test", f"conf_file={conf_file}")
+    assert code == 0 and tested["ok"] is True, tested
     code, listed = salt_ssh.run("sys.list_functions", "odoo_websocket*")
     assert code == 0 and listed and all(f.startswith("odoo_websocket.") for f in listed), listed
+    code, target = salt_ssh.run("odoo_websocket.check_target")
+    assert code != 0 and "only state.apply ships it" in str(target), target
 
     code, second = salt_ssh.run("state.apply", "odoo_websocket")
     again = states(code, second)
