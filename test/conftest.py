@@ -1,16 +1,17 @@
 """Shared fixtures: module imports for unit tests, sandboxes, and a real Salt
 master and minion (pytest-salt-factories) serving this repository."""
 
-import json
 import logging
 import os
 import socket
 import subprocess
 
-import crossplane
+import jinja2
 import pytest
-import yaml
 
+import odoo_websocket_minion
+import odoo_websocket_plan
+from helpers import Formula
 from rig.sandbox import REPO, Sandbox
 
 
@@ -76,60 +77,9 @@ def salt_minion(salt_master):
         yield factory
 
 
-class Formula:
-    """Run the formula on the test minion through the master, as users do."""
-
-    def __init__(self, master, minion, pillar_dir):
-        self.cli = master.salt_cli(timeout=120)
-        self.minion = minion
-        self.pillar_dir = pillar_dir
-
-    def set_pillar(self, data):
-        (self.pillar_dir / "odoo_websocket.sls").write_text(json.dumps(data))
-        ret = self.cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=self.minion.id)
-        assert ret.returncode == 0, ret
-
-    def apply(self, pillar, test=False):
-        """state.apply odoo_websocket; returns the salt CLI result (.data, .stdout)."""
-        self.set_pillar(pillar)
-        args = ["state.apply", "odoo_websocket"]
-        if test:
-            args.append("test=True")
-        return self.cli.run(*args, minion_tgt=self.minion.id)
-
-
 @pytest.fixture
 def formula(salt_master, salt_minion, pillar_dir):
     return Formula(salt_master, salt_minion, pillar_dir)
-
-
-def states(result):
-    """The state results of a run keyed by state ID (fails on compile errors)."""
-    assert isinstance(result.data, dict), f"no state results: {result.stdout}{result.stderr}"
-    return {value["__id__"]: value for value in result.data.values()}
-
-
-def changed(result):
-    return {sid for sid, value in states(result).items() if value["changes"]}
-
-
-def parse_site(path):
-    """The site file as crossplane sees it: {upstreams, servers}."""
-    payload = crossplane.parse(path, single=True, check_ctx=False, comments=False)
-    assert payload["status"] == "ok", payload["errors"]
-    parsed = payload["config"][0]["parsed"]
-    upstreams = {
-        d["args"][0]: [s["args"][0] for s in d["block"] if s["directive"] == "server"]
-        for d in parsed
-        if d["directive"] == "upstream"
-    }
-    servers = [d["block"] for d in parsed if d["directive"] == "server"]
-    return upstreams, servers
-
-
-def load_yaml(path):
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
 
 
 def pytest_unconfigure(config):
@@ -151,3 +101,18 @@ def rig(tmp_path):
     lab = Rig(str(tmp_path / "rig")).create()
     yield lab
     lab.destroy()
+
+
+@pytest.fixture
+def planner():
+    """The planner with Salt's template functions as Salt runs them: the
+    salt:// file read from the repository, rendered with Jinja."""
+    salt = {
+        "file.source_list": lambda sources, *_: [sources[0], ""],
+        "cp.get_file_str": lambda url, saltenv: open(
+            os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read(),
+        "file.apply_template_on_contents": lambda text, context, **_: jinja2.Environment(
+            extensions=["jinja2.ext.do"]).from_string(text).render(**context),
+    }  # fmt: skip
+    with odoo_websocket_minion.bound(salt, {}, {}, {}):
+        yield odoo_websocket_plan

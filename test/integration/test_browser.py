@@ -7,7 +7,7 @@ import os
 from rig.field import broken_docker_host
 from rig.sandbox import REPO
 
-BROWSER = os.path.join(REPO, "rig", "browser.py")
+BROWSER = os.path.join(REPO, "tools", "rig", "browser.py")
 ARTIFACTS = os.path.join(REPO, "artifacts")
 # The stand-in pings an idle websocket every PING seconds (Odoo: 45); the page
 # is watched for WATCH seconds after it subscribed, so a few pings cross nginx.

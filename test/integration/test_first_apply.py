@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import Formula, states
+from helpers import Formula, states
 
 SYNC_ID = "odoo_websocket-dependencies-modules-synced"
 PIP_ID = "odoo_websocket-dependencies-libraries-installed"

@@ -1,4 +1,4 @@
-"""A fleet as a salt-master operator runs the formula: bench/fleet's Fleet at
+"""A fleet as a salt-master operator runs the formula: rig/highstate's Fleet at
 the size of a test. One salt-master on the rig's bridge, a salt-minion in
 each of four namespace hosts with its own nginx and stand-in Odoo, a pillar
 top file giving each host its own server name and:
@@ -22,7 +22,10 @@ import os
 import pytest
 import testinfra
 
-from bench.fleet import (
+from helpers import parse_site
+from rig.field import LINK, SITE
+from rig.fleet import nginx_workers
+from rig.highstate import (
     NEIGHBOUR_NAME,
     TX_ID,
     Fleet,
@@ -34,9 +37,6 @@ from bench.fleet import (
     run_states,
     snapshot,
 )
-from conftest import parse_site
-from rig.field import LINK, SITE
-from rig.fleet import nginx_workers
 
 MAP = "/etc/nginx/conf.d/odoo_websocket_map.conf"  # pillar.example's
 ODOO_CONF = "/etc/odoo/odoo.conf"

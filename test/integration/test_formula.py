@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bad_pillars import BAD, backup_names, in_sandbox, paths_in
-from conftest import changed, load_yaml, parse_site, states
 from engine import spawn_engine
+from helpers import changed, load_yaml, parse_site, states
 from rig.field import ODOO_SAMPLE
 
 NGINX_ID = "odoo_websocket-nginx-site-planned"

@@ -10,7 +10,7 @@ import pytest
 
 from rig.field import site
 from rig.hosts import Rig
-from rig.sandbox import REPO
+from rig.sandbox import TOOLS
 
 
 def links():
@@ -42,11 +42,11 @@ def test_hosts_are_isolated_and_teardown_leaves_nothing(tmp_path):
 def test_cli_up_and_down(tmp_path):
     state = tmp_path / "rig.json"
     cli = [sys.executable, "-m", "rig.hosts"]  # as an operator runs it from the repository
-    up = subprocess.run([*cli, "up", str(state)], capture_output=True, text=True, cwd=REPO)
+    up = subprocess.run([*cli, "up", str(state)], capture_output=True, text=True, cwd=TOOLS)
     assert up.returncode == 0, up.stderr
     data = json.loads(state.read_text())
     assert [h["name"] for h in data["hosts"]] == ["odoo", "outside"]
-    down = subprocess.run([*cli, "down", str(state)], capture_output=True, text=True, cwd=REPO)
+    down = subprocess.run([*cli, "down", str(state)], capture_output=True, text=True, cwd=TOOLS)
     assert down.returncode == 0, down.stderr
     assert data["tag"] not in links()
     assert not state.exists()

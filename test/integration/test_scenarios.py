@@ -17,7 +17,7 @@ from rig.field import HARDCODED, LINK, ODOO_SAMPLE, SITE, odoo_conf, site
 from rig.probe import check_from, whoami_from
 from rig.sandbox import REPO
 
-PROBE = os.path.join(REPO, "rig", "probe.py")
+PROBE = os.path.join(REPO, "tools", "rig", "probe.py")
 TX_ID = "odoo_websocket-host-transaction-applied"
 
 

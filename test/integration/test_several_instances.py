@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from rig.hosts import PYTHON, REPO
+from rig.hosts import PYTHON, REPO, TOOLS
 from rig.probe import _run_in
 
 # The pillar docs/guide.md's "Several Odoo instances on one host" section shows,
@@ -80,7 +80,7 @@ def start_native_odoo(host, name):
                        "http_interface = 127.0.0.1\n", mode=0o640)  # fmt: skip
     log = os.path.join(host.root, f"var/log/odoo/{name}.log")
     host.popen(
-        PYTHON, os.path.join(REPO, "rig/standin_odoo.py"), "--config", f"/etc/odoo/{name}.conf",
+        PYTHON, os.path.join(TOOLS, "rig/standin_odoo.py"), "--config", f"/etc/odoo/{name}.conf",
         "--odoo-version", version, "--pidfile", f"/run/odoo-{name}.pid",
         "--log", f"/var/log/odoo/{name}.log",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

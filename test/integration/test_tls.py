@@ -28,7 +28,7 @@ TLS = {
     "hsts": True,
 }
 HSTS = "max-age=31536000; includeSubDomains"
-BROWSER = os.path.join(REPO, "rig", "browser.py")
+BROWSER = os.path.join(REPO, "tools", "rig", "browser.py")
 
 
 @pytest.fixture(scope="module")

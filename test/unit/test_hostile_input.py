@@ -3,9 +3,11 @@ before any state touches a file, with a message naming the pillar key; and
 the values the rules must still accept, so they cannot refuse everything."""
 
 import pytest
-from test_settings import mod, schema, settings_with
 
+import odoo_websocket_schema as schema
+import odoo_websocket_settings as mod
 from bad_pillars import BAD
+from helpers import settings_with
 
 LONG = "x" * 10000
 NAMES = "odoo_websocket:nginx:server_name"

@@ -6,31 +6,20 @@ crossplane, the site template rendered with Jinja)."""
 import copy
 import os
 
-import jinja2
 import pytest
-import yaml
 
 import odoo_websocket_activation
-import odoo_websocket_minion
 import odoo_websocket_plan
 import odoo_websocket_settings
 import odoo_websocket_verify
-from rig.sandbox import REPO, Sandbox, load_pillar_example, merge
+from helpers import PARTS, defaults, sandbox_instances, sandbox_settings, write
+from rig.sandbox import Sandbox, load_pillar_example, merge
 
 settings_mod = odoo_websocket_settings
 plan_mod = odoo_websocket_plan
 activation = odoo_websocket_activation
 verify_mod = odoo_websocket_verify
 Invalid = settings_mod.CommandExecutionError
-
-
-def defaults(family=None):
-    with open(os.path.join(REPO, "odoo_websocket/defaults.yaml"), encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)["odoo_websocket"]
-    if family:
-        with open(os.path.join(REPO, "odoo_websocket/osfamilymap.yaml"), encoding="utf-8") as f:
-            merge(data, yaml.safe_load(f)[family] or {})
-    return data
 
 
 def with_instances(instances, base=None, **top):
@@ -231,58 +220,6 @@ def test_what_instances_may_share():
 
 
 # -- the plan -----------------------------------------------------------------
-
-SITE = "salt://odoo_websocket/files/default/site.conf.jinja"
-MAP = "salt://odoo_websocket/files/default/map.conf.jinja"
-PARTS = {"compose": {}, "odoo_conf": {}, "nginx": {"site_source": [SITE], "map_source": [MAP]}}
-
-
-@pytest.fixture
-def planner():
-    """The planner with Salt's template functions as Salt runs them: the
-    salt:// file read from the repository, rendered with Jinja."""
-    salt = {
-        "file.source_list": lambda sources, *_: [sources[0], ""],
-        "cp.get_file_str": lambda url, saltenv: open(
-            os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read(),
-        "file.apply_template_on_contents": lambda text, context, **_: jinja2.Environment(
-            extensions=["jinja2.ext.do"]).from_string(text).render(**context),
-    }  # fmt: skip
-    with odoo_websocket_minion.bound(salt, {}, {}, {}):
-        yield plan_mod
-
-
-def sandbox_settings(box, instances):
-    pillar = box.pillar()["odoo_websocket"]
-    return settings_mod.settings(merge(defaults(), dict(pillar, instances=instances)))
-
-
-def sandbox_instances(box, *names):
-    """erp (the sandbox's docker Odoo), shop and blog (native, own odoo.conf)."""
-    found = {"erp": {"nginx": {"server_name": ["erp.example.com"]}}}
-    for number, name in enumerate(("shop", "blog"), 1):
-        conf = os.path.join(box.root, f"etc/odoo/{name}.conf")
-        if not os.path.exists(conf):
-            box.write(conf, "[options]\nadmin_passwd = x\n")
-        found[name] = {
-            "deployment": "native",
-            "odoo": {"workers": 0, "http_port": 8069 + 100 * number,
-                     "gevent_port": 8072 + 100 * number,
-                     "config": {"file": conf, "restart_cmd": f"touch {box.marker(name)}"}},
-            "nginx": {"server_name": [f"{name}.example.com"]},
-        }  # fmt: skip
-    return {name: found[name] for name in names}
-
-
-def write(plan):
-    """The plan's changes made on disk, as the engine would (no checks)."""
-    for change in plan["changes"]:
-        if os.path.lexists(change["path"]):
-            os.unlink(change["path"])
-        if change["kind"] == "link":
-            os.symlink(change["target"], change["path"])
-        elif change["kind"] == "file":
-            Sandbox.write(change["path"], change["data"])
 
 
 def test_one_plan_covers_every_instance(planner, tmp_path):

@@ -4,21 +4,13 @@ a formula site is not the formula's, and the diffs it shows hide credentials."""
 
 import os
 
-from test_instances import (
-    PARTS,
-    Sandbox,
-    activation,
-    defaults,
-    merge,
-    planner,  # noqa: F401 (fixture)
-    sandbox_instances,
-    sandbox_settings,
-    settings_mod,
-    write,
-)
+import odoo_websocket_activation as activation
+import odoo_websocket_settings as settings_mod
+from helpers import PARTS, defaults, sandbox_instances, sandbox_settings, write
+from rig.sandbox import Sandbox, merge
 
 
-def test_an_adopted_sites_credentials_are_masked_in_its_diff(planner, tmp_path):  # noqa: F811
+def test_an_adopted_sites_credentials_are_masked_in_its_diff(planner, tmp_path):
     box = Sandbox(str(tmp_path / "box")).create()
     settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
     old = os.path.join(box.nginx_dir, "sites-enabled/odoo")
@@ -38,7 +30,7 @@ def test_an_adopted_sites_credentials_are_masked_in_its_diff(planner, tmp_path):
     assert [c["data"] for c in plan["changes"] if c["path"] == old][0].count("\n") >= 20
 
 
-def test_two_services_in_one_compose_file_make_one_change_binding_both(planner, tmp_path):  # noqa: F811
+def test_two_services_in_one_compose_file_make_one_change_binding_both(planner, tmp_path):
     """erp's and shop's services in one compose file: shop's edit starts from
     erp's, the plan changes the file once, its diff from the disk's content,
     and a change of it recreates both services."""
@@ -77,7 +69,7 @@ def _absent(plan):
     return {c["path"] for c in plan["changes"] if c["kind"] == "absent"}
 
 
-def test_an_operators_copy_of_a_formula_site_is_kept(planner, tmp_path):  # noqa: F811
+def test_an_operators_copy_of_a_formula_site_is_kept(planner, tmp_path):
     """The formula's site copied to sites-enabled/staging (its names and
     upstreams changed): its mark names the formula's path, not its own, so it
     stays; the formula's own site of a removed instance is still removed."""
@@ -98,7 +90,7 @@ def test_an_operators_copy_of_a_formula_site_is_kept(planner, tmp_path):  # noqa
     assert _absent(plan) == set(shop)
 
 
-def test_a_site_marked_before_marks_named_a_path(planner, tmp_path):  # noqa: F811
+def test_a_site_marked_before_marks_named_a_path(planner, tmp_path):
     """A mark without a path (an earlier version): the formula's only under a
     site file name of its own in the site folder."""
     box = Sandbox(str(tmp_path / "box")).create()
@@ -122,7 +114,7 @@ def _site_for(name):
             "    location / {\n        proxy_pass http://127.0.0.1:8069;\n    }\n}\n")  # fmt: skip
 
 
-def test_site_file_naming_the_hosts_own_site_adopts_it(planner, tmp_path):  # noqa: F811
+def test_site_file_naming_the_hosts_own_site_adopts_it(planner, tmp_path):
     """nginx:site_file pointed at the host's own https site: its listen,
     certificates and other name stay; it is edited, never overwritten."""
     box = Sandbox(str(tmp_path / "box")).create()
@@ -150,7 +142,7 @@ def test_site_file_naming_the_hosts_own_site_adopts_it(planner, tmp_path):  # no
     assert settings["verify"]["port"] != 443  # the settings themselves are untouched
 
 
-def test_a_hosts_own_file_at_map_file_or_site_link_is_never_overwritten(planner, tmp_path):  # noqa: F811
+def test_a_hosts_own_file_at_map_file_or_site_link_is_never_overwritten(planner, tmp_path):
     box = Sandbox(str(tmp_path / "box")).create()
     settings = settings_mod.settings(merge(defaults(), box.pillar()["odoo_websocket"]))
     nginx = settings["nginx"]
@@ -165,7 +157,7 @@ def test_a_hosts_own_file_at_map_file_or_site_link_is_never_overwritten(planner,
                for e in plan["errors"]), plan["errors"]  # fmt: skip
 
 
-def test_a_site_written_by_an_earlier_version_is_rewritten_not_adopted(planner, tmp_path):  # noqa: F811
+def test_a_site_written_by_an_earlier_version_is_rewritten_not_adopted(planner, tmp_path):
     """0.1.0 marked its own site without naming the path: still the
     formula's own file, rewritten whole (not edited in place as a host's)."""
     box = Sandbox(str(tmp_path / "box")).create()
@@ -184,7 +176,7 @@ def test_a_site_written_by_an_earlier_version_is_rewritten_not_adopted(planner, 
     assert data.startswith(f"# Managed by Salt (odoo_websocket formula): {nginx['site_file']}")
 
 
-def test_site_file_naming_a_link_edits_its_target_and_keeps_the_link(planner, tmp_path):  # noqa: F811
+def test_site_file_naming_a_link_edits_its_target_and_keeps_the_link(planner, tmp_path):
     box = Sandbox(str(tmp_path / "box")).create()
     target = os.path.join(box.nginx_dir, "sites-available/odoo")
     link = os.path.join(box.nginx_dir, "sites-enabled/odoo")
@@ -199,7 +191,7 @@ def test_site_file_naming_a_link_edits_its_target_and_keeps_the_link(planner, tm
     assert not any(c["path"] == link for c in plan["changes"])
 
 
-def test_the_check_outside_a_run_goes_where_an_adopted_site_listens(planner, tmp_path):  # noqa: F811
+def test_the_check_outside_a_run_goes_where_an_adopted_site_listens(planner, tmp_path):
     """odoo_websocket.verify, clean and the beacon check where the apply
     did: an adopted https-only site on 443, not the pillar's port 80."""
     box = Sandbox(str(tmp_path / "box")).create()
@@ -214,7 +206,7 @@ def test_the_check_outside_a_run_goes_where_an_adopted_site_listens(planner, tmp
     assert (live["port"], live["tls"]) == (443, True) == (plan["verify"]["port"], True)
 
 
-def test_a_site_file_holding_no_site_is_written_whole(planner, tmp_path):  # noqa: F811
+def test_a_site_file_holding_no_site_is_written_whole(planner, tmp_path):
     """Nothing of the host's to keep (a half-written file of a killed run,
     an empty one): the formula's site replaces it, backed up, as before."""
     box = Sandbox(str(tmp_path / "box")).create()
@@ -227,7 +219,7 @@ def test_a_site_file_holding_no_site_is_written_whole(planner, tmp_path):  # noq
     assert data.startswith(f"# Managed by Salt (odoo_websocket formula): {site_file}")
 
 
-def test_a_wildcard_block_serving_the_name_on_another_port_is_named(planner, tmp_path):  # noqa: F811
+def test_a_wildcard_block_serving_the_name_on_another_port_is_named(planner, tmp_path):
     """*.example.com on 443 serves odoo.example.com for browsers on https
     while the formula's site serves it on 80: a green run there would leave
     https browsers broken. The run refuses and says what to do."""

@@ -5,26 +5,17 @@ import importlib.util
 import os
 
 import pytest
-import yaml
 
 import engine
 import odoo_websocket_nginx as nginx_mod
 import odoo_websocket_schema
 import odoo_websocket_settings
 from bad_pillars import BAD
+from helpers import defaults, settings_with
 from rig.sandbox import REPO, load_pillar_example, merge
 
 mod = odoo_websocket_settings
 schema = odoo_websocket_schema
-
-
-def defaults():
-    with open(os.path.join(REPO, "odoo_websocket/defaults.yaml"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["odoo_websocket"]
-
-
-def settings_with(**overrides):
-    return merge(copy.deepcopy(defaults()), overrides)
 
 
 def test_defaults_and_pillar_example_are_valid():

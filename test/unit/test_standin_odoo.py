@@ -15,7 +15,7 @@ from rig import probe
 from rig.sandbox import REPO
 from rig.standin_odoo import BIND_ERROR, handshake_problem
 
-STANDIN = os.path.join(REPO, "rig", "standin_odoo.py")
+STANDIN = os.path.join(REPO, "tools", "rig", "standin_odoo.py")
 
 
 def free_port():

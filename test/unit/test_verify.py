@@ -18,7 +18,7 @@ from websockets.sync.server import serve
 import odoo_websocket_verify as verify
 from rig.sandbox import REPO
 
-STANDIN = os.path.join(REPO, "rig", "standin_odoo.py")
+STANDIN = os.path.join(REPO, "tools", "rig", "standin_odoo.py")
 SITE = "odoo.example.com"
 WERKZEUG_400 = (
     "<!doctype html>\n<html lang=en>\n<title>400 Bad Request</title>\n"

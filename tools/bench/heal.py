@@ -5,7 +5,7 @@ seeing it work again, healed by the odoo_websocket beacon and the formula's
 reactor (rig/fleet.py: a salt-master on the rig bridge, a salt-minion per
 namespace host, the beacon every 2 s). Run as root, under the test lock:
 
-    flock /tmp/ows-test.lock bench/heal [ROUNDS] [HOSTS]
+    flock /tmp/ows-test.lock tools/bench/heal [ROUNDS] [HOSTS]
 
 Prints each round (broken event, heal job, healthy event, working from the
 outside host, in seconds after nginx took the edit) and the medians.

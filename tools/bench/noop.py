@@ -11,9 +11,9 @@ floor on the same host, interleaved round by round:
   test.succeed_without_changes state (both ways): what any state.apply costs
   (fresh pillar from the master, authentication, loaders) before a formula.
 
-    bench/noop --rounds 7
+    tools/bench/noop --rounds 7
 
-Run as root, under the machine-wide lock: flock /tmp/ows-test.lock bench/noop
+Run as root, under the machine-wide lock: flock /tmp/ows-test.lock tools/bench/noop
 """
 
 import argparse
@@ -23,7 +23,8 @@ import statistics
 import sys
 import time
 
-from bench.fleet import Fleet, as_a_service_runs, changed, run_states, succeeded
+from bench.fleet import as_a_service_runs
+from rig.highstate import Fleet, changed, run_states, succeeded
 from rig.hosts import SALT_CALL
 
 # Salt's floor: the cheapest state run there is.

@@ -33,7 +33,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+TOOLS = os.path.dirname(HERE)  # python -m rig.* runs from here
+REPO = os.path.dirname(TOOLS)
 
 from rig.sandbox import Sandbox  # noqa: E402
 
@@ -115,7 +116,7 @@ class Host:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                cwd=REPO,  # python -m rig.init
+                cwd=TOOLS,  # python -m rig.init
             )
         # The init waits for every configured port (rig/init.py, READY_TIMEOUT)
         # and exits with the reason when one stays closed.

@@ -28,7 +28,7 @@ import time
 
 import yaml
 
-from rig.sandbox import REPO
+from rig.sandbox import REPO, TOOLS
 
 BIN = os.path.dirname(sys.executable)
 SERVER_NAME = "odoo.example.com"
@@ -338,7 +338,7 @@ def start_watch(outside, target):
     """The outside host's view, as times (see the CLI)."""
     return outside.popen(
         sys.executable, "-m", "rig.fleet", "watch", "--address", target.address,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=TOOLS,
     )  # fmt: skip
 
 

@@ -5,11 +5,11 @@ on a converged rig host (Odoo 17, prefork, docker): pyinstrument (wall
 clock, subprocess waits included) when it is installed in .venv, cProfile
 otherwise; a salt-call --local test.ping profiled alongside as the floor.
 
-    bench/profile [--out DIR]
+    tools/bench/profile [--out DIR]
 
 Writes DIR/noop.txt, DIR/noop.html (pyinstrument) or DIR/noop.pstats, and
 the same for ping. Run as root, under the machine-wide lock:
-flock /tmp/ows-test.lock bench/profile
+flock /tmp/ows-test.lock tools/bench/profile
 """
 
 import argparse
@@ -19,9 +19,10 @@ import sys
 import tempfile
 import time
 
-from bench.fleet import as_a_service_runs, formula_tree
+from bench.fleet import as_a_service_runs
 from bench.noop import local_config, salt_call
 from bench.websocket import converged_host
+from rig.highstate import formula_tree
 from rig.hosts import PYTHON, SALT_CALL, Rig
 
 

@@ -14,13 +14,13 @@ The websocket path a browser uses, on a rig host the formula converged
   failed requests. nginx.conf is sized by the formula for MAX_SESSIONS
   (nginx:max_sessions); 0 keeps Debian's stock nginx.conf.
 
-    bench/websocket latency --runs 5
-    bench/websocket latency --runs 6 --relays     # + nginx's bare site, socat
-    bench/websocket hold --runs 5 --sessions 200
-    bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
-    bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
+    tools/bench/websocket latency --runs 5
+    tools/bench/websocket latency --runs 6 --relays     # + nginx's bare site, socat
+    tools/bench/websocket hold --runs 5 --sessions 200
+    tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
+    tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
 
-Run as root, under the machine-wide lock: flock /tmp/ows-test.lock bench/websocket ...
+Run as root, under the machine-wide lock: flock /tmp/ows-test.lock tools/bench/websocket ...
 """
 
 import argparse
@@ -38,7 +38,7 @@ from rig.field import broken_docker_host
 from rig.hosts import PYTHON, REPO, Rig
 
 SERVER_NAME = "odoo.example.com"
-PROBE = os.path.join(REPO, "rig/probe.py")
+PROBE = os.path.join(REPO, "tools/rig/probe.py")
 SUBSCRIBE = json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": 0}})
 
 
@@ -140,7 +140,7 @@ def latency(args):
                     # Entering the host's mount namespace resets the working
                     # folder to its root: the repository comes by PYTHONPATH.
                     proc = host.exec(
-                        "env", f"PYTHONPATH={REPO}", PYTHON, "-m", "bench.websocket",
+                        "env", f"PYTHONPATH={REPO}/tools", PYTHON, "-m", "bench.websocket",
                         "client", "--port", str(port),
                         "--handshakes", str(args.handshakes), "--messages", str(args.messages),
                         check=True,

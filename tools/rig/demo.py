@@ -25,13 +25,13 @@ import shutil
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rig.field import site_with_two_names  # noqa: E402
 from rig.hosts import Rig  # noqa: E402
 from rig.probe import check_from, whoami_from  # noqa: E402
 
-BROWSER = os.path.join(REPO, "rig", "browser.py")
+BROWSER = os.path.join(REPO, "tools", "rig", "browser.py")
 
 
 def verdict(ok):

@@ -10,7 +10,9 @@ import shutil
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The test rig and the benchmarks (`python -m rig.hosts` runs from here).
+TOOLS = os.path.join(REPO, "tools")
 FIXTURES = os.path.join(REPO, "test", "fixtures")
 
 
