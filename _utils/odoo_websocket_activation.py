@@ -132,11 +132,20 @@ def restart(restart):
     (``{"what", "cmd", "cwd"}``); its failure raises, so the run fails and
     rolls back. Returns a note.
     """
-    try:  # a shell command line, as the pillar writes it
-        done = subprocess.run(restart["cmd"], shell=True, cwd=restart.get("cwd") or None,
-                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    # A shell command line, as the pillar writes it, run as Salt's cmd.run_all
+    # would: from the home folder unless the restart names one, without the
+    # minion's systemd notify socket, any output bytes accepted.
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    home = os.path.expanduser("~")
+    cwd = restart.get("cwd") or (home if os.path.isdir(home) else "/")
+    try:
+        done = subprocess.run(restart["cmd"], shell=True, cwd=cwd, env=env,
+                              capture_output=True, text=True, errors="replace",
+                              timeout=600, check=False)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         raise CommandExecutionError(f"{restart['what']} failed: still running after 600 s") from exc
+    except OSError as exc:  # no shell, or its folder is gone
+        raise CommandExecutionError(f"{restart['what']} failed: {exc}") from exc
     if done.returncode != 0:
         last = ((done.stderr or done.stdout).strip().splitlines() or [""])[-1]
         raise CommandExecutionError(f"{restart['what']} failed (exit {done.returncode}): {last}")

@@ -34,17 +34,6 @@ import odoo_websocket_nginx_service
 import odoo_websocket_plan
 from odoo_websocket_backups import DEFAULT_BACKUP_DIR
 
-# The tests' seam: called with the name of each step of the critical section
-# (backup, journal, write-<n>, validated, restarted, activated), where a test
-# crashes or freezes the run (test/engine.py sets it). None in production.
-fault_seam = None
-
-
-def _step(step):
-    if fault_seam is not None:
-        fault_seam(step)
-
-
 # -- files: atomic writes (private) -------------------------------------------
 
 
@@ -188,203 +177,230 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     return note, journal.get("restarted", [])
 
 
-# -- activation left pending ---------------------------------------------------
-
-
-def _activate_nginx(plan, state, notes):
-    """Reload (or start) nginx onto the files now live. False when the
-    settings keep it from going live; a running nginx left on the old files
-    is marked pending, so that the next run activates it instead of finding
-    nothing to do."""
-    activated = odoo_websocket_activation.reload(plan["nginx"])
-    notes.append(activated["comment"])
-    path = os.path.join(state["backup_dir"], odoo_websocket_backups.ACTIVATION_PENDING)
-    if not activated["pending"]:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    else:
-        old = state["pending"] or {}
-        since = old["since"] if old.get("backup") == state["set_id"] else _now()
-        mark = {"backup": state["set_id"], "since": since, "why": activated["comment"]}
-        _replace_file(path, json.dumps(mark), 0o600, None, None)
-    if not activated["live"]:
-        notes.append(
-            "Not verified: the new nginx configuration is not live"
-            + (" (the next run activates it)." if activated["pending"] else ".")
-        )
-    return activated["live"]
-
-
 # -- the transaction -----------------------------------------------------------
 
 
-def _failed(ret, notes, message):
-    ret["result"] = False
-    ret["comment"] = " ".join(notes + [message])
-    return ret
+class Transaction:
+    """
+    One run's changes as a unit, in the spirit of certbot's Reverter: the
+    PLAN (``odoo_websocket_plan.build``'s, or a restore's) checked, backed up
+    in one set, journaled, written, made live (restarts, nginx reload) and
+    verified; then committed (journal dropped, old sets pruned to KEEP), or
+    rolled back whole (every file restored, restarts run again, nginx
+    reloaded onto the old files). Runs under the host's lock (``_locked``);
+    a run killed midway is rolled back from its journal by the next one
+    (``_recover_locked``).
+    """
 
+    def __init__(self, plan, backup_dir, keep, test=False, label=""):
+        self.plan, self.backup_dir, self.keep = plan, backup_dir, keep
+        self.test, self.label = test, label
+        self.notes = list(plan.get("notes", []))
+        self.ret = {"result": True, "comment": "", "changed": [], "backup": None, "verdict": None}
+        self.staged = None  # the staged nginx -t verdict (None: not possible here)
+        self.nginx_changed = False  # whether the changes touch nginx's files
+        self.pending = None  # an earlier run's nginx configuration not yet live
+        self.set_id = None  # this run's backup set (or the pending run's)
+        self.journal = None
+        self.restarted = []  # the restarts run so far: run again on a rollback
+        self.nginx_touched = False  # nginx reloaded or started: again on a rollback
+        self.verdict = None
+        # The tests' seam: called with the name of each step of the critical
+        # section (backup, journal, write-<n>, validated, restarted,
+        # activated), where a test crashes or freezes the run. None in use.
+        self.fault_seam = None
 
-def _go_live(plan, changes, notes, state):
-    """Write, check live, restart what changed, reload nginx, verify. Returns
-    a problem (the caller rolls everything back) or None."""
-    try:
-        return _go_live_steps(plan, changes, notes, state)
-    except Exception as exc:  # pylint: disable=broad-except
-        # Whatever broke (a timeout, a full disk), the host goes back as it was.
-        return f"{type(exc).__name__}: {exc}"
+    def _step(self, step):
+        if self.fault_seam is not None:
+            self.fault_seam(step)
 
+    def _failed(self, message):
+        self.ret["result"] = False
+        self.ret["comment"] = " ".join(self.notes + [message])
+        return self.ret
 
-def _go_live_steps(plan, changes, notes, state):
-    for index, change in enumerate(changes):
-        _apply_change(change)
-        _step(f"write-{index}")
-    problem = odoo_websocket_activation.live_check(plan, state["staged"])
-    if problem:
-        return problem
-    _step("validated")
-    try:
-        for restart in odoo_websocket_activation.due_restarts(plan, changes):
-            state["restarted"].append(restart)
-            # Recorded first: a run killed mid-restart is restarted again on
-            # recovery, that instance's only.
-            state["journal"]["restarted"] = [
-                {"concern": r["concern"], "instance": r.get("instance")} for r in state["restarted"]
-            ]
-            _write_journal(state["backup_dir"], state["journal"])
-            notes.append(odoo_websocket_activation.restart(restart))
-        _step("restarted")
-        if plan.get("nginx") and (state["nginx_changed"] or state["pending"]):
-            state["nginx"] = True
-            live = _activate_nginx(plan, state, notes)
-            _step("activated")
-            if not live:
-                return None
-    except CommandExecutionError as exc:
-        return str(exc)
-    verdict = state["verdict"] = odoo_websocket_activation.verify(plan, wait=True)
-    if verdict and not verdict["ok"] and plan["verify"]["rollback"]:
-        return "The websocket check failed after the change: " + odoo_websocket_activation.summary(
-            verdict
+    def run(self):
+        """Validate, back up, write, activate and verify the plan as one unit.
+        Returns ``{result, comment, changed, backup, verdict}``."""
+        plan, ret, test = self.plan, self.ret, self.test
+        if plan.get("errors"):
+            return self._failed("Nothing was changed:\n" + "\n".join(plan["errors"]))
+        changes = [change for change in plan["changes"] if odoo_websocket_plan.differs(change)]
+        if plan.get("nginx"):
+            self.pending = odoo_websocket_backups.activation_pending(self.backup_dir)
+        checked = odoo_websocket_activation.precheck(plan, changes)
+        self.notes.extend(checked["notes"])
+        if checked["problem"]:
+            return self._failed(checked["problem"])
+        self.staged, self.nginx_changed = checked["staged"], checked["nginx_changed"]
+        self.set_id = (self.pending or {}).get("backup")
+        ret["changed"] = [change["path"] for change in changes]
+        if changes and not test:
+            return self._commit(changes)
+        pending = self.pending
+        if pending and not test:  # nothing to write, but an earlier run's nginx is not live
+            since = f"(since {pending['since']}: {pending['why']})"
+            self.notes.append(f"nginx had not loaded the configuration of backup "
+                              f"{pending['backup']} {since}.")  # fmt: skip
+            try:
+                self._activate_nginx()
+            except CommandExecutionError as exc:
+                return self._failed(str(exc))
+        elif not changes:
+            self.notes.append("Nothing to change.")
+        verdict = ret["verdict"] = odoo_websocket_activation.verify(
+            plan, wait=bool(pending) and not test
         )
-    return None
+        if verdict:
+            self.notes.append(
+                ("Now: " if changes else "") + odoo_websocket_activation.summary(verdict)
+            )
+        if test and changes:
+            ret["result"] = None
+        elif verdict and not verdict["ok"]:
+            ret["result"] = False
+        ret["comment"] = " ".join(self.notes)
+        return ret
 
-
-def _roll_back(plan, backup_dir, set_id, state):
-    """Put every file of the set back, then restart and reload onto it."""
-    _restore_set(backup_dir, set_id)
-    lines = [f"Every file of the run was restored from backup {set_id}."]
-    for restart in state["restarted"]:
+    def _commit(self, changes):
+        plan, ret, backup_dir = self.plan, self.ret, self.backup_dir
         try:
-            odoo_websocket_activation.restart(restart)
-            lines.append(f"{restart['what']} again, onto the old configuration.")
-        except CommandExecutionError as exc:
-            lines.append(f"{exc} (while restoring)")
-    if state["nginx"]:
+            set_id = odoo_websocket_backups.write(
+                backup_dir, ret["changed"], self.label, plan.get("secret_keys", ())
+            )
+        except OSError as exc:
+            ret["changed"] = []
+            return self._failed(f"Could not write the backup, nothing was touched: {exc}")
+        ret["backup"] = self.set_id = set_id
+        self._step("backup")
+        fingerprint = odoo_websocket_backups.fingerprint
+        journal = {
+            "backup": set_id,
+            "pid": os.getpid(),
+            "started": _now(),
+            # What each path held and will hold: recovery restores only those two.
+            "paths": {c["path"]: {"before": fingerprint(c["path"]), "after": fingerprint(c)}
+                      for c in changes},
+        }  # fmt: skip
         try:
-            lines.append(odoo_websocket_activation.reload(plan["nginx"], old=True)["comment"])
-        except CommandExecutionError as exc:
-            # The restored files are what nginx refused before this run too
-            # (e.g. a neighbour's site holding a port): it keeps serving what
-            # it served; the files are back, so no journal is kept.
-            lines.append(f"{exc} (the restored configuration; nginx keeps serving what it "
-                         "served before this run).")  # fmt: skip
-    if state["verdict"]:
-        after = odoo_websocket_activation.verify(plan, wait=True, timeout=10)
-        lines.append("After the restore: " + odoo_websocket_activation.summary(after))
-    return "\n".join(lines)
-
-
-def _transaction(plan, backup, test=False, label=""):
-    """Validate, back up, write, activate and verify PLAN as one unit. Runs
-    under the lock. Returns ``{result, comment, changed, backup, verdict}``."""
-    ret = {"result": True, "comment": "", "changed": [], "backup": None, "verdict": None}
-    notes = list(plan.get("notes", []))
-    if plan.get("errors"):
-        return _failed(ret, notes, "Nothing was changed:\n" + "\n".join(plan["errors"]))
-    changes = [change for change in plan["changes"] if odoo_websocket_plan.differs(change)]
-    pending = (
-        odoo_websocket_backups.activation_pending(backup["dir"]) if plan.get("nginx") else None
-    )
-    checked = odoo_websocket_activation.precheck(plan, changes)
-    notes.extend(checked["notes"])
-    if checked["problem"]:
-        return _failed(ret, notes, checked["problem"])
-    state = {"staged": checked["staged"], "nginx_changed": checked["nginx_changed"],
-             "restarted": [], "nginx": False, "verdict": None, "pending": pending,
-             "backup_dir": backup["dir"], "set_id": (pending or {}).get("backup")}  # fmt: skip
-    ret["changed"] = [change["path"] for change in changes]
-    if changes and not test:
-        return _commit(ret, plan, changes, backup, label, notes, state)
-    if pending and not test:  # nothing to write, but an earlier run's nginx is not live
-        notes.append(f"nginx had not loaded the configuration of backup {pending['backup']} "
-                     f"(since {pending['since']}: {pending['why']}).")  # fmt: skip
-        try:
-            _activate_nginx(plan, state, notes)
-        except CommandExecutionError as exc:
-            return _failed(ret, notes, str(exc))
-    elif not changes:
-        notes.append("Nothing to change.")
-    verdict = ret["verdict"] = odoo_websocket_activation.verify(
-        plan, wait=bool(pending) and not test
-    )
-    if verdict:
-        notes.append(("Now: " if changes else "") + odoo_websocket_activation.summary(verdict))
-    if test and changes:
-        ret["result"] = None
-    elif verdict and not verdict["ok"]:
-        ret["result"] = False
-    ret["comment"] = " ".join(notes)
-    return ret
-
-
-def _commit(ret, plan, changes, backup, label, notes, state):
-    backup_dir = backup["dir"]
-    try:
-        set_id = odoo_websocket_backups.write(
-            backup_dir, ret["changed"], label, plan.get("secret_keys", ())
-        )
-    except OSError as exc:
-        ret["changed"] = []
-        return _failed(ret, notes, f"Could not write the backup, nothing was touched: {exc}")
-    ret["backup"] = state["set_id"] = set_id
-    _step("backup")
-    fingerprint = odoo_websocket_backups.fingerprint
-    journal = {
-        "backup": set_id,
-        "pid": os.getpid(),
-        "started": _now(),
-        # What each path held and will hold: recovery restores only those two.
-        "paths": {c["path"]: {"before": fingerprint(c["path"]), "after": fingerprint(c)}
-                  for c in changes},
-    }  # fmt: skip
-    try:
-        _write_journal(backup_dir, journal)
-    except OSError as exc:
-        shutil.rmtree(os.path.join(backup_dir, set_id), ignore_errors=True)
-        ret["changed"], ret["backup"] = [], None
-        return _failed(ret, notes, f"Could not write the journal, nothing was touched: {exc}")
-    _step("journal")
-    state["journal"] = journal
-    problem = _go_live(plan, changes, notes, state)
-    ret["verdict"] = state["verdict"]
-    if problem:
-        ret["changed"] = []
-        try:
-            restored = _roll_back(plan, backup_dir, set_id, state)
-        except Exception as exc:  # pylint: disable=broad-except
-            # The journal stays: the next run (or odoo_websocket.recover) retries.
-            return _failed(ret, notes, f"The change failed: {problem}\nROLLBACK FAILED: {exc}; "
-                           "the journal is kept, run odoo_websocket.recover")  # fmt: skip
+            _write_journal(backup_dir, journal)
+        except OSError as exc:
+            shutil.rmtree(os.path.join(backup_dir, set_id), ignore_errors=True)
+            ret["changed"], ret["backup"] = [], None
+            return self._failed(f"Could not write the journal, nothing was touched: {exc}")
+        self._step("journal")
+        self.journal = journal
+        problem = self._go_live(changes)
+        ret["verdict"] = self.verdict
+        if problem:
+            ret["changed"] = []
+            try:
+                restored = self._roll_back()
+            except Exception as exc:  # pylint: disable=broad-except
+                # The journal stays: the next run (or odoo_websocket.recover) retries.
+                return self._failed(f"The change failed: {problem}\nROLLBACK FAILED: {exc}; "
+                                    "the journal is kept, run odoo_websocket.recover")  # fmt: skip
+            _drop_journal(backup_dir)
+            return self._failed(f"The change failed: {problem}\n{restored}")
+        if self.verdict:
+            self.notes.append(odoo_websocket_activation.summary(self.verdict))
+            ret["result"] = self.verdict["ok"]
         _drop_journal(backup_dir)
-        return _failed(ret, notes, f"The change failed: {problem}\n{restored}")
-    if state["verdict"]:
-        notes.append(odoo_websocket_activation.summary(state["verdict"]))
-        ret["result"] = state["verdict"]["ok"]
-    _drop_journal(backup_dir)
-    odoo_websocket_backups.prune(backup_dir, backup["keep"])
-    notes.append(f"Backup: {set_id}.")
-    ret["comment"] = " ".join(notes)
-    return ret
+        odoo_websocket_backups.prune(backup_dir, self.keep)
+        self.notes.append(f"Backup: {set_id}.")
+        ret["comment"] = " ".join(self.notes)
+        return ret
+
+    def _go_live(self, changes):
+        """Write, check live, restart what changed, reload nginx, verify.
+        Returns a problem (the caller rolls everything back) or None."""
+        try:
+            return self._go_live_steps(changes)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever broke (a timeout, a full disk), the host goes back as it was.
+            return f"{type(exc).__name__}: {exc}"
+
+    def _go_live_steps(self, changes):
+        plan = self.plan
+        for index, change in enumerate(changes):
+            _apply_change(change)
+            self._step(f"write-{index}")
+        problem = odoo_websocket_activation.live_check(plan, self.staged)
+        if problem:
+            return problem
+        self._step("validated")
+        try:
+            for restart in odoo_websocket_activation.due_restarts(plan, changes):
+                self.restarted.append(restart)
+                # Recorded first: a run killed mid-restart is restarted again on
+                # recovery, that instance's only.
+                self.journal["restarted"] = [
+                    {"concern": r["concern"], "instance": r.get("instance")} for r in self.restarted
+                ]
+                _write_journal(self.backup_dir, self.journal)
+                self.notes.append(odoo_websocket_activation.restart(restart))
+            self._step("restarted")
+            if plan.get("nginx") and (self.nginx_changed or self.pending):
+                self.nginx_touched = True
+                live = self._activate_nginx()
+                self._step("activated")
+                if not live:
+                    return None
+        except CommandExecutionError as exc:
+            return str(exc)
+        verdict = self.verdict = odoo_websocket_activation.verify(plan, wait=True)
+        if verdict and not verdict["ok"] and plan["verify"]["rollback"]:
+            summary = odoo_websocket_activation.summary(verdict)
+            return "The websocket check failed after the change: " + summary
+        return None
+
+    def _activate_nginx(self):
+        """Reload (or start) nginx onto the files now live. False when the
+        settings keep it from going live; a running nginx left on the old
+        files is marked pending, so that the next run activates it instead
+        of finding nothing to do."""
+        activated = odoo_websocket_activation.reload(self.plan["nginx"])
+        self.notes.append(activated["comment"])
+        path = os.path.join(self.backup_dir, odoo_websocket_backups.ACTIVATION_PENDING)
+        if not activated["pending"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            old = self.pending or {}
+            since = old["since"] if old.get("backup") == self.set_id else _now()
+            mark = {"backup": self.set_id, "since": since, "why": activated["comment"]}
+            _replace_file(path, json.dumps(mark), 0o600, None, None)
+        if not activated["live"]:
+            self.notes.append(
+                "Not verified: the new nginx configuration is not live"
+                + (" (the next run activates it)." if activated["pending"] else ".")
+            )
+        return activated["live"]
+
+    def _roll_back(self):
+        """Put every file of the set back, then restart and reload onto it."""
+        plan, set_id = self.plan, self.set_id
+        _restore_set(self.backup_dir, set_id)
+        lines = [f"Every file of the run was restored from backup {set_id}."]
+        for restart in self.restarted:
+            try:
+                odoo_websocket_activation.restart(restart)
+                lines.append(f"{restart['what']} again, onto the old configuration.")
+            except CommandExecutionError as exc:
+                lines.append(f"{exc} (while restoring)")
+        if self.nginx_touched:
+            try:
+                lines.append(odoo_websocket_activation.reload(plan["nginx"], old=True)["comment"])
+            except CommandExecutionError as exc:
+                # The restored files are what nginx refused before this run too
+                # (e.g. a neighbour's site holding a port): it keeps serving what
+                # it served; the files are back, so no journal is kept.
+                lines.append(f"{exc} (the restored configuration; nginx keeps serving what it "
+                             "served before this run).")  # fmt: skip
+        if self.verdict:
+            after = odoo_websocket_activation.verify(plan, wait=True, timeout=10)
+            lines.append("After the restore: " + odoo_websocket_activation.summary(after))
+        return "\n".join(lines)
 
 
 def apply(settings, parts, saltenv="base", test=False):
@@ -409,7 +425,7 @@ def apply(settings, parts, saltenv="base", test=False):
         for restart in odoo_websocket_activation.restarted_again(plan, restarted):  # the dead run's
             note += " " + odoo_websocket_activation.restart(restart)
         label = "odoo_websocket: " + ", ".join(sorted(parts))
-        ret = _transaction(plan, backup, test=test, label=label)
+        ret = Transaction(plan, backup["dir"], backup["keep"], test=test, label=label).run()
     if note:
         ret["comment"] = f"{note} {ret['comment']}"
     ret["diffs"] = {path: plan["diffs"][path] for path in ret["changed"] if path in plan["diffs"]}
@@ -449,7 +465,7 @@ def _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan_of):
         plan["nginx"] = nginx
         if keep is None:
             keep = len(odoo_websocket_backups.sets(backup_dir)) + 1
-        ret = _transaction(plan, {"dir": backup_dir, "keep": keep}, label=label)
+        ret = Transaction(plan, backup_dir, keep, label=label).run()
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
 

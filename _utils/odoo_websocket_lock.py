@@ -53,11 +53,6 @@ def acquire(backup_dir=DEFAULT_BACKUP_DIR, timeout=60, dry=False):
     (None when DRY, a test run, finds no folder: it never creates the folder
     or the lock, nor writes its pid). Give it back with :py:func:`release`.
 
-    CLI Example (a run in progress makes this wait, then fail):
-
-    .. code-block:: bash
-
-        salt '*' odoo_websocket_lock.acquire timeout=0 dry=True
     """
     if dry and not os.path.isdir(backup_dir):
         return None

@@ -4,7 +4,7 @@ diffs): odoo.conf, compose files and nginx files all go through
 :py:func:`masked`, whatever the file, so no rule depends on knowing its kind.
 
 - odoo.conf: the values of listed keys and of keys naming a password, secret,
-  token or key (``odoo_conf.mask``).
+  token or key (``odoo_websocket_odoo_conf.mask``).
 - compose: every value of every ``environment:`` (block mapping, block list,
   flow ``{...}`` or ``[...]``, whatever the variable's name; a bare name
   passed through from the host stays), and any

@@ -78,12 +78,15 @@ def missing_message():
     )
 
 
-def _stamp(module):
+def _stamp(module, missing):
+    """What MODULE was imported from: its file, and the packages then missing
+    (a module imported without crossplane has no parser, even once it is
+    installed)."""
     try:
         stat = os.stat(module.__file__)
     except (OSError, TypeError):
         return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size, tuple(missing))
 
 
 def fresh():
@@ -91,11 +94,17 @@ def fresh():
     Drop the library modules a running minion imported from an older sync.
     Salt re-imports its own modules after ``saltutil.sync_all``, but Python
     keeps ordinary imports for the life of the process: without this, new
-    states would run old library code. Called by each Salt module of the
-    formula before it imports the library.
+    states would run old library code. The same when a package the library
+    imports was installed since (the dependencies step's pip). Called by
+    each Salt module of the formula before it imports the library; modules
+    no Salt module stamped are left alone.
     """
-    loaded = {n: m for n, m in sys.modules.items() if n.startswith(PREFIX)}
-    stale = any(getattr(m, "__odoo_websocket_stamp__", None) != _stamp(m) for m in loaded.values())
+    missing = missing_packages()
+    loaded = {n: m for n, m in list(sys.modules.items()) if n.startswith(PREFIX)}
+    stale = any(
+        hasattr(m, "__odoo_websocket_stamp__") and m.__odoo_websocket_stamp__ != _stamp(m, missing)
+        for m in loaded.values()
+    )
     if stale:
         for name in loaded:
             del sys.modules[name]
@@ -103,6 +112,7 @@ def fresh():
 
 def stamp():
     """Record the files the library was imported from (see :py:func:`fresh`)."""
+    missing = missing_packages()
     for name, module in list(sys.modules.items()):
         if name.startswith(PREFIX) and not hasattr(module, "__odoo_websocket_stamp__"):
-            module.__odoo_websocket_stamp__ = _stamp(module)
+            module.__odoo_websocket_stamp__ = _stamp(module, missing)

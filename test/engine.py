@@ -17,34 +17,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60, test=False,
-                 label="", secret_keys=(), restarts=(), verify=None):  # fmt: skip
+                 label="", secret_keys=(), restarts=(), verify=None, fault=None):  # fmt: skip
     """The engine's transaction on a raw change set, as ``apply`` runs a plan:
-    under the lock, after recovery."""
+    under the lock, after recovery. FAULT: ``kill:<step>`` (SIGKILL there, a
+    crash) or ``stop:<step>`` (SIGSTOP: frozen there until SIGCONT), set on
+    the transaction's fault seam."""
     plan = {"changes": changes, "nginx": nginx, "secret_keys": list(secret_keys),
             "restarts": list(restarts), "verify": verify}  # fmt: skip
     with odoo_websocket_changes._locked(backup_dir, lock_timeout):
         note, _ = odoo_websocket_changes._recover_locked(backup_dir)
-        ret = odoo_websocket_changes._transaction(
-            plan, {"dir": backup_dir, "keep": keep}, test=test, label=label
-        )
+        transaction = odoo_websocket_changes.Transaction(plan, backup_dir, keep, test, label)
+        transaction.fault_seam = _seam(fault)
+        ret = transaction.run()
     ret["comment"] = f"{note} {ret['comment']}".strip()
     return ret
 
 
-_RUN = """
-import json, sys
-import engine
-changes, nginx, backup_dir, fault = json.load(sys.stdin)
-engine.at_fault(fault)
-print(json.dumps(engine.engine_apply(changes, nginx=nginx, backup_dir=backup_dir)))
-"""
-
-
-def at_fault(fault):
-    """Set the engine's fault seam: FAULT is ``kill:<step>`` (SIGKILL there,
-    a crash) or ``stop:<step>`` (SIGSTOP: frozen there until SIGCONT)."""
+def _seam(fault):
     if not fault:
-        return
+        return None
     action, _, wanted = fault.partition(":")
     sent = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}[action]
 
@@ -52,7 +43,15 @@ def at_fault(fault):
         if step == wanted:
             os.kill(os.getpid(), sent)
 
-    odoo_websocket_changes.fault_seam = seam
+    return seam
+
+
+_RUN = """
+import json, sys
+import engine
+changes, nginx, backup_dir, fault = json.load(sys.stdin)
+print(json.dumps(engine.engine_apply(changes, nginx=nginx, backup_dir=backup_dir, fault=fault)))
+"""
 
 
 def spawn_engine(changes, nginx, backup_dir, fault=None):

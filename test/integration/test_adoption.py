@@ -96,7 +96,12 @@ def test_adopted_shape(rig, tmp_path, name):
         assert moved["status"] == 301, moved
         assert moved["headers"]["Location"].startswith(f"https://{browser_name}/"), moved
     if tls and not longpolling:  # a check told port 80 follows the site's redirect to https
-        code, verdict = host.salt_call("odoo_websocket_verify.check", browser_name, "port=80")
+        code, target = host.salt_call("odoo_websocket.check_target")
+        assert code == 0 and target["port"] == 443 and target["tls"], target
+        told = {key: target[key] for key in ("server_name", "address", "realtime_path",
+                                             "odoo_ports")}  # fmt: skip
+        told.update(server_name=browser_name, port=80, tls=False)
+        code, verdict = host.salt_call("odoo_websocket.verify", f"target={json.dumps(told)}")
         assert code == 0 and verdict["ok"], verdict
         assert any(c["name"] == "redirect" for c in verdict["checks"]), verdict
     if name == "www-redirect-block":

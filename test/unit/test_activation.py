@@ -1,5 +1,8 @@
 """Which restarts a change set calls for (pure logic)."""
 
+import pytest
+from salt.exceptions import CommandExecutionError
+
 import odoo_websocket_activation
 
 activation = odoo_websocket_activation
@@ -39,3 +42,22 @@ def test_a_killed_runs_restarts_are_redone_for_their_own_instances_only():
     assert activation.restarts_named(journal + [{"concern": "compose", "instance": "default"}]) == (
         "odoo_conf of shop, compose"
     )
+
+
+def test_a_restart_command_runs_in_a_shell_and_its_failure_is_the_runs(tmp_path, monkeypatch):
+    """As Salt's cmd.run_all ran it: a shell line, in the restart's folder,
+    without the minion's systemd notify socket; any failure (an exit code,
+    output that is not UTF-8, a folder that is gone) fails the run with a
+    CommandExecutionError, the error the transaction rolls back on."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    seen = tmp_path / "seen"
+    cmd = f'pwd > {seen} && echo "${{NOTIFY_SOCKET:-none}}" >> {seen}'
+    note = activation.restart({"what": "restart Odoo", "cmd": cmd, "cwd": str(tmp_path)})
+    assert note == "restart Odoo: done."
+    assert seen.read_text().split() == [str(tmp_path), "none"]
+    bad = {"what": "restart Odoo", "cmd": "printf 'bad \\377 bytes' >&2; exit 3"}
+    with pytest.raises(CommandExecutionError, match=r"restart Odoo failed \(exit 3\): bad"):
+        activation.restart(bad)
+    gone = {"what": "recreate odoo", "cmd": "true", "cwd": str(tmp_path / "gone")}
+    with pytest.raises(CommandExecutionError, match="recreate odoo failed: .*gone"):
+        activation.restart(gone)

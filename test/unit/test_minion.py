@@ -42,6 +42,34 @@ def test_a_library_a_sync_replaced_is_imported_again(tmp_path):
     assert done.stdout.split() == ["True", "True", "2"], done.stdout + done.stderr
 
 
+PACKAGE_SCRIPT = """
+import importlib, os, sys
+sys.dont_write_bytecode = True
+folder = sys.argv[1]
+sys.path.insert(0, folder)
+with open(os.path.join(folder, "odoo_websocket_probe.py"), "w") as handle:
+    handle.write("VALUE = 1\\n")
+import odoo_websocket_minion
+odoo_websocket_minion.PACKAGES = {"owfakepackage": "owfakepackage==1"}
+import odoo_websocket_probe
+odoo_websocket_minion.stamp()
+odoo_websocket_minion.fresh()
+kept = "odoo_websocket_probe" in sys.modules
+with open(os.path.join(folder, "owfakepackage.py"), "w") as handle:  # pip installed it
+    handle.write("")
+importlib.invalidate_caches()
+odoo_websocket_minion.fresh()
+print(kept, "odoo_websocket_probe" not in sys.modules)
+"""
+
+
+def test_a_library_imported_before_a_package_was_installed_is_imported_again(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "_utils"))
+    done = subprocess.run([sys.executable, "-c", PACKAGE_SCRIPT, str(tmp_path)], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
+
+
 def test_the_library_reads_what_the_salt_module_bound():
     functions, pillar = {"test.ping": lambda: True}, {"odoo_websocket": {"a": 1}}
     with odoo_websocket_minion.bound(functions, pillar, {"os_family": "Debian"}, {}):

@@ -164,7 +164,8 @@ class Host:
         return subprocess.Popen([*self._inside(), *command], **kwargs)
 
     def python(self, *args, **kwargs):
-        return self.exec(PYTHON, *args, **kwargs)
+        """The .venv's Python inside the host, the rig importable (`import rig`)."""
+        return self.exec("env", f"PYTHONPATH={TOOLS}", PYTHON, *args, **kwargs)
 
     def salt_call(self, *args):
         """salt-call --local inside the host, on this repository's state tree.
