@@ -29,6 +29,7 @@ try:
     import odoo_websocket_minion
     import odoo_websocket_nginx
     import odoo_websocket_plan
+    import odoo_websocket_plan_nginx
     import odoo_websocket_settings
     import odoo_websocket_verify
 
@@ -110,7 +111,7 @@ def check_target(saltenv="base"):
 
         salt 'odoo*' odoo_websocket.check_target
     """
-    return odoo_websocket_plan.live_verify(_settings(saltenv))
+    return odoo_websocket_plan_nginx.live_verify(_settings(saltenv))
 
 
 @_minion
@@ -130,7 +131,7 @@ def verify(saltenv="base", target=None, timeout=5):
 
         salt 'odoo*' odoo_websocket.verify
     """
-    target = target or odoo_websocket_plan.live_verify(_settings(saltenv))
+    target = target or odoo_websocket_plan_nginx.live_verify(_settings(saltenv))
     # Every Odoo instance's site (verify:targets), or the one the target names.
     verdict = odoo_websocket_verify.check_all(target.get("targets") or [target], timeout=timeout)
     verdict["summary"] = odoo_websocket_verify.summary(verdict)
@@ -253,7 +254,7 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
     args = _put_back_args(settings, backup_dir, conf_file, binary, start, clean=True)
     ret = odoo_websocket_changes.clean(**args)
     if ret["result"] and settings["verify"]["enabled"]:
-        plan = {"verify": odoo_websocket_plan.live_verify(settings)}
+        plan = {"verify": odoo_websocket_plan_nginx.live_verify(settings)}
         verdict = odoo_websocket_activation.verify(plan, wait=bool(ret["changed"]), timeout=10)
         ret["verdict"] = verdict
         ret["comment"] += " Now: " + odoo_websocket_activation.summary(verdict)

@@ -32,6 +32,7 @@ try:
 
     import odoo_websocket_changes
     import odoo_websocket_concerns
+    import odoo_websocket_files
     import odoo_websocket_minion
     import odoo_websocket_plan
     import odoo_websocket_settings
@@ -100,7 +101,7 @@ def _planned(name, concern, part, saltenv):
 
 def _differs(plan, path):
     change = next(c for c in plan["changes"] if c["path"] == path)
-    return odoo_websocket_plan.differs(change)
+    return odoo_websocket_files.differs(change)
 
 
 @_minion

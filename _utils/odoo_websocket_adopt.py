@@ -20,20 +20,15 @@ temporary folder).
 """
 
 import copy
-import io
-import ipaddress
-import os
 import re
-import tempfile
 
 try:
     import crossplane
-    import crossplane.errors
-    from crossplane.lexer import _lex_file_object
+except ImportError:  # odoo_websocket_minion.missing_message says so
+    pass
 
-    HAS_CROSSPLANE = True
-except ImportError:
-    HAS_CROSSPLANE = False
+import odoo_websocket_nginx_text as nginx_text
+from odoo_websocket_nginx_text import AdoptError
 
 # The first line of every location the formula owns in an adopted site.
 MARKER = " odoo_websocket (Salt) sets this location's proxying; its other lines are kept."
@@ -72,7 +67,6 @@ _INHERITED_ARRAYS = ("proxy_set_header", "add_header")
 _ACCESS = {"allow", "deny", "satisfy", "auth_basic", "auth_basic_user_file", "auth_request",
            "auth_request_set", "limit_req", "limit_conn"}  # fmt: skip
 _BUS_PATHS = ("/websocket", "/longpolling")
-_REDIRECT_CODES = {"301", "302", "303", "307", "308"}
 
 
 def adopted(text):
@@ -81,97 +75,6 @@ def adopted(text):
     adopted the file.
     """
     return MARKER.strip() in text
-
-
-def has_site(text):
-    """
-    Whether TEXT is a site nginx can read with at least one server block:
-    something of the host's to keep (an empty or unreadable file is not).
-    """
-    try:
-        return any(d["directive"] == "server" for d in _all(_parse(text)))
-    except AdoptError:
-        return False
-
-
-class AdoptError(ValueError):
-    """The site cannot be adopted as it is; the message says why and what to do."""
-
-
-def _parse(text):
-    """The file TEXT parsed alone (includes not followed), comments kept."""
-    with tempfile.TemporaryDirectory(prefix="odoo_websocket-adopt.") as folder:
-        path = os.path.join(folder, "site.conf")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        try:
-            payload = crossplane.parse(
-                path, single=True, comments=True, check_ctx=False, check_args=False,
-                catch_errors=False,
-            )  # fmt: skip
-        except crossplane.errors.NgxParserBaseException as exc:
-            raise AdoptError(f"nginx's grammar does not accept it: {exc.strerror}") from None
-    if payload["status"] != "ok":
-        why = payload["errors"][0]
-        message = why["error"].split(" in /")[0]
-        raise AdoptError(f"nginx's grammar does not accept it: {message} (line {why['line']})")
-    parsed = payload["config"][0]["parsed"]
-    for directive in _all(parsed):  # a CRLF file's comments end in "\r"
-        if directive["directive"] == "#":
-            directive["comment"] = directive["comment"].rstrip("\r")
-    return parsed
-
-
-def _all(directives):
-    for directive in directives:
-        yield directive
-        yield from _all(directive.get("block") or [])
-
-
-def _spans(text):
-    """Every block's lines, in the order of its opening brace: ``[{start,
-    end, whole, tail}]``; WHOLE: nothing else shares its first or last line
-    (but a comment after its closing brace, TAIL), so the block can be
-    replaced line for line."""
-    tokens = [t for t in _lex_file_object(io.StringIO(text + "\n"))]
-    by_line = {}
-    for index, (token, line, quoted) in enumerate(tokens):
-        if not (token.startswith("#") and not quoted):
-            by_line.setdefault(line, []).append(index)
-    spans, stack, statement = [], [], None
-    for index, (token, line, quoted) in enumerate(tokens):
-        if token.startswith("#") and not quoted:
-            continue
-        if statement is None:
-            statement = index
-        if quoted:
-            continue
-        if token == "{":
-            spans.append({"first": statement, "start": tokens[statement][1]})
-            stack.append(len(spans) - 1)
-            statement = None
-        elif token == "}":
-            span = spans[stack.pop()]
-            span["end"] = line
-            span["whole"] = (
-                min(by_line[span["start"]]) == span["first"] and max(by_line[line]) == index
-            )
-            span["tail"] = " ".join(
-                t[0].rstrip("\r") for t in tokens[index + 1 :]
-                if t[1] == line and t[0].startswith("#") and not t[2]
-            )  # fmt: skip
-            statement = None
-        elif token == ";":
-            statement = None
-    return spans
-
-
-def _blocks(directives):
-    """Every block directive in document order (the order of its brace)."""
-    for directive in directives:
-        if directive.get("block") is not None:
-            yield directive
-            yield from _blocks(directive["block"])
 
 
 def _key(directive):
@@ -185,46 +88,11 @@ def _marker(directive):
     return directive["directive"] == "#" and directive.get("comment", "").rstrip("\r") == MARKER
 
 
-def _names(server):
-    block = server["block"]
-    return {a.lower() for d in block if d["directive"] == "server_name" for a in d["args"]}
-
-
-def _sends_elsewhere(block):
-    """Whether BLOCK itself (not an if inside it) answers with a redirect."""
-    for d in block:
-        args = d["args"]
-        if d["directive"] == "return" and args:
-            if args[0] in _REDIRECT_CODES or args[0].startswith(("http://", "https://", "$")):
-                return True
-        if d["directive"] == "rewrite" and len(args) >= 2:
-            flag = args[2] if len(args) > 2 else ""
-            if flag in ("permanent", "redirect") or args[1].startswith(("http://", "https://")):
-                return True
-    return False
-
-
-def redirect_only(server):
-    """Whether a server block only sends browsers elsewhere (http -> https,
-    www -> the bare name): a redirect for every path (at its top, or in its
-    "/" location), or a return or rewrite and no proxy_pass anywhere."""
-    block = server["block"]
-    names = {d["directive"] for d in _all(block)}
-    if "proxy_pass" not in names and names & {"return", "rewrite"}:
-        return True
-    root = [d for d in block if d["directive"] == "location" and _path(d["args"]) in _ROOTS]
-    return _sends_elsewhere(block) or any(_sends_elsewhere(d["block"]) for d in root)
-
-
-def _listens(server):
-    return [" ".join(d["args"]) for d in server["block"] if d["directive"] == "listen"] or ["80"]
-
-
 def _formula_parts(site):
     """From the formula's rendered site: its upstreams, the locations of its
     serving block, and that block's timeouts."""
-    parsed = [d for d in _parse(site) if d["directive"] != "#"]
-    servers = [d for d in parsed if d["directive"] == "server" and not redirect_only(d)]
+    parsed = [d for d in nginx_text.parse(site) if d["directive"] != "#"]
+    servers = [d for d in parsed if d["directive"] == "server" and not nginx_text.redirect_only(d)]
     if not servers:
         raise AdoptError("the formula's site template has no server block with locations")
     strip = lambda directives: [_clean(d) for d in directives if d["directive"] != "#"]  # noqa: E731
@@ -243,23 +111,16 @@ def _clean(directive):
     return out
 
 
-def _path(args):
-    """(modifier, path) of a location's arguments; ("?", "") for others."""
-    if len(args) == 1:
-        return ("", args[0])
-    return (args[0], args[1]) if len(args) == 2 else ("?", "")
-
-
-_ROOTS = (("", "/"), ("^~", "/"))
-
-
 def _same_location(host, formula):
     """Whether the host's location is the one FORMULA owns: the same
     arguments; or the same path as a prefix ("" and "^~" alike); or for the
     bus route, its path with a trailing slash or an exact match."""
     if host["args"] == formula["args"]:
         return True
-    (hm, hp), (fm, fp) = _path(host["args"]), _path(formula["args"])
+    (hm, hp), (fm, fp) = (
+        nginx_text.location_path(host["args"]),
+        nginx_text.location_path(formula["args"]),
+    )
     if fp in _BUS_PATHS:
         return hm in ("", "^~", "=") and hp.rstrip("/") == fp
     return hm in ("", "^~") and fm in ("", "^~") and hp == fp
@@ -269,7 +130,9 @@ def _captured(server, path):
     """Whether a regex location of SERVER matches PATH: it would win over a
     plain prefix location (an unreadable pattern counts as matching)."""
     for d in server["block"]:
-        modifier, pattern = _path(d["args"]) if d["directive"] == "location" else ("?", "")
+        modifier, pattern = (
+            nginx_text.location_path(d["args"]) if d["directive"] == "location" else ("?", "")
+        )
         if modifier in ("~", "~*"):
             try:
                 flags = re.IGNORECASE if modifier == "~*" else 0
@@ -298,7 +161,7 @@ def _merged(host, formula, server, timeouts, included=None):
     _HOST_VALUE (or an include of the location sets it) the host's stays.
     The same shape on every pass, so a second one changes nothing. SERVER:
     the server block as nginx sees it (includes expanded)."""
-    bus = _path(formula["args"])[1] in _BUS_PATHS
+    bus = nginx_text.location_path(formula["args"])[1] in _BUS_PATHS
     new = [copy.deepcopy(d) for d in formula["block"] if d["directive"] not in _LEFT_TO_HOST]
     new += [copy.deepcopy(t) for t in timeouts if t["directive"] not in {_key(d) for d in new}]
     owned = {_key(d) for d in new} | _ALWAYS_OWNED
@@ -336,7 +199,7 @@ def _merged(host, formula, server, timeouts, included=None):
     access = []
     if host is None and bus:
         root = [d for d in server["block"] if d["directive"] == "location"
-                and _path(d["args"]) in _ROOTS]  # fmt: skip
+                and nginx_text.location_path(d["args"]) in nginx_text.ROOTS]  # fmt: skip
         access = [_plain(d) for r in root for d in r["block"] if d["directive"] in _ACCESS]
     marker = {"directive": "#", "args": [], "comment": MARKER}
     block = [marker] + kept + access + copies + chosen
@@ -358,63 +221,13 @@ def _location_args(host, formula, server):
         args = list(formula["args"])
     else:
         args = list(host["args"])
-    modifier, path = _path(args)
+    modifier, path = nginx_text.location_path(args)
     if path.rstrip("/") in _BUS_PATHS:
         path = path.rstrip("/")
         if modifier != "=" and _captured(server, path):
             modifier = "^~"
         args = [modifier, path] if modifier else [path]
     return args
-
-
-def _indent(text, margin):
-    return [margin + line if line.strip() else line for line in text.split("\n")]
-
-
-def _numbered(directives, start=-1):
-    """Give new directives distinct line numbers of their own, so crossplane's
-    builder never joins a comment onto the line before it."""
-    counter = [start]
-
-    def walk(items):
-        for item in items:
-            if "line" not in item:
-                item["line"] = counter[0]
-                counter[0] -= 1
-            if item.get("block") is not None:
-                walk(item["block"])
-
-    walk(directives)
-    return directives
-
-
-def _unit(lines, parsed):
-    """The file's indentation step (a tab, or so many spaces): the margin a
-    block's first child adds to the block's own line; four spaces when no
-    block shows one."""
-    for block in _blocks(parsed):
-        children = [d for d in block["block"] if d["line"] > block["line"]]
-        if children:
-            outer = _margin(lines[block["line"] - 1])
-            inner = _margin(lines[children[0]["line"] - 1])
-            if len(inner) > len(outer) and inner.startswith(outer):
-                return inner[len(outer) :]
-    return "    "
-
-
-def _build(directive, margin, unit="    ", tail=""):
-    """DIRECTIVE as lines of text at MARGIN, indented by UNIT; TAIL (a
-    comment that followed its closing brace) kept on its last line."""
-    tabs = unit == "\t"
-    text = crossplane.build(_numbered([directive]), indent=len(unit), tabs=tabs)
-    built = _indent(text, margin)
-    if tail:
-        built[-1] += " " + tail
-    return built
-
-
-def _margin(line):
-    return line[: len(line) - len(line.lstrip())]
 
 
 def edit(text, names, site, included=None):
@@ -428,15 +241,19 @@ def edit(text, names, site, included=None):
     """
     formula, included = _formula_parts(site), included or {}
     newline = "\r\n" if "\r\n" in text else "\n"
-    parsed, lines = _parse(text), text.split(newline)
-    blocks, spans = list(_blocks(parsed)), _spans(text)
+    parsed, lines = nginx_text.parse(text), text.split(newline)
+    blocks, spans = list(nginx_text.blocks(parsed)), nginx_text.spans(text)
     if len(blocks) != len(spans):  # a lexer extension (lua blocks, say) crossplane reads apart
         raise AdoptError("its blocks could not be matched to their lines")
     span = dict(zip(map(id, blocks), spans, strict=True))
-    unit = _unit(lines, parsed)
+    unit = nginx_text.indent_unit(lines, parsed)
     wanted = {name.lower() for name in names}
     servers = [d for d in parsed if d["directive"] == "server" and d.get("block") is not None]
-    serving = [s for s in servers if wanted & _names(s) and not redirect_only(s)]
+    serving = [
+        s
+        for s in servers
+        if wanted & nginx_text.server_names(s) and not nginx_text.redirect_only(s)
+    ]
     if not serving:
         raise AdoptError(f"no server block in it serves {', '.join(names)} (only redirects)")
     edits, whole_file, changed = [], False, []
@@ -461,7 +278,9 @@ def edit(text, names, site, included=None):
                 if not place["whole"]:
                     rebuild_server = True
                     continue
-                built = _build(merged, _margin(lines[place["start"] - 1]), unit, place["tail"])
+                built = nginx_text.build(
+                    merged, nginx_text.margin(lines[place["start"] - 1]), unit, place["tail"]
+                )
                 server_edits.append((place["start"], place["end"], built))
             else:
                 twin["block"].append(merged)
@@ -471,13 +290,15 @@ def edit(text, names, site, included=None):
                     rebuild_server = True
                     continue
                 first = [d for d in server["block"] if d["directive"] != "#"]
-                margin = (_margin(lines[first[0]["line"] - 1]) if first
-                          else _margin(lines[place["end"] - 1]) + unit)  # fmt: skip
+                margin = (nginx_text.margin(lines[first[0]["line"] - 1]) if first
+                          else nginx_text.margin(lines[place["end"] - 1]) + unit)  # fmt: skip
                 end = place["end"]
-                server_edits.append((end, end - 1, [""] + _build(merged, margin, unit)))
+                server_edits.append((end, end - 1, [""] + nginx_text.build(merged, margin, unit)))
         place = span[id(server)]
         if rebuild_server and place["whole"]:
-            built = _build(twin, _margin(lines[place["start"] - 1]), unit, place["tail"])
+            built = nginx_text.build(
+                twin, nginx_text.margin(lines[place["start"] - 1]), unit, place["tail"]
+            )
             edits.append((place["start"], place["end"], built))
         elif rebuild_server:
             whole_file = True
@@ -492,8 +313,8 @@ def edit(text, names, site, included=None):
     if whole_file:
         result = crossplane.build(rebuilt, indent=4).replace("\n", newline) + newline
     else:
-        result = _apply(lines, edits, newline)
-    _parse(result)  # the edit itself must leave a file nginx's grammar accepts
+        result = nginx_text.apply_edits(lines, edits, newline)
+    nginx_text.parse(result)  # the edit itself must leave a file nginx's grammar accepts
     kept = _kept(parsed, serving, wanted, formula["locations"])
     return {"text": result, "changed": changed, "kept": kept}
 
@@ -558,7 +379,9 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
         place = span[id(host)]
         if not place["whole"]:
             return None, changed
-        edits.append((place["start"], place["end"], _build(copy.deepcopy(upstream), "", unit)))
+        edits.append(
+            (place["start"], place["end"], nginx_text.build(copy.deepcopy(upstream), "", unit))
+        )
     if missing:
         # After the file's own upstreams, else before its first server block
         # (and the comment lines heading it).
@@ -570,7 +393,9 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
         place = span[id(anchor)]
         if not place["whole"]:
             return None, changed
-        text = [line for u in missing for line in [""] + _build(copy.deepcopy(u), "", unit)]
+        text = [
+            line for u in missing for line in [""] + nginx_text.build(copy.deepcopy(u), "", unit)
+        ]
         if hosts:
             edits.append((place["end"] + 1, place["end"], text))
         else:
@@ -581,24 +406,13 @@ def _upstreams(parsed, rebuilt, formula, span, lines, unit):
     return edits, changed
 
 
-def _apply(lines, edits, newline="\n"):
-    """LINES with each (first, last, new lines) edit made, 1-based and
-    inclusive (last = first - 1: insert before FIRST); edits at one place
-    land in their order."""
-    out = list(lines)
-    ordered = sorted(enumerate(edits), key=lambda e: (e[1][0], e[1][1], e[0]), reverse=True)
-    for _, (first, last, new) in ordered:
-        out[first - 1 : last] = new
-    return newline.join(out)
-
-
 def _kept(parsed, serving, wanted, owned):
     """Short phrases: what of the host's site the edit left as it was."""
     kept = []
-    other_names = sorted({n for s in serving for n in _names(s)} - wanted)
+    other_names = sorted({n for s in serving for n in nginx_text.server_names(s)} - wanted)
     if other_names:
         kept.append("names " + " ".join(other_names))
-    listens = sorted({listen for s in serving for listen in _listens(s)})
+    listens = sorted({listen for s in serving for listen in nginx_text.listen_args(s)})
     kept.append("listen " + ", ".join(listens))
     others = [
         d for s in serving for d in s["block"] if d["directive"] == "location"
@@ -610,41 +424,3 @@ def _kept(parsed, serving, wanted, owned):
     if len(servers) > len(serving):
         kept.append(f"{len(servers) - len(serving)} other server block(s)")
     return kept
-
-
-def _listen(args):
-    """``{port, ssl, address}`` of a listen directive (address: a specific
-    IP address the check can connect to, else None); None for a unix socket."""
-    value = args[0] if args else "80"
-    if value.startswith("unix:"):
-        return None
-    host, _, port = value.rpartition(":") if not value.endswith("]") else (value, "", "")
-    if not port.isdigit():
-        host, port = (value if not value.isdigit() else ""), (value if value.isdigit() else "80")
-    address = host.strip("[]")
-    try:
-        specific = ipaddress.ip_address(address) and address not in ("0.0.0.0", "::")
-    except ValueError:
-        specific = False
-    return {"port": int(port), "ssl": "ssl" in args[1:], "address": address if specific else None}
-
-
-def listens(text, names):
-    """
-    Where the server blocks in TEXT that serve NAMES (not only redirect)
-    listen: ``[{port, ssl, address}]``, in the file's order.
-    """
-    wanted = {name.lower() for name in names}
-    found = []
-    for server in _parse(text):
-        if server["directive"] == "server" and wanted & _names(server):
-            if redirect_only(server):
-                continue
-            directives = [d["args"] for d in server["block"] if d["directive"] == "listen"]
-            # UDP (HTTP/3) listens are no place for the check; "ssl on" (nginx
-            # before 1.25.1) makes every listen of the block TLS.
-            ssl_on = ["on"] in [d["args"] for d in server["block"] if d["directive"] == "ssl"]
-            directives = [args for args in directives or [["80"]] if "quic" not in args[1:]]
-            for listen in filter(None, map(_listen, directives)):
-                found.append(dict(listen, ssl=listen["ssl"] or ssl_on))
-    return found

@@ -23,7 +23,7 @@ import uuid
 
 from salt.exceptions import CommandExecutionError
 
-import odoo_websocket_plan
+import odoo_websocket_files
 
 # Why a path of a formula's set may no longer be managed, and the remedy.
 _REMOVED = (
@@ -172,7 +172,7 @@ def restore_plan(backup_id, backup_dir=DEFAULT_BACKUP_DIR, restarts=None, manage
     plan = {"changes": saved, "restarts": restarts, "errors": [],
             "secret_keys": manifest(backup_id, backup_dir)["secret_keys"]}  # fmt: skip
     paths = [change["path"] for change in saved]
-    outside = [] if managed is None else odoo_websocket_plan.outside(paths, managed)
+    outside = [] if managed is None else odoo_websocket_files.outside(paths, managed)
     if outside:
         plan["errors"].append(f"Backup {backup_id} names paths the formula does not manage: "
                               + ", ".join(outside) + _REMOVED)  # fmt: skip
@@ -217,7 +217,7 @@ def original_plan(backup_dir=DEFAULT_BACKUP_DIR, restarts=None, managed=None):
             f"No backup set of a formula run in {backup_dir}: nothing to put back."
         )
     paths = [change["path"] for change in plan["changes"]]
-    outside = [] if managed is None else odoo_websocket_plan.outside(paths, managed)
+    outside = [] if managed is None else odoo_websocket_files.outside(paths, managed)
     if outside:
         plan["errors"].append("The backup sets name paths the formula does not manage: "
                               + ", ".join(outside) + _REMOVED)  # fmt: skip
@@ -259,12 +259,12 @@ def diff(backup_id, backup_dir=DEFAULT_BACKUP_DIR):
     secrets masked.
     """
     secret_keys = manifest(backup_id, backup_dir)["secret_keys"]
-    mask = odoo_websocket_plan.masked
+    mask = odoo_websocket_files.masked
     diffs = {}
     for change in changes(backup_id, backup_dir):
         path = change["path"]
         old, new = mask(_text(change), secret_keys), mask(_live(path), secret_keys)
-        shown = odoo_websocket_plan.diff(old, new, path)
+        shown = odoo_websocket_files.diff(old, new, path)
         if shown:
             diffs[path] = shown
     return diffs
@@ -385,7 +385,7 @@ def recovery(backup_dir=DEFAULT_BACKUP_DIR, force=False, managed=None):
     except (CommandExecutionError, KeyError, OSError) as exc:
         return {"unusable": f"unusable ({exc})"}
     paths = [change["path"] for change in saved]
-    outside = odoo_websocket_plan.outside
+    outside = odoo_websocket_files.outside
     found = {"journal": left, "changes": [], "kept": [],
              "untrusted": [] if managed is None else outside(paths, managed)}  # fmt: skip
     planned = left.get("paths", {})

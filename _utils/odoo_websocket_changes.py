@@ -22,84 +22,19 @@ import functools
 import json
 import os
 import shutil
-import tempfile
 import time
 
 from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_activation
 import odoo_websocket_backups
+import odoo_websocket_files
 import odoo_websocket_lock
 import odoo_websocket_nginx_service
 import odoo_websocket_plan
 from odoo_websocket_backups import DEFAULT_BACKUP_DIR
 
 # -- files: atomic writes (private) -------------------------------------------
-
-
-def _fsync_dir(path):
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_file(path, data, mode, uid, gid):
-    """A temporary file in the same folder, fsynced, given its mode and owner
-    on the descriptor, then renamed over PATH: the old file or the new one,
-    never half of one."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=".odoo_websocket.", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            if uid is not None or gid is not None:
-                os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path)
-
-
-def _replace_symlink(path, target):
-    tmp = os.path.join(os.path.dirname(path), f".odoo_websocket.{os.getpid()}.link")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    _fsync_dir(path)
-
-
-def _apply_change(change):
-    """Make the change's path what it says. A replaced file keeps its mode and
-    owner, a new one gets 0644, unless the change names them (a restore does)."""
-    path = change["path"]
-    if change["kind"] == "absent":
-        if os.path.lexists(path):
-            os.unlink(path)
-            _fsync_dir(path)
-    elif change["kind"] == "link":
-        if os.path.lexists(path) and not os.path.islink(path):
-            os.unlink(path)
-        _replace_symlink(path, change["target"])
-    else:
-        mode, uid, gid = 0o644, None, None
-        if os.path.isfile(path) and not os.path.islink(path):
-            stat = os.stat(path)
-            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
-        owner = change.get("uid", uid), change.get("gid", gid)
-        _replace_file(path, change["data"], change.get("mode", mode), *owner)
 
 
 # -- lock and journal ---------------------------------------------------------
@@ -121,7 +56,7 @@ def _now():
 
 def _restore_set(backup_dir, set_id):
     for change in reversed(odoo_websocket_backups.changes(set_id, backup_dir)):
-        _apply_change(change)
+        odoo_websocket_files.apply_change(change)
 
 
 def _journal(backup_dir):
@@ -129,12 +64,12 @@ def _journal(backup_dir):
 
 
 def _write_journal(backup_dir, journal):
-    _replace_file(_journal(backup_dir), json.dumps(journal), 0o600, None, None)
+    odoo_websocket_files.replace_file(_journal(backup_dir), json.dumps(journal), 0o600, None, None)
 
 
 def _drop_journal(backup_dir):
     os.unlink(_journal(backup_dir))
-    _fsync_dir(_journal(backup_dir))
+    odoo_websocket_files.fsync_dir(_journal(backup_dir))
 
 
 def _set_aside(backup_dir, why):
@@ -158,7 +93,7 @@ def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
     if "unusable" in found:
         return _set_aside(backup_dir, found["unusable"]), []
     for change in found["changes"]:
-        _apply_change(change)
+        odoo_websocket_files.apply_change(change)
     if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
         odoo_websocket_activation.reload(nginx, old=True)
     _drop_journal(backup_dir)
@@ -225,7 +160,7 @@ class Transaction:
         plan, ret, test = self.plan, self.ret, self.test
         if plan.get("errors"):
             return self._failed("Nothing was changed:\n" + "\n".join(plan["errors"]))
-        changes = [change for change in plan["changes"] if odoo_websocket_plan.differs(change)]
+        changes = [change for change in plan["changes"] if odoo_websocket_files.differs(change)]
         if plan.get("nginx"):
             self.pending = odoo_websocket_backups.activation_pending(self.backup_dir)
         checked = odoo_websocket_activation.precheck(plan, changes)
@@ -323,7 +258,7 @@ class Transaction:
     def _go_live_steps(self, changes):
         plan = self.plan
         for index, change in enumerate(changes):
-            _apply_change(change)
+            odoo_websocket_files.apply_change(change)
             self._step(f"write-{index}")
         problem = odoo_websocket_activation.live_check(plan, self.staged)
         if problem:
@@ -369,7 +304,7 @@ class Transaction:
             old = self.pending or {}
             since = old["since"] if old.get("backup") == self.set_id else _now()
             mark = {"backup": self.set_id, "since": since, "why": activated["comment"]}
-            _replace_file(path, json.dumps(mark), 0o600, None, None)
+            odoo_websocket_files.replace_file(path, json.dumps(mark), 0o600, None, None)
         if not activated["live"]:
             self.notes.append(
                 "Not verified: the new nginx configuration is not live"

@@ -22,113 +22,15 @@ import tempfile
 try:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
+except ImportError:  # odoo_websocket_minion.missing_message says so
+    pass
 
-    HAS_RUAMEL = True
-except ImportError:
-    HAS_RUAMEL = False
 
-from salt.exceptions import CommandExecutionError
+import odoo_websocket_compose_ports as port_entries
+from odoo_websocket_compose_ports import ComposeError
 
 # What to do when the ports are not the service's own text.
 _OWN = "write its ports out in its own 'ports:' list (no alias, no merge key)"
-
-
-class ComposeError(CommandExecutionError):
-    """The compose file cannot be read or has no such service."""
-
-
-def _split_colons(text):
-    """Split on ':' outside ${...} variables and [...] IPv6 brackets."""
-    parts, current, depth = [], "", 0
-    for char in text:
-        if char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-        if char == ":" and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
-
-
-def parse_short_port(entry):
-    """
-    Split a short-syntax port ``[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`` into a
-    dict with host_ip, published, target and protocol (None where absent).
-    """
-    text = str(entry)
-    protocol = None
-    if "/" in text and not text.endswith("}"):
-        text, protocol = text.rsplit("/", 1)
-    parts = _split_colons(text)
-    if len(parts) == 1:
-        host_ip, published, target = None, None, parts[0]
-    elif len(parts) == 2:
-        host_ip, (published, target) = None, parts
-    elif len(parts) == 3:
-        host_ip, published, target = parts
-    else:
-        raise ComposeError(f"port {entry!r}: not [[IP:]PUBLISHED:]TARGET[/PROTOCOL]")
-    if host_ip is not None and host_ip.startswith("[") and host_ip.endswith("]"):
-        host_ip = host_ip[1:-1]
-    return {
-        "host_ip": host_ip or None,
-        "published": published or None,
-        "target": target,
-        "protocol": protocol,
-    }
-
-
-def _format_ip(address):
-    return f"[{address}]" if ":" in address else address
-
-
-def _port_range(text):
-    match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", str(text).strip())
-    if not match:
-        return None
-    low = int(match.group(1))
-    return low, int(match.group(2) or low)
-
-
-def _covered_ports(target, wanted):
-    """The WANTED container ports that an entry's TARGET (port or range) publishes."""
-    span = _port_range(target)
-    return {port for port in wanted if span and span[0] <= port <= span[1]}
-
-
-def _wanted_ports(ports):
-    """{container port: host port} from ints (same number) or [target, published]."""
-    wanted = {}
-    for port in ports:
-        target, published = (port, port) if isinstance(port, int) else port
-        wanted[int(target)] = int(published)
-    return wanted
-
-
-def _published_for(target, published, wanted):
-    """The host port an entry must publish on: the wanted one for a single
-    port (nginx's upstream points there; "8072" alone would even pick a random
-    one), the entry's own for ranges and ${VARIABLES}."""
-    span = _port_range(target)
-    if span[0] == span[1] and span[0] in wanted and "$" not in str(published or ""):
-        return str(wanted[span[0]])
-    return str(published) if published not in (None, "") else str(target)
-
-
-def _rebind_short(entry, wanted, bind_address):
-    """Return the rebound entry, or None when it is not one of the WANTED ports."""
-    parsed = parse_short_port(entry)
-    if not _covered_ports(parsed["target"], wanted):
-        return None
-    published = _published_for(parsed["target"], parsed["published"], wanted)
-    text = f"{_format_ip(bind_address)}:{published}:{parsed['target']}"
-    if parsed["protocol"]:
-        text += f"/{parsed['protocol']}"
-    return text
 
 
 def _load(text):
@@ -188,10 +90,10 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
     target = entry.get("target")
     if target is None:
         raise ComposeError(f"service {service!r}: a long port entry has no target")
-    if not _covered_ports(target, wanted):
+    if not port_entries.covered_ports(target, wanted):
         return set()
     flow = entry.fa.flow_style()
-    published = _published_for(target, entry.get("published"), wanted)
+    published = port_entries.published_for(target, entry.get("published"), wanted)
     added = []
     for key, value in (("host_ip", bind_address), ("published", published)):
         if key not in entry:
@@ -211,20 +113,20 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
     elif added:
         line, col = entry.lc.key("target")
         inserts.append((line + 1, [" " * col + text + _eol(lines, line) for text in added]))
-    return _covered_ports(target, wanted)
+    return port_entries.covered_ports(target, wanted)
 
 
 def _bind_short(entries, index, wanted, bind_address, lines, edits):
     """Queue the edit that rebinds one short-syntax entry; return the ports it covers."""
     entry = entries[index]
-    rebound = _rebind_short(entry, wanted, bind_address)
+    rebound = port_entries.rebind_short(entry, wanted, bind_address)
     if rebound is None:
         return set()
     if rebound != str(entry):
         line, col = entries.lc.item(index)
         start, end = _scalar_span(lines[line], col, entries.fa.flow_style())
         edits.append((line, start, end, _quoted_like(lines[line][start:end], rebound)))
-    return _covered_ports(parse_short_port(entry)["target"], wanted)
+    return port_entries.covered_ports(port_entries.parse_short_port(entry)["target"], wanted)
 
 
 def _eol(lines, index):
@@ -372,7 +274,7 @@ def _queue(document, service, wanted, bind_address, lines):
             covered |= _bind_short(entries, index, wanted, bind_address, lines, edits)
         else:
             raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
-    bound = _format_ip(bind_address)
+    bound = port_entries.format_ip(bind_address)
     missing = [f'"{bound}:{wanted[port]}:{port}"' for port in wanted if port not in covered]
     if missing:
         _add_missing(services, service, missing, lines, edits, inserts)
@@ -395,7 +297,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     quoting, indentation, other services) stays as it was. Ports merged in
     (``<<: *x``) or aliased (``ports: *x``) become SERVICE's own list.
     """
-    wanted = _wanted_ports(ports)
+    wanted = port_entries.wanted_ports(ports)
     document = _load(text)
     definition = _service(document, service)
     if not _written_in(document["services"], service):
@@ -425,9 +327,9 @@ def _unbound(text, service, wanted, bind_address):
     host port, then the WANTED ports it does not publish at all."""
     wrong, covered = [], set()
     for entry in published_ports(text, service):
-        if _covered_ports(entry["target"], wanted):
-            covered |= _covered_ports(entry["target"], wanted)
-            expected = _published_for(entry["target"], entry["published"], wanted)
+        if port_entries.covered_ports(entry["target"], wanted):
+            covered |= port_entries.covered_ports(entry["target"], wanted)
+            expected = port_entries.published_for(entry["target"], entry["published"], wanted)
             if entry["host_ip"] != bind_address or entry["published"] != expected:
                 wrong.append(entry)
     return wrong + [port for port in wanted if port not in covered]
@@ -483,5 +385,5 @@ def published_ports(text, service):
                 }
             )
         else:
-            result.append(parse_short_port(entry))
+            result.append(port_entries.parse_short_port(entry))
     return result

@@ -18,14 +18,12 @@ import subprocess
 import sys
 import tempfile
 
-import odoo_websocket_adopt
+import odoo_websocket_nginx_text
 
 try:
     import crossplane
-
-    HAS_CROSSPLANE = True
-except ImportError:
-    HAS_CROSSPLANE = False
+except ImportError:  # odoo_websocket_minion.missing_message says so
+    pass
 
 
 # "nginx: [emerg] MSG in FILE:LINE" before the error_log directive is read,
@@ -126,7 +124,7 @@ def _server(directive, filename, real):
         "names": names or [""],
         "ports": ports,
         # Only sends browsers elsewhere (http -> https, www): never adopted.
-        "redirect": odoo_websocket_adopt.redirect_only(directive),
+        "redirect": odoo_websocket_nginx_text.redirect_only(directive),
     }
 
 

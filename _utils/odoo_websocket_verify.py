@@ -19,10 +19,8 @@ import time
 try:
     import websockets.sync.client as ws_client
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-
-    HAS_WEBSOCKETS = True
-except ImportError:
-    HAS_WEBSOCKETS = False
+except ImportError:  # odoo_websocket_minion.missing_message says so
+    pass
 
 import salt.utils.network
 from salt.exceptions import SaltInvocationError

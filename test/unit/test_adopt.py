@@ -7,6 +7,7 @@ import jinja2
 import pytest
 
 import odoo_websocket_adopt as adopt
+import odoo_websocket_nginx_text as nginx_text
 from mapdata import rendered_settings
 from rig import field, nginx_dump
 from rig.sandbox import REPO
@@ -65,7 +66,7 @@ def test_every_serving_block_routes_the_bus_to_the_formulas_upstream(name):
     served = [
         d for d in parsed if d["directive"] == "server"
         and wanted & {a for s in d["block"] if s["directive"] == "server_name" for a in s["args"]}
-        and not adopt.redirect_only(d)
+        and not nginx_text.redirect_only(d)
     ]  # fmt: skip
     assert served
     for server in served:
@@ -144,7 +145,7 @@ def test_a_file_nginx_cannot_parse_is_refused_with_why():
      (["10.1.2.3"], 80, False, "10.1.2.3"), (["*:81"], 81, False, None)],
 )  # fmt: skip
 def test_listen_forms(args, port, ssl, address):
-    assert adopt._listen(args) == {"port": port, "ssl": ssl, "address": address}
+    assert nginx_text.parse_listen(args) == {"port": port, "ssl": ssl, "address": address}
 
 
 # -- review findings: each a shape where the edit once went wrong ------------
@@ -199,7 +200,9 @@ def test_a_port_80_block_that_redirects_its_root_is_left_alone():
     result = edited(text)["text"]
     redirect = text[: text.index("server {\n    listen 443")]
     assert redirect in result  # byte for byte
-    assert adopt.listens(result, ["o.example"]) == [{"port": 443, "ssl": True, "address": None}]
+    assert nginx_text.listens(result, ["o.example"]) == [
+        {"port": 443, "ssl": True, "address": None}
+    ]
 
 
 def test_an_added_bus_location_takes_the_sites_access_rules():
@@ -290,7 +293,9 @@ def test_quic_listens_are_not_where_the_check_goes():
     body = ("    listen 443 quic reuseport;\n    location / {\n"
             "        proxy_pass http://127.0.0.1:8069;\n    }")  # fmt: skip
     result = edited(TLS_PAIR.format(body=body))["text"]
-    assert adopt.listens(result, ["o.example"]) == [{"port": 443, "ssl": True, "address": None}]
+    assert nginx_text.listens(result, ["o.example"]) == [
+        {"port": 443, "ssl": True, "address": None}
+    ]
 
 
 def test_crlf_files_comments_after_braces_and_several_added_locations():

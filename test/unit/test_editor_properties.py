@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 import odoo_websocket_compose as odoo_compose
+import odoo_websocket_compose_ports as compose_ports
 import odoo_websocket_odoo_conf as odoo_conf
 
 # Bounded: the whole file runs in a few seconds. No example database: the
@@ -449,7 +450,7 @@ def unrelated(document, service, wanted):
     ports = document["services"][service].get("ports") or []
     document["services"][service]["ports"] = [
         p for p in ports if not covers(p["target"] if isinstance(p, dict) else
-                                       odoo_compose.parse_short_port(p)["target"], wanted)
+                                       compose_ports.parse_short_port(p)["target"], wanted)
     ]  # fmt: skip
     return document
 

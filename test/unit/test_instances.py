@@ -9,6 +9,7 @@ import os
 import pytest
 
 import odoo_websocket_activation
+import odoo_websocket_files
 import odoo_websocket_plan
 import odoo_websocket_settings
 import odoo_websocket_verify
@@ -265,7 +266,9 @@ def test_a_removed_instance_loses_its_site_and_link_only(planner, tmp_path):
 
     plan = planner.build(sandbox_settings(box, sandbox_instances(box, "erp", "blog")), PARTS)
     assert plan["errors"] == []
-    changing = [c for c in plan["changes"] if planner.differs(c) and c["path"] != box.conf_file]
+    changing = [
+        c for c in plan["changes"] if odoo_websocket_files.differs(c) and c["path"] != box.conf_file
+    ]
     shop_site = f"{box.nginx_dir}/sites-available/odoo_websocket_shop.conf"
     shop_link = f"{box.nginx_dir}/sites-enabled/odoo_websocket_shop.conf"
     assert {(c["path"], c["kind"]) for c in changing} == {

@@ -1,8 +1,9 @@
 """Secret masking of diffs: odoo.conf keys by name and by pattern, compose
-environment entries and passwords in URLs (odoo_websocket_plan.masked)."""
+environment entries and passwords in URLs (odoo_websocket_files.masked)."""
 
 import pytest
 
+import odoo_websocket_files
 import odoo_websocket_odoo_conf
 import odoo_websocket_plan
 
@@ -28,7 +29,7 @@ conf = odoo_websocket_odoo_conf
 )
 def test_secret_values_are_masked(line, secret):
     text = "[options]\nworkers = 2\n" + line + "proxy_mode = True\n"
-    shown = plan.masked(text, ["listed_option"])
+    shown = odoo_websocket_files.masked(text, ["listed_option"])
     assert secret not in shown
     assert "********" in shown
     assert "workers = 2" in shown and "proxy_mode = True" in shown
@@ -36,7 +37,7 @@ def test_secret_values_are_masked(line, secret):
 
 def test_plain_values_stay_readable():
     text = "[options]\naddons_path = /mnt/extra-addons\ndb_host = db\n"
-    assert plan.masked(text) == text
+    assert odoo_websocket_files.masked(text) == text
     assert conf.is_secret("smtp_password") and not conf.is_secret("db_host")
 
 
@@ -66,7 +67,7 @@ COMPOSE_ENVIRONMENTS = """services:
 def test_every_compose_environment_value_is_masked_whatever_its_form():
     """Block or flow, mapping or list, whatever the variable's name: the
     values never show; the keys, ports and everything else stay readable."""
-    shown = plan.masked(COMPOSE_ENVIRONMENTS)
+    shown = odoo_websocket_files.masked(COMPOSE_ENVIRONMENTS)
     for secret in ("Flow%", "Block%", "List%", "db,"):
         assert secret not in shown
     for kept in ("HOST: ********", "PASSWORD: ********", '"POSTGRES_PASSWORD=********"',
@@ -91,6 +92,8 @@ def test_every_compose_environment_value_is_masked_whatever_its_form():
 )
 def test_nginx_credentials_are_masked(line, secret):
     text = f"server {{\n    location / {{\n        {line}\n        proxy_pass http://up;\n"
-    shown = plan.masked(text + "        auth_basic_user_file /etc/nginx/htpasswd;\n    }\n}\n")
+    shown = odoo_websocket_files.masked(
+        text + "        auth_basic_user_file /etc/nginx/htpasswd;\n    }\n}\n"
+    )
     assert secret not in shown and "********" in shown
     assert "proxy_pass http://up;" in shown and "auth_basic_user_file /etc/nginx/htpasswd;" in shown

@@ -1,0 +1,108 @@
+"""
+The port entries of a compose file: the short syntax (``"127.0.0.1:8069:8069"``,
+ranges, ``${VAR}`` parts, IPv6 in brackets) read as docker reads it, which
+entries cover which container ports, and one entry rebound to an address.
+Pure; odoo_websocket_compose edits the file with it.
+"""
+
+import re
+
+from salt.exceptions import CommandExecutionError
+
+
+class ComposeError(CommandExecutionError):
+    """The compose file cannot be read or has no such service."""
+
+
+def split_colons(text):
+    """Split on ':' outside ${...} variables and [...] IPv6 brackets."""
+    parts, current, depth = [], "", 0
+    for char in text:
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        if char == ":" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def parse_short_port(entry):
+    """
+    Split a short-syntax port ``[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`` into a
+    dict with host_ip, published, target and protocol (None where absent).
+    """
+    text = str(entry)
+    protocol = None
+    if "/" in text and not text.endswith("}"):
+        text, protocol = text.rsplit("/", 1)
+    parts = split_colons(text)
+    if len(parts) == 1:
+        host_ip, published, target = None, None, parts[0]
+    elif len(parts) == 2:
+        host_ip, (published, target) = None, parts
+    elif len(parts) == 3:
+        host_ip, published, target = parts
+    else:
+        raise ComposeError(f"port {entry!r}: not [[IP:]PUBLISHED:]TARGET[/PROTOCOL]")
+    if host_ip is not None and host_ip.startswith("[") and host_ip.endswith("]"):
+        host_ip = host_ip[1:-1]
+    return {
+        "host_ip": host_ip or None,
+        "published": published or None,
+        "target": target,
+        "protocol": protocol,
+    }
+
+
+def format_ip(address):
+    return f"[{address}]" if ":" in address else address
+
+
+def port_range(text):
+    match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", str(text).strip())
+    if not match:
+        return None
+    low = int(match.group(1))
+    return low, int(match.group(2) or low)
+
+
+def covered_ports(target, wanted):
+    """The WANTED container ports that an entry's TARGET (port or range) publishes."""
+    span = port_range(target)
+    return {port for port in wanted if span and span[0] <= port <= span[1]}
+
+
+def wanted_ports(ports):
+    """{container port: host port} from ints (same number) or [target, published]."""
+    wanted = {}
+    for port in ports:
+        target, published = (port, port) if isinstance(port, int) else port
+        wanted[int(target)] = int(published)
+    return wanted
+
+
+def published_for(target, published, wanted):
+    """The host port an entry must publish on: the wanted one for a single
+    port (nginx's upstream points there; "8072" alone would even pick a random
+    one), the entry's own for ranges and ${VARIABLES}."""
+    span = port_range(target)
+    if span[0] == span[1] and span[0] in wanted and "$" not in str(published or ""):
+        return str(wanted[span[0]])
+    return str(published) if published not in (None, "") else str(target)
+
+
+def rebind_short(entry, wanted, bind_address):
+    """Return the rebound entry, or None when it is not one of the WANTED ports."""
+    parsed = parse_short_port(entry)
+    if not covered_ports(parsed["target"], wanted):
+        return None
+    published = published_for(parsed["target"], parsed["published"], wanted)
+    text = f"{format_ip(bind_address)}:{published}:{parsed['target']}"
+    if parsed["protocol"]:
+        text += f"/{parsed['protocol']}"
+    return text

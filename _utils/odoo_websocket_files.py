@@ -1,0 +1,172 @@
+"""
+The formula's files: read, compared with a change, shown as a masked diff,
+and replaced atomically (a temporary file in the same folder, fsynced, given
+its mode and owner, renamed over the old one: the old file or the new one,
+never half of one). Writers are called by the change engine only.
+"""
+
+import os
+import tempfile
+
+import salt.utils.stringutils
+
+import odoo_websocket_masking
+
+
+def read(path):
+    """PATH's text as it is (line endings kept), or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def masked(text, secret_keys=()):
+    """
+    TEXT with every secret value replaced by ``********``
+    (``odoo_websocket_masking.masked``: odoo.conf secrets, compose
+    environment values, nginx credential headers, passwords in URLs).
+    """
+    return odoo_websocket_masking.masked(text, secret_keys)
+
+
+def diff(old, new, path):
+    """
+    A unified diff between two texts, labelled with PATH.
+    """
+    return salt.utils.stringutils.get_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=path, tofile=path
+    )
+
+
+def masked_diff(old, new, path, secret_keys=()):
+    """The diff of OLD and NEW with every secret masked on both sides."""
+    return diff(masked(old, secret_keys), masked(new, secret_keys), path)
+
+
+def outside(paths, managed):
+    """
+    The PATHS that are none of MANAGED (files, or folders ending in /), as
+    ``odoo_websocket_plan.managed_paths`` gives them.
+    """
+
+    def inside(path):
+        return any(path == m or (m.endswith("/") and path.startswith(m)) for m in managed)
+
+    return [path for path in paths if not inside(os.path.abspath(path))]
+
+
+# -- a plan's changes: one per path, edits of one file chained ---------------
+
+
+def planned(plan, path):
+    """What PATH holds once the plan's earlier changes are made: an earlier
+    instance's edit of a shared file is where the next one starts, so edits
+    of one file chain (its disk content when the plan does not change it)."""
+    real = os.path.realpath(path)
+    for change in plan["changes"]:
+        if change["kind"] == "file" and os.path.realpath(change["path"]) == real:
+            return change["data"]
+    return read(path)
+
+
+def add(plan, concern, path, data, shown):
+    """One change per path: a path the plan already changes gets the new
+    DATA (planned from the earlier one), SHOWN being from the disk's content."""
+    real = os.path.realpath(path)
+    for change in plan["changes"]:
+        if change["kind"] == "file" and os.path.realpath(change["path"]) == real:
+            change["data"] = data
+            path = change["path"]
+            break
+    else:
+        plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
+    plan["diffs"][path] = dict(shown, concern=concern)
+
+
+def differs(change):
+    """
+    Whether CHANGE (``{path, kind, data|target}``) would change its path.
+    Read only.
+    """
+    path = change["path"]
+    if change["kind"] == "absent":
+        return os.path.lexists(path)
+    if change["kind"] == "link":
+        return not (os.path.islink(path) and os.readlink(path) == change["target"])
+    if os.path.islink(path) or not os.path.isfile(path):
+        return True
+    stat = os.stat(path)
+    wanted = [change.get(k) for k in ("mode", "uid", "gid")]
+    actual = [stat.st_mode & 0o7777, stat.st_uid, stat.st_gid]
+    if any(w is not None and w != a for w, a in zip(wanted, actual, strict=True)):
+        return True
+    data = change["data"]
+    with open(path, "rb") as handle:
+        return handle.read() != (data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def fsync_dir(path):
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path, data, mode, uid, gid):
+    """A temporary file in the same folder, fsynced, given its mode and owner
+    on the descriptor, then renamed over PATH: the old file or the new one,
+    never half of one."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=".odoo_websocket.", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            if uid is not None or gid is not None:
+                os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path)
+
+
+def replace_symlink(path, target):
+    tmp = os.path.join(os.path.dirname(path), f".odoo_websocket.{os.getpid()}.link")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_dir(path)
+
+
+def apply_change(change):
+    """Make the change's path what it says. A replaced file keeps its mode and
+    owner, a new one gets 0644, unless the change names them (a restore does)."""
+    path = change["path"]
+    if change["kind"] == "absent":
+        if os.path.lexists(path):
+            os.unlink(path)
+            fsync_dir(path)
+    elif change["kind"] == "link":
+        if os.path.lexists(path) and not os.path.islink(path):
+            os.unlink(path)
+        replace_symlink(path, change["target"])
+    else:
+        mode, uid, gid = 0o644, None, None
+        if os.path.isfile(path) and not os.path.islink(path):
+            stat = os.stat(path)
+            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
+        owner = change.get("uid", uid), change.get("gid", gid)
+        replace_file(path, change["data"], change.get("mode", mode), *owner)
