@@ -10,19 +10,9 @@
 # A ready minion renders no settings here (map.jinja only when pip must run).
 {%- set tplroot = tpldir.split('/')[0] %}
 {#- The operator's module loads only when its library and packages are here. #}
-{%- set synced = 'odoo_websocket.settings' in salt %}
-{%- set libraries = synced %}
+{%- set ready = 'odoo_websocket.settings' in salt %}
 
-{%- if not synced %}
-
-odoo_websocket-dependencies-modules-synced:
-  saltutil.sync_all:
-    - saltenv: {{ saltenv }}
-    - refresh: true
-    - reload_modules: true
-{%- endif %}
-
-{%- if not libraries %}
+{%- if not ready %}
 {%-   from tplroot ~ "/map.jinja" import odoo_websocket with context %}
 {%-   set deps = odoo_websocket.dependencies %}
 {%-   set salt_pip = '/opt/saltstack/salt/salt-pip' %}
@@ -30,15 +20,19 @@ odoo_websocket-dependencies-modules-synced:
                     or (salt_pip if salt['file.file_exists'](salt_pip)
                         else grains.pythonexecutable) %}
 
+odoo_websocket-dependencies-modules-synced:
+  saltutil.sync_all:
+    - saltenv: {{ saltenv }}
+    - refresh: true
+    - reload_modules: true
+
 odoo_websocket-dependencies-libraries-installed:
   pip.installed:
     - pkgs: {{ deps.pip_packages | json }}
     - bin_env: {{ bin_env }}
     - reload_modules: true
-{%-   if not synced %}
     - require:
       - saltutil: odoo_websocket-dependencies-modules-synced
-{%-   endif %}
 {%- endif %}
 
 odoo_websocket-dependencies-ready:
@@ -50,14 +44,9 @@ odoo_websocket-dependencies-ready:
     - settings_files:
       - salt://{{ tplroot }}/defaults.yaml
       - salt://{{ tplroot }}/osfamilymap.yaml
-{%- if not (synced and libraries) %}
+{%- if not ready %}
     - require:
-{%-   if not synced %}
-      - saltutil: odoo_websocket-dependencies-modules-synced
-{%-   endif %}
-{%-   if not libraries %}
       - pip: odoo_websocket-dependencies-libraries-installed
-{%-   endif %}
 {%- endif %}
 
 odoo_websocket-settings-validated:
