@@ -28,7 +28,6 @@ try:
     import odoo_websocket_concerns
     import odoo_websocket_minion
     import odoo_websocket_nginx
-    import odoo_websocket_plan
     import odoo_websocket_plan_nginx
     import odoo_websocket_settings
     import odoo_websocket_verify
@@ -189,28 +188,16 @@ def backup_diff(backup_id, backup_dir=None):
 
 def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
     """What restore and clean give the engine, from SETTINGS unless given: the
-    backup folder, nginx, the restarts for odoo.conf and the compose file
-    (followed to their real paths) and the paths the formula manages."""
-    nginx, restarts = settings["nginx"], []
-    for instance in odoo_websocket_concerns.instances(settings).values():
-        config, compose = instance["odoo"]["config"], instance["compose"]
-        restart = {"path": os.path.realpath(config["file"]), "what": "restart Odoo",
-                   "cmd": config["restart_cmd"]}  # fmt: skip
-        restarts.append(restart)
-        if compose["enabled"]:
-            if clean:  # recreating the container reads odoo.conf too: no second restart
-                restart["unless"] = os.path.realpath(compose["file"])
-            restarts.append({"path": os.path.realpath(compose["file"]),
-                             "cmd": compose["recreate_cmd"],
-                             "what": f"recreate {compose['service']}",
-                             "cwd": os.path.dirname(compose["file"])})  # fmt: skip
+    backup folder, nginx, the restarts of the files they may put back and the
+    paths the formula manages."""
+    nginx = settings["nginx"]
     return {
         "backup_dir": backup_dir or settings["backup"]["dir"],
         "conf_file": conf_file or (nginx["conf_file"] if nginx["enabled"] else None),
         "binary": binary or nginx["binary"],
         "start": start,
-        "restarts": restarts,
-        "managed": odoo_websocket_plan.managed_paths(settings),
+        "restarts": odoo_websocket_concerns.restarts_by_path(settings, covered=clean),
+        "managed": odoo_websocket_concerns.managed_paths(settings),
     }
 
 
@@ -282,7 +269,7 @@ def recover(backup_dir=None, force=False, saltenv="base"):
         conf_file=nginx["conf_file"] if nginx["enabled"] else None,
         binary=nginx["binary"],
         force=force,
-        managed=odoo_websocket_plan.managed_paths(settings),
+        managed=odoo_websocket_concerns.managed_paths(settings),
     )
 
 

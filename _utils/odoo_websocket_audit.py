@@ -21,13 +21,16 @@ from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_audit_nginx
 import odoo_websocket_compose
+import odoo_websocket_concerns
 import odoo_websocket_nginx
 import odoo_websocket_odoo_conf
 
 SEVERITIES = ("error", "warning", "info")
-ODOO_FIX = "state odoo_websocket.odoo (writes proxy_mode = True)"
-COMPOSE_FIX = "state odoo_websocket.compose (publishes on compose:bind_address, 127.0.0.1)"
-INTERFACE_FIX = "state odoo_websocket.odoo (writes http_interface = odoo:http_interface)"
+# The fixes name the concern's SLS (odoo_websocket_concerns).
+_ODOO, _COMPOSE = (odoo_websocket_concerns.CONCERNS[c].sls for c in ("odoo_conf", "compose"))
+ODOO_FIX = f"state {_ODOO} (writes proxy_mode = True)"
+COMPOSE_FIX = f"state {_COMPOSE} (publishes on compose:bind_address, 127.0.0.1)"
+INTERFACE_FIX = f"state {_ODOO} (writes http_interface = odoo:http_interface)"
 # Addresses that mean "every interface" in odoo.conf, compose files and /proc.
 _ANYWHERE = ("", "0.0.0.0", "::", "[::]")
 

@@ -10,20 +10,24 @@ and of nginx (its version).
 
 import re
 
+import odoo_websocket_concerns
 import odoo_websocket_nginx
 
 # nginx speaks HTTP/1.0 to upstreams unless told otherwise before this release.
 HTTP11_DEFAULT_SINCE = (1, 29, 7)
+# The fixes name the concern's SLS (odoo_websocket_concerns).
+_NGINX = "state " + odoo_websocket_concerns.CONCERNS["nginx"].sls
+_ODOO = odoo_websocket_concerns.CONCERNS["odoo_conf"].sls
 SITE_FIX = (
-    "state odoo_websocket.nginx: the formula's site, or the host's own site's websocket "
+    f"{_NGINX}: the formula's site, or the host's own site's websocket "
     "path set in place (nginx:existing_site: adopt)"
 )
 MAP_FIX = (
-    "state odoo_websocket.nginx: its nginx:map_file maps $http_upgrade to "
+    f"{_NGINX}: its nginx:map_file maps $http_upgrade to "
     "$odoo_websocket_connection in the http context"
 )
-ROUTE_FIX = "state odoo_websocket.nginx: the route follows odoo:workers (set it to odoo.conf's)"
-TIMEOUT_FIX = "state odoo_websocket.nginx (nginx:proxy_timeout, default 720)"
+ROUTE_FIX = f"{_NGINX}: the route follows odoo:workers (set it to odoo.conf's)"
+TIMEOUT_FIX = f"{_NGINX} (nginx:proxy_timeout, default 720)"
 TREE_FIX = "edit it by hand: the formula changes nothing while the live tree fails nginx -t"
 _TIME = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
 _UNITS = dict(ms=0.001, s=1, m=60, h=3600, d=86400, w=604800, M=2592000, y=31536000)
@@ -368,7 +372,7 @@ def _host_origin_findings(location, headers, context):
             "no X-Forwarded-Host with proxy_mode restores the site's: Odoo's dbfilter and its "
             "Origin check see the wrong host"
         )
-        fix = f"{SITE_FIX}; state odoo_websocket.odoo (proxy_mode = True)"
+        fix = f"{SITE_FIX}; state {_ODOO} (proxy_mode = True)"
         found.append(finding("host-not-forwarded", "warning", *_at(location), why, fix))
     if origin is not None and not _arg(origin, 1):
         why = (

@@ -20,24 +20,6 @@ import odoo_websocket_odoo_conf
 import odoo_websocket_plan_nginx
 
 
-def managed_paths(settings):
-    """
-    The places the formula may write for SETTINGS: nginx's configuration
-    folder (the map, the site, its link, an adopted site), odoo.conf and the
-    compose file (and the targets of their links). A backup set or journal
-    naming anything else is not trusted.
-    """
-    nginx = settings["nginx"]
-    paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/", nginx["map_file"]]
-    for instance in odoo_websocket_concerns.instances(settings).values():
-        for key in ("site_file", "site_link"):
-            if instance["nginx"][key]:
-                paths.append(instance["nginx"][key])
-        for path in (instance["odoo"]["config"]["file"], instance["compose"]["file"]):
-            paths.extend([path, os.path.realpath(path)])
-    return sorted(set(paths))
-
-
 def build(settings, parts, saltenv="base"):
     """
     Plan the concerns in PARTS (compose, odoo_conf, nginx) for SETTINGS: the
@@ -142,14 +124,7 @@ def _compose(settings, part, plan, saltenv):
     except CommandExecutionError as exc:
         plan["errors"].append(f"{path} left unchanged: {exc}")
         return
-    plan["restarts"].append(
-        {
-            "concern": "compose",
-            "what": f"recreate {service}",
-            "cmd": compose["recreate_cmd"],
-            "cwd": os.path.dirname(path),
-        }
-    )
+    plan["restarts"].append(odoo_websocket_concerns.restart("compose", settings))
     if wanted == current:
         return
     checked = odoo_websocket_compose.validate(wanted, path)
@@ -209,15 +184,7 @@ def _odoo_conf(settings, part, plan, saltenv):
             "websocket_url written as asked, but no Odoo version reads it: the browser opens "
             "the websocket on the origin of the page it loaded."
         )
-    docker = settings["deployment"] == "docker"
-    plan["restarts"].append(
-        {
-            "concern": "odoo_conf",
-            "what": "restart Odoo",
-            "cmd": config["restart_cmd"],
-            "unless": "compose" if docker else None,
-        }
-    )
+    plan["restarts"].append(odoo_websocket_concerns.restart("odoo_conf", settings))
     if wanted == current:
         return
     read, keys = odoo_websocket_odoo_conf.get_options, config["secret_keys"]

@@ -9,6 +9,7 @@ import os
 import pytest
 
 import odoo_websocket_activation
+import odoo_websocket_concerns
 import odoo_websocket_files
 import odoo_websocket_plan
 import odoo_websocket_settings
@@ -253,7 +254,8 @@ def test_one_plan_covers_every_instance(planner, tmp_path):
     shop_only = [c for c in plan["changes"] if c.get("instance") == "shop"]
     assert [(r["what"], r["instance"]) for r in activation.due_restarts(plan, shop_only)] == [
         ("restart Odoo", "shop")]  # fmt: skip
-    assert set(planner.managed_paths(settings)) >= {site["shop"], link["shop"], shop_conf}
+    managed = odoo_websocket_concerns.managed_paths(settings)
+    assert set(managed) >= {site["shop"], link["shop"], shop_conf}
 
 
 def test_a_removed_instance_loses_its_site_and_link_only(planner, tmp_path):

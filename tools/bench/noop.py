@@ -24,7 +24,7 @@ import sys
 import time
 
 from bench.fleet import as_a_service_runs
-from rig.highstate import Fleet, changed, run_states, succeeded
+from rig.highstate import Fleet, changed, planned_every_concern, run_states, succeeded
 from rig.hosts import SALT_CALL
 
 # Salt's floor: the cheapest state run there is.
@@ -67,14 +67,17 @@ def salt_call(host, config_dir, *args):
         return wall, proc.stdout + proc.stderr
 
 
-def noop_problem(label, ret):
-    """None when RET is a no-op state run that succeeded."""
+def noop_problem(label, ret, floor=False):
+    """None when RET is a no-op state run that succeeded (the formula's:
+    having planned every concern)."""
     if not isinstance(ret, dict) or not all(
         isinstance(s, dict) and s.get("result") for s in ret.values()
     ):
         return f"{label}: failed: {str(ret)[:500]}"
     if changed(ret):
         return f"{label}: changed {changed(ret)}"
+    if not floor and planned_every_concern(ret):
+        return f"{label}: skipped {planned_every_concern(ret)}"
     return None
 
 
@@ -117,7 +120,7 @@ def main(argv=None):
             timings["local ping"].append(wall)
             wall, ret = salt_call(host, config, "state.apply", "floor")
             timings["local floor"].append(wall)
-            problems.append(noop_problem(f"local floor r{index + 1}", ret))
+            problems.append(noop_problem(f"local floor r{index + 1}", ret, floor=True))
             wall, ret = salt_call(host, config, "state.apply", "odoo_websocket")
             timings["local apply"].append(wall)
             problems.append(noop_problem(f"local apply r{index + 1}", ret))
@@ -128,7 +131,9 @@ def main(argv=None):
             timings["minion ping"].append(wall)
             wall, _, data = fleet.salt("-t", "120", name, "state.apply", "floor")
             timings["minion floor"].append(wall)
-            problems.append(noop_problem(f"minion floor r{index + 1}", run_states(data, name)))
+            problems.append(
+                noop_problem(f"minion floor r{index + 1}", run_states(data, name), floor=True)
+            )
             wall, _, data = fleet.salt("-t", "120", name, "state.apply", "odoo_websocket")
             timings["minion apply"].append(wall)
             problems.append(noop_problem(f"minion apply r{index + 1}", run_states(data, name)))

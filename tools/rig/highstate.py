@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 
+from odoo_websocket_concerns import CONCERNS
 from rig.field import HARDCODED, ODOO_SAMPLE, site
 from rig.fleet import stop_minion
 from rig.hosts import Rig
@@ -558,14 +559,25 @@ def check_first(fleet, run):
     return problems
 
 
-def check_noop(fleet, run):
+def planned_every_concern(states):
+    """The concerns' planning states (odoo_websocket_concerns) that did not
+    run in STATES: a fast no-op that skipped one proves nothing."""
+    ran = {s.get("__id__") for s in states.values() if isinstance(s, dict)}
+    return [c.state_id for c in CONCERNS.values() if c.state_id not in ran]
+
+
+def check_noop(fleet, run, may_change=lambda host: False, what="no-op run"):
+    """Problems with a run that should change nothing (on the hosts
+    MAY_CHANGE does not name): every host succeeded, every concern planned."""
     problems = []
     for host in fleet.hosts:
         states = run_states(run["data"], host.name)
         if not succeeded(states):
-            problems.append(f"{host.name}: no-op run failed: {_failures(run, host.name)}")
-        elif changed(states):
-            problems.append(f"{host.name}: no-op run changed {changed(states)}")
+            problems.append(f"{host.name}: {what} failed: {_failures(run, host.name)}")
+        elif planned_every_concern(states):
+            problems.append(f"{host.name}: {what} skipped {planned_every_concern(states)}")
+        elif changed(states) and not may_change(host):
+            problems.append(f"{host.name}: {what} changed {changed(states)}")
     return problems
 
 
@@ -585,11 +597,4 @@ def check_probes(fleet):
 
 def check_noop_after_fix(fleet, run):
     """The repair run: the fixed host converges, the others change nothing."""
-    problems = []
-    for host in fleet.hosts:
-        states = run_states(run["data"], host.name)
-        if not succeeded(states):
-            problems.append(f"{host.name}: repair run failed: {_failures(run, host.name)}")
-        elif changed(states) and not fleet.spec[host.name]["broken"]:
-            problems.append(f"{host.name}: changed {changed(states)}")
-    return problems
+    return check_noop(fleet, run, lambda host: fleet.spec[host.name]["broken"], "repair run")
