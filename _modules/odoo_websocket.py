@@ -24,11 +24,11 @@ try:
     import odoo_websocket_activation
     import odoo_websocket_audit
     import odoo_websocket_backups
-    import odoo_websocket_changes
     import odoo_websocket_concerns
     import odoo_websocket_minion
     import odoo_websocket_nginx
     import odoo_websocket_plan_nginx
+    import odoo_websocket_restore
     import odoo_websocket_settings
     import odoo_websocket_verify
 
@@ -169,7 +169,7 @@ def backups(backup_dir=None):
 
         salt '*' odoo_websocket.backups
     """
-    return odoo_websocket_backups.listing(_backup_dir(backup_dir))
+    return odoo_websocket_backups.BackupStore(_backup_dir(backup_dir)).listing()
 
 
 @_minion
@@ -183,7 +183,7 @@ def backup_diff(backup_id, backup_dir=None):
 
         salt '*' odoo_websocket.backup_diff 20261126T140000123456-1234-abcdef
     """
-    return odoo_websocket_backups.diff(backup_id, _backup_dir(backup_dir))
+    return odoo_websocket_backups.BackupStore(_backup_dir(backup_dir)).diff(backup_id)
 
 
 def _put_back_args(settings, backup_dir, conf_file, binary, start, clean=False):
@@ -216,7 +216,7 @@ def restore(backup_id, backup_dir=None, conf_file=None, binary=None, start=True,
         salt '*' odoo_websocket.restore 20261126T140000123456-1234-abcdef
     """
     args = _put_back_args(_settings(saltenv), backup_dir, conf_file, binary, start)
-    return odoo_websocket_changes.restore(backup_id, **args)
+    return odoo_websocket_restore.restore(backup_id, **args)
 
 
 @_minion
@@ -239,7 +239,7 @@ def clean(backup_dir=None, conf_file=None, binary=None, start=True, saltenv="bas
     """
     settings = _settings(saltenv)
     args = _put_back_args(settings, backup_dir, conf_file, binary, start, clean=True)
-    ret = odoo_websocket_changes.clean(**args)
+    ret = odoo_websocket_restore.clean(**args)
     if ret["result"] and settings["verify"]["enabled"]:
         plan = {"verify": odoo_websocket_plan_nginx.live_verify(settings)}
         verdict = odoo_websocket_activation.verify(plan, wait=bool(ret["changed"]), timeout=10)
@@ -264,7 +264,7 @@ def recover(backup_dir=None, force=False, saltenv="base"):
     """
     settings = _settings(saltenv)
     nginx = settings["nginx"]
-    return odoo_websocket_changes.recover(
+    return odoo_websocket_restore.recover(
         backup_dir or settings["backup"]["dir"],
         conf_file=nginx["conf_file"] if nginx["enabled"] else None,
         binary=nginx["binary"],

@@ -1,142 +1,66 @@
 """
 The change engine of the odoo_websocket formula: one host, one transaction.
 
-Modelled on certbot's reverter. A run takes the host's lock, rolls back what a
-killed run left (its journal), plans every change (compose ports, odoo.conf,
-nginx map and site, an adopted site), validates all of them, saves what they
-replace in one backup set, writes a journal naming it, swaps the files in,
-restarts Odoo only when its files changed, reloads nginx, and proves the
-websocket works. A failure at any step puts every file of the set back and
-restarts and reloads again, so the host serves its old configuration.
+Modelled on certbot's reverter: :py:class:`Transaction` takes the host's
+lock, rolls back what a killed run left (its journal), plans every change
+(compose ports, odoo.conf, nginx map and site, an adopted site), validates
+all of them, saves what they replace in one backup set, writes a journal
+naming it, swaps the files in, restarts Odoo only when its files changed,
+reloads nginx, and proves the websocket works. A failure at any step puts
+every file of the set back and restarts and reloads again, so the host
+serves its old configuration.
 
-Every function that writes a live file is here, and private: operators
-reach backups and restore through ``odoo_websocket.*``, states through
-:py:func:`apply`. The backup sets themselves (written new, never over
-anything; read; pruned) live in ``odoo_websocket_backups``; how a change
-goes live (checks, restarts, reload, the websocket check) in
-``odoo_websocket_activation``.
+Every function that writes a live file is here: states reach it through
+:py:func:`apply`, operators' restore, clean and recover through
+``odoo_websocket_restore``. The backup sets live in ``odoo_websocket_backups`` (the
+store), the journal in ``odoo_websocket_journal``, the lock in
+``odoo_websocket_lock``; how a change goes live (checks, restarts, reload,
+the websocket check) in ``odoo_websocket_activation``.
 """
 
-import contextlib
 import functools
-import json
 import os
-import shutil
-import time
 
 from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_activation
-import odoo_websocket_backups
+import odoo_websocket_concerns
 import odoo_websocket_files
+import odoo_websocket_journal
 import odoo_websocket_lock
 import odoo_websocket_nginx_service
 import odoo_websocket_plan
-from odoo_websocket_backups import DEFAULT_BACKUP_DIR
-
-# -- files: atomic writes (private) -------------------------------------------
-
-
-# -- lock and journal ---------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(backup_dir, timeout, dry=False):
-    """The host's lock (odoo_websocket_lock), held for the block."""
-    fd = odoo_websocket_lock.acquire(backup_dir, timeout, dry=dry)
-    try:
-        yield
-    finally:
-        odoo_websocket_lock.release(fd)
-
-
-def _now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _restore_set(backup_dir, set_id):
-    for change in reversed(odoo_websocket_backups.changes(set_id, backup_dir)):
-        odoo_websocket_files.apply_change(change)
-
-
-def _journal(backup_dir):
-    return os.path.join(backup_dir, "journal.json")
-
-
-def _write_journal(backup_dir, journal):
-    odoo_websocket_files.replace_file(_journal(backup_dir), json.dumps(journal), 0o600, None, None)
-
-
-def _drop_journal(backup_dir):
-    os.unlink(_journal(backup_dir))
-    odoo_websocket_files.fsync_dir(_journal(backup_dir))
-
-
-def _set_aside(backup_dir, why):
-    """A journal recovery cannot trust: kept for a person, out of the way."""
-    aside = _journal(backup_dir) + time.strftime(".%Y%m%dT%H%M%SZ.aside", time.gmtime())
-    os.rename(_journal(backup_dir), aside)
-    return f"WARNING: the journal of an interrupted run was {why}: moved aside to {aside}; " \
-        "check the files it names by hand."  # fmt: skip
-
-
-def _recover_locked(backup_dir, nginx=None, force=False, managed=None):
-    """Finish what a dead run left: put back, from its backup set, each path
-    that still holds what the run wrote (or had not reached yet); a path
-    changed since (an operator's hotfix) is reported and left, unless FORCE.
-    NGINX (the caller's settings, never the journal's) is reloaded. Returns a
-    note and the concerns the dead run had restarted (the caller restarts
-    them again: it knows their commands from the pillar)."""
-    found = odoo_websocket_backups.recovery(backup_dir, force=force, managed=managed)
-    if found is None:
-        return "", []
-    if "unusable" in found:
-        return _set_aside(backup_dir, found["unusable"]), []
-    for change in found["changes"]:
-        odoo_websocket_files.apply_change(change)
-    if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
-        odoo_websocket_activation.reload(nginx, old=True)
-    _drop_journal(backup_dir)
-    journal = found["journal"]
-    note = (
-        f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
-        f"back from backup {journal['backup']}."
-    )
-    if found["untrusted"]:
-        note += f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
-    if found["kept"]:
-        note += (
-            f" Left as they are, changed since that run: {', '.join(found['kept'])} (recover "
-            "force=True puts them back too)."
-        )
-    return note, journal.get("restarted", [])
-
-
-# -- the transaction -----------------------------------------------------------
+from odoo_websocket_backups import BackupStore
 
 
 class Transaction:
     """
-    One run's changes as a unit, in the spirit of certbot's Reverter: the
-    PLAN (``odoo_websocket_plan.build``'s, or a restore's) checked, backed up
-    in one set, journaled, written, made live (restarts, nginx reload) and
-    verified; then committed (journal dropped, old sets pruned to KEEP), or
-    rolled back whole (every file restored, restarts run again, nginx
-    reloaded onto the old files). Runs under the host's lock (``_locked``);
-    a run killed midway is rolled back from its journal by the next one
-    (``_recover_locked``).
+    One run's changes as a unit, in the spirit of certbot's Reverter: under
+    the host's lock, a killed run's journal rolled back first (recovery on
+    start-up), then the plan (PLAN_OF's: ``odoo_websocket_plan.build``'s, or
+    a restore's) checked, backed up in one set of STORE, journaled, written,
+    made live (restarts, nginx reload) and verified; then committed (journal
+    dropped, old sets pruned to KEEP; None: none pruned), or rolled back whole
+    (every file restored, restarts run again, nginx reloaded onto the old
+    files). NGINX (the caller's settings, never a journal's) is what recovery
+    reloads; MANAGED the paths recovery may write (None: any). TEST: nothing
+    written, no recovery, the lock not created.
     """
 
-    def __init__(self, plan, backup_dir, keep, test=False, label=""):
-        self.plan, self.backup_dir, self.keep = plan, backup_dir, keep
-        self.test, self.label = test, label
-        self.notes = list(plan.get("notes", []))
+    def __init__(self, store, plan_of, keep, test=False, label="", nginx=None, managed=None,
+                 lock_timeout=60):  # fmt: skip
+        self.store, self.plan_of, self.keep = store, plan_of, keep
+        self.test, self.label, self.nginx, self.managed = test, label, nginx, managed
+        self.lock_timeout = lock_timeout
+        self.journal = odoo_websocket_journal.Journal(store)
+        self.plan = None
+        self.notes = []
         self.ret = {"result": True, "comment": "", "changed": [], "backup": None, "verdict": None}
         self.staged = None  # the staged nginx -t verdict (None: not possible here)
         self.nginx_changed = False  # whether the changes touch nginx's files
         self.pending = None  # an earlier run's nginx configuration not yet live
         self.set_id = None  # this run's backup set (or the pending run's)
-        self.journal = None
+        self.entry = None  # this run's journal entry
         self.restarted = []  # the restarts run so far: run again on a rollback
         self.nginx_touched = False  # nginx reloaded or started: again on a rollback
         self.verdict = None
@@ -144,6 +68,67 @@ class Transaction:
         # section (backup, journal, write-<n>, validated, restarted,
         # activated), where a test crashes or freezes the run. None in use.
         self.fault_seam = None
+
+    def _locked(self):
+        return odoo_websocket_lock.held(self.store.folder, self.lock_timeout, dry=self.test)
+
+    def run(self):
+        """
+        Recover, plan, validate, back up, write, activate and verify, as one
+        unit. Returns ``{result, comment, changed, backup, verdict}``.
+        """
+        with self._locked():
+            if self.test:
+                note, restarted = odoo_websocket_journal.left_notes(self.store), []
+            else:
+                note, restarted = self._recover()
+            self.plan = self.plan_of()
+            self.notes = list(self.plan.get("notes", []))
+            # What the killed run had restarted reads the restored files once more.
+            for restart in odoo_websocket_activation.restarted_again(self.plan, restarted):
+                note += " " + odoo_websocket_activation.restart(restart)
+            ret = self._run()
+        ret["comment"] = f"{note} {ret['comment']}".strip()
+        return ret
+
+    def recover(self, force=False):
+        """
+        Only the recovery, under the lock: put back, from its backup set,
+        each path a killed run left that still holds what the run wrote (or
+        had not reached yet); a path changed since (an operator's hotfix) is
+        reported and left, unless FORCE. Returns a note and the concerns the
+        dead run had restarted (restart them again: the caller knows how).
+        """
+        with self._locked():
+            return self._recover(force)
+
+    def _recover(self, force=False):
+        found = self.journal.recovery(force=force, managed=self.managed)
+        if found is None:
+            return "", []
+        if "unusable" in found:
+            return self.journal.set_aside(found["unusable"]), []
+        for change in found["changes"]:
+            odoo_websocket_files.apply_change(change)
+        nginx = self.nginx
+        if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
+            odoo_websocket_activation.reload(nginx, old=True)
+        self.journal.drop()
+        journal = found["journal"]
+        note = (
+            f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
+            f"back from backup {journal['backup']}."
+        )
+        if found["untrusted"]:
+            note += (
+                f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
+            )
+        if found["kept"]:
+            note += (
+                f" Left as they are, changed since that run: {', '.join(found['kept'])} (recover "
+                "force=True puts them back too)."
+            )
+        return note, journal.get("restarted", [])
 
     def _step(self, step):
         if self.fault_seam is not None:
@@ -154,15 +139,14 @@ class Transaction:
         self.ret["comment"] = " ".join(self.notes + [message])
         return self.ret
 
-    def run(self):
-        """Validate, back up, write, activate and verify the plan as one unit.
-        Returns ``{result, comment, changed, backup, verdict}``."""
+    def _run(self):
+        """Validate, back up, write, activate and verify the plan as one unit."""
         plan, ret, test = self.plan, self.ret, self.test
         if plan.get("errors"):
             return self._failed("Nothing was changed:\n" + "\n".join(plan["errors"]))
         changes = [change for change in plan["changes"] if odoo_websocket_files.differs(change)]
         if plan.get("nginx"):
-            self.pending = odoo_websocket_backups.activation_pending(self.backup_dir)
+            self.pending = odoo_websocket_journal.activation_pending(self.store)
         checked = odoo_websocket_activation.precheck(plan, changes)
         self.notes.extend(checked["notes"])
         if checked["problem"]:
@@ -198,33 +182,31 @@ class Transaction:
         return ret
 
     def _commit(self, changes):
-        plan, ret, backup_dir = self.plan, self.ret, self.backup_dir
+        plan, ret = self.plan, self.ret
         try:
-            set_id = odoo_websocket_backups.write(
-                backup_dir, ret["changed"], self.label, plan.get("secret_keys", ())
-            )
+            set_id = self.store.write(ret["changed"], self.label, plan.get("secret_keys", ()))
         except OSError as exc:
             ret["changed"] = []
             return self._failed(f"Could not write the backup, nothing was touched: {exc}")
         ret["backup"] = self.set_id = set_id
         self._step("backup")
-        fingerprint = odoo_websocket_backups.fingerprint
-        journal = {
+        fingerprint = odoo_websocket_files.fingerprint
+        entry = {
             "backup": set_id,
             "pid": os.getpid(),
-            "started": _now(),
+            "started": odoo_websocket_journal.now(),
             # What each path held and will hold: recovery restores only those two.
             "paths": {c["path"]: {"before": fingerprint(c["path"]), "after": fingerprint(c)}
                       for c in changes},
         }  # fmt: skip
         try:
-            _write_journal(backup_dir, journal)
+            self.journal.write(entry)
         except OSError as exc:
-            shutil.rmtree(os.path.join(backup_dir, set_id), ignore_errors=True)
+            self.store.drop(set_id)
             ret["changed"], ret["backup"] = [], None
             return self._failed(f"Could not write the journal, nothing was touched: {exc}")
         self._step("journal")
-        self.journal = journal
+        self.entry = entry
         problem = self._go_live(changes)
         ret["verdict"] = self.verdict
         if problem:
@@ -235,13 +217,14 @@ class Transaction:
                 # The journal stays: the next run (or odoo_websocket.recover) retries.
                 return self._failed(f"The change failed: {problem}\nROLLBACK FAILED: {exc}; "
                                     "the journal is kept, run odoo_websocket.recover")  # fmt: skip
-            _drop_journal(backup_dir)
+            self.journal.drop()
             return self._failed(f"The change failed: {problem}\n{restored}")
         if self.verdict:
             self.notes.append(odoo_websocket_activation.summary(self.verdict))
             ret["result"] = self.verdict["ok"]
-        _drop_journal(backup_dir)
-        odoo_websocket_backups.prune(backup_dir, self.keep)
+        self.journal.drop()
+        if self.keep is not None:
+            self.store.prune(self.keep)
         self.notes.append(f"Backup: {set_id}.")
         ret["comment"] = " ".join(self.notes)
         return ret
@@ -269,10 +252,10 @@ class Transaction:
                 self.restarted.append(restart)
                 # Recorded first: a run killed mid-restart is restarted again on
                 # recovery, that instance's only.
-                self.journal["restarted"] = [
+                self.entry["restarted"] = [
                     {"concern": r["concern"], "instance": r.get("instance")} for r in self.restarted
                 ]
-                _write_journal(self.backup_dir, self.journal)
+                self.journal.write(self.entry)
                 self.notes.append(odoo_websocket_activation.restart(restart))
             self._step("restarted")
             if plan.get("nginx") and (self.nginx_changed or self.pending):
@@ -296,15 +279,15 @@ class Transaction:
         of finding nothing to do."""
         activated = odoo_websocket_activation.reload(self.plan["nginx"])
         self.notes.append(activated["comment"])
-        path = os.path.join(self.backup_dir, odoo_websocket_backups.ACTIVATION_PENDING)
         if not activated["pending"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            odoo_websocket_journal.clear_pending(self.store)
         else:
             old = self.pending or {}
-            since = old["since"] if old.get("backup") == self.set_id else _now()
+            since = (
+                old["since"] if old.get("backup") == self.set_id else odoo_websocket_journal.now()
+            )
             mark = {"backup": self.set_id, "since": since, "why": activated["comment"]}
-            odoo_websocket_files.replace_file(path, json.dumps(mark), 0o600, None, None)
+            odoo_websocket_journal.mark_pending(self.store, mark)
         if not activated["live"]:
             self.notes.append(
                 "Not verified: the new nginx configuration is not live"
@@ -315,7 +298,8 @@ class Transaction:
     def _roll_back(self):
         """Put every file of the set back, then restart and reload onto it."""
         plan, set_id = self.plan, self.set_id
-        _restore_set(self.backup_dir, set_id)
+        for change in reversed(self.store.changes(set_id)):
+            odoo_websocket_files.apply_change(change)
         lines = [f"Every file of the run was restored from backup {set_id}."]
         for restart in self.restarted:
             try:
@@ -350,89 +334,17 @@ def apply(settings, parts, saltenv="base", test=False):
     Returns ``{result, comment, changed, backup, verdict, diffs}``.
     """
     backup = settings["backup"]
-    with _locked(backup["dir"], backup["lock_timeout"], dry=test):
-        note, restarted = odoo_websocket_backups.pending(backup["dir"]), []
-        if not test:
-            nginx = settings["nginx"] if settings["nginx"]["enabled"] else None
-            managed = odoo_websocket_plan.managed_paths(settings)
-            note, restarted = _recover_locked(backup["dir"], nginx=nginx, managed=managed)
-        plan = odoo_websocket_plan.build(settings, parts, saltenv)
-        for restart in odoo_websocket_activation.restarted_again(plan, restarted):  # the dead run's
-            note += " " + odoo_websocket_activation.restart(restart)
-        label = "odoo_websocket: " + ", ".join(sorted(parts))
-        ret = Transaction(plan, backup["dir"], backup["keep"], test=test, label=label).run()
-    if note:
-        ret["comment"] = f"{note} {ret['comment']}"
-    ret["diffs"] = {path: plan["diffs"][path] for path in ret["changed"] if path in plan["diffs"]}
-    return ret
-
-
-def recover(backup_dir=DEFAULT_BACKUP_DIR, lock_timeout=60, conf_file=None,
-            binary="/usr/sbin/nginx", force=False, managed=None):  # fmt: skip
-    """
-    Roll back a change that a killed run left half done (its journal names the
-    backup set): each path that still holds what that run wrote is put back;
-    a path changed since is reported and left, unless FORCE. nginx
-    (CONF_FILE, BINARY) is reloaded when running; a path outside MANAGED
-    (``odoo_websocket_plan.managed_paths``) is never written. Real runs do
-    this first, under the lock. Returns what it did.
-    """
-    if not os.path.exists(_journal(backup_dir)):
-        return ""
-    nginx = {"conf_file": conf_file, "binary": binary} if conf_file else None
-    with _locked(backup_dir, lock_timeout):
-        note, restarted = _recover_locked(backup_dir, nginx=nginx, force=force, managed=managed)
-    if restarted:
-        note += (
-            f" The interrupted run had restarted "
-            f"{odoo_websocket_activation.restarts_named(restarted)}: restart it "
-            "again (a state.apply does) so that it reads the restored files."
-        )
-    return note
-
-
-def _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan_of):
-    """restore and clean: under the lock, finish a dead run, then put back
-    what PLAN_OF plans through the transaction. KEEP None prunes nothing."""
-    with _locked(backup_dir, lock_timeout):
-        note, _ = _recover_locked(backup_dir, nginx=nginx, managed=managed)
-        plan = plan_of()
-        plan["nginx"] = nginx
-        if keep is None:
-            keep = len(odoo_websocket_backups.sets(backup_dir)) + 1
-        ret = Transaction(plan, backup_dir, keep, label=label).run()
-    ret["comment"] = f"{note} {ret['comment']}".strip()
-    return ret
-
-
-def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",
-            keep=10, lock_timeout=60, start=True, restarts=None, managed=None):  # fmt: skip
-    """
-    Put a backup set back through the same transaction (checksums checked,
-    nginx validated staged and live when CONF_FILE is given, reloaded, the
-    RESTARTS run for the files they name: ``[{"path", "what", "cmd", "cwd"}]``;
-    a set naming a path outside MANAGED is refused whole),
-    with a backup set of what it replaces, so a restore can itself be undone.
-    """
-    nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-    plan = functools.partial(
-        odoo_websocket_backups.restore_plan, backup_id, backup_dir, restarts, managed
+    transaction = Transaction(
+        BackupStore(backup["dir"]),
+        functools.partial(odoo_websocket_plan.build, settings, parts, saltenv),
+        backup["keep"],
+        test=test,
+        label="odoo_websocket: " + ", ".join(sorted(parts)),
+        nginx=settings["nginx"] if settings["nginx"]["enabled"] else None,
+        managed=odoo_websocket_concerns.managed_paths(settings),
+        lock_timeout=backup["lock_timeout"],
     )
-    label = f"restore of {backup_id}"
-    return _put_back(backup_dir, lock_timeout, nginx, managed, label, keep, plan)
-
-
-def clean(backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx", lock_timeout=60,
-          start=True, restarts=None, managed=None):  # fmt: skip
-    """
-    Put the host back as the formula found it, through the same transaction
-    as :py:func:`restore`: each path the formula's runs changed gets what the
-    oldest kept set saved (``odoo_websocket_backups.original_plan``), so its
-    map, site and link go and an adopted site, odoo.conf and the compose file
-    come back. Paths outside MANAGED are refused; no set is pruned (the old
-    ones are what a later clean puts back); a second run changes nothing.
-    """
-    nginx = {"conf_file": conf_file, "binary": binary, "start": start} if conf_file else None
-    # keep=None: no set is pruned (the old ones are what a later clean puts back).
-    plan = functools.partial(odoo_websocket_backups.original_plan, backup_dir, restarts, managed)
-    return _put_back(backup_dir, lock_timeout, nginx, managed, "odoo_websocket.clean", None, plan)
+    ret = transaction.run()
+    diffs = transaction.plan["diffs"]
+    ret["diffs"] = {path: diffs[path] for path in ret["changed"] if path in diffs}
+    return ret

@@ -1,10 +1,12 @@
 """
-The formula's files: read, compared with a change, shown as a masked diff,
+The formula's files: read (their text, or a snapshot and fingerprint of
+what a path is), compared with a change, shown as a masked diff,
 and replaced atomically (a temporary file in the same folder, fsynced, given
 its mode and owner, renamed over the old one: the old file or the new one,
 never half of one). Writers are called by the change engine only.
 """
 
+import hashlib
 import os
 import tempfile
 
@@ -20,6 +22,37 @@ def read(path):
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def snapshot(path):
+    """
+    What PATH is now: absent, a link and its target, or a file with its
+    bytes, mode and owner.
+    """
+    if os.path.islink(path):
+        return {"path": path, "kind": "link", "target": os.readlink(path)}
+    if not os.path.exists(path):
+        return {"path": path, "kind": "absent"}
+    stat = os.stat(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return {"path": path, "kind": "file", "data": data, "mode": stat.st_mode & 0o7777,
+            "uid": stat.st_uid, "gid": stat.st_gid}  # fmt: skip
+
+
+def fingerprint(change_or_path):
+    """
+    What a path holds (or a change would make it hold), in a few bytes:
+    absent, a link and its target, or the sha256 of a file's bytes.
+    """
+    if isinstance(change_or_path, str):
+        change_or_path = snapshot(change_or_path)
+    kind = change_or_path["kind"]
+    if kind == "file":
+        data = change_or_path["data"]
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    return f"link:{change_or_path['target']}" if kind == "link" else "absent"
 
 
 def masked(text, secret_keys=()):
@@ -48,7 +81,7 @@ def masked_diff(old, new, path, secret_keys=()):
 def outside(paths, managed):
     """
     The PATHS that are none of MANAGED (files, or folders ending in /), as
-    ``odoo_websocket_plan.managed_paths`` gives them.
+    ``odoo_websocket_concerns.managed_paths`` gives them.
     """
 
     def inside(path):

@@ -5,8 +5,8 @@ folder, whoever starts it (a state run, a restore, a clean, a recovery).
 It lives in the backup folder, which must be safe first
 (``odoo_websocket_backups.unsafe_folder``): nobody but root may plant or swap
 files there; a "lock" file there that the formula did not make (no mark
-beside it) is another tool's, and the folder is refused. The change engine
-holds the lock with :py:func:`acquire` and :py:func:`release`; it writes
+beside it) is another tool's, and the folder is refused. The change engine's
+transaction holds the lock (:py:func:`held`) for its whole run; it writes
 nothing but the lock file and the folder's mark.
 """
 
@@ -79,10 +79,16 @@ def acquire(backup_dir=DEFAULT_BACKUP_DIR, timeout=60, dry=False):
 
 
 def release(fd):
-    """
-    Give back the lock that :py:func:`acquire` returned (None: nothing held).
-
-    CLI Example: none; the engine calls it.
-    """
+    """Give back the lock that :py:func:`acquire` returned (None: nothing held)."""
     if fd is not None:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def held(backup_dir=DEFAULT_BACKUP_DIR, timeout=60, dry=False):
+    """The host's lock, held for the block (:py:func:`acquire`'s arguments)."""
+    fd = acquire(backup_dir, timeout, dry=dry)
+    try:
+        yield
+    finally:
+        release(fd)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import odoo_websocket_changes
+from odoo_websocket_backups import BackupStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,13 +25,11 @@ def engine_apply(changes, nginx=None, backup_dir=None, keep=10, lock_timeout=60,
     the transaction's fault seam."""
     plan = {"changes": changes, "nginx": nginx, "secret_keys": list(secret_keys),
             "restarts": list(restarts), "verify": verify}  # fmt: skip
-    with odoo_websocket_changes._locked(backup_dir, lock_timeout):
-        note, _ = odoo_websocket_changes._recover_locked(backup_dir)
-        transaction = odoo_websocket_changes.Transaction(plan, backup_dir, keep, test, label)
-        transaction.fault_seam = _seam(fault)
-        ret = transaction.run()
-    ret["comment"] = f"{note} {ret['comment']}".strip()
-    return ret
+    transaction = odoo_websocket_changes.Transaction(
+        BackupStore(backup_dir), lambda: plan, keep, test, label, lock_timeout=lock_timeout
+    )
+    transaction.fault_seam = _seam(fault)
+    return transaction.run()
 
 
 def _seam(fault):

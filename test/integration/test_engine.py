@@ -14,15 +14,15 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError
 
-import odoo_websocket_backups
-import odoo_websocket_changes
+import odoo_websocket_journal
 import odoo_websocket_nginx_service
+import odoo_websocket_restore
 from engine import commands, engine_apply, spawn_engine
+from odoo_websocket_backups import BackupStore
 from rig.sandbox import Sandbox
 
-engine = odoo_websocket_changes
+engine = odoo_websocket_restore
 cli = commands()
-backups = odoo_websocket_backups
 NGINX = "/usr/sbin/nginx"
 SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
 server {{
@@ -64,7 +64,7 @@ def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
         [sandbox.site_file, sandbox.site_link, sandbox.map_file]
     )
     assert nginx_accepts(sandbox)
-    sets = backups.listing(sandbox.backup_dir)
+    sets = BackupStore(sandbox.backup_dir).listing()
     assert [s["id"] for s in sets] == [first["backup"]]
     second = apply(sandbox, site_change(sandbox))
     assert second == {
@@ -74,7 +74,7 @@ def test_change_set_applies_backs_up_and_second_run_does_nothing(sandbox):
         "backup": None,
         "verdict": None,
     }
-    assert len(backups.listing(sandbox.backup_dir)) == 1
+    assert len(BackupStore(sandbox.backup_dir).listing()) == 1
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_rejected_candidates_touch_nothing(sandbox, text, error):
     assert "nginx would reject the new configuration" in result["comment"]
     assert error in result["comment"]
     assert sandbox.fingerprint() == before
-    assert backups.listing(sandbox.backup_dir) == []
+    assert BackupStore(sandbox.backup_dir).listing() == []
 
 
 def test_test_mode_gives_the_staged_verdict_and_touches_nothing(sandbox):
@@ -105,7 +105,7 @@ def test_test_mode_gives_the_staged_verdict_and_touches_nothing(sandbox):
     bad = apply(sandbox, site_change(sandbox, text="server {\n"), test=True)
     assert bad["result"] is False and "nginx would reject" in bad["comment"]
     assert sandbox.fingerprint() == before
-    assert backups.listing(sandbox.backup_dir) == []
+    assert BackupStore(sandbox.backup_dir).listing() == []
 
 
 def test_missing_nginx_binary(sandbox):
@@ -282,12 +282,12 @@ def test_sigkill_at_each_step_is_rolled_back_by_the_next_call(sandbox, step):
     journal = os.path.join(sandbox.backup_dir, "journal.json")
     assert os.path.exists(journal) == (step != "backup")
     # Reading never recovers: the journal stays until recovery runs.
-    left = odoo_websocket_backups.pending(sandbox.backup_dir)
+    left = odoo_websocket_journal.left_notes(BackupStore(sandbox.backup_dir))
     assert ("rolls it back first" in left) == (step != "backup")
     assert os.path.exists(journal) == (step != "backup")
     # Recovery (a real run's first step, or the CLI) puts the old files back.
     engine.recover(sandbox.backup_dir)
-    listed = backups.listing(sandbox.backup_dir)
+    listed = BackupStore(sandbox.backup_dir).listing()
     assert not os.path.exists(journal)
     assert sandbox.fingerprint() == before
     assert nginx_accepts(sandbox)
@@ -359,24 +359,24 @@ def test_concurrent_runs_never_interleave(sandbox):
     first.stdin.close()
     try:
         assert stopped(first), "the first run never reached its journal"
-        sets_while_frozen = backups.sets(sandbox.backup_dir)
+        sets_while_frozen = BackupStore(sandbox.backup_dir).sets()
         second, second_payload = run_apply(sandbox, site_change(sandbox, size="4m"))
         second.stdin.write(second_payload)
         second.stdin.close()
         time.sleep(2)  # ample time for an unlocked second run to back up and write
         assert second.poll() is None
-        assert backups.sets(sandbox.backup_dir) == sets_while_frozen
+        assert BackupStore(sandbox.backup_dir).sets() == sets_while_frozen
     finally:
         os.kill(first.pid, signal.SIGCONT)
     results = [json.loads(proc.stdout.read()) for proc in (first, second)]
     for proc in (first, second):
         proc.wait(60)
     assert all(r["result"] is True for r in results), results
-    sets = backups.listing(sandbox.backup_dir)
+    sets = BackupStore(sandbox.backup_dir).listing()
     assert len(sets) == 2
     # The second run backed up exactly what the first one wrote, and won.
     assert open(sandbox.site_file).read() == SITE.format(port=80, size="4m")
-    newest = backups.manifest(sets[0]["id"], sandbox.backup_dir)
+    newest = BackupStore(sandbox.backup_dir).manifest(sets[0]["id"])
     site_entry = next(e for e in newest["files"] if e["path"] == sandbox.site_file)
     blob = open(os.path.join(sandbox.backup_dir, sets[0]["id"], site_entry["blob"])).read()
     assert blob == SITE.format(port=80, size="3m")
@@ -389,7 +389,7 @@ def test_restore_round_trip_and_undo(sandbox):
     apply(sandbox, site_change(sandbox, size="6m"))
     after_second = sandbox.fingerprint()
 
-    diff = backups.diff(first["backup"], sandbox.backup_dir)
+    diff = BackupStore(sandbox.backup_dir).diff(first["backup"])
     assert (
         "+    location / { proxy_pass http://odoo; client_max_body_size 6m; }"
         in diff[sandbox.site_file]
@@ -429,7 +429,7 @@ def test_retention_keeps_the_newest_sets_and_nothing_else_is_touched(sandbox):
     ids = [
         apply(sandbox, site_change(sandbox, size=f"{n}m"), keep=3)["backup"] for n in range(1, 6)
     ]
-    assert [s["id"] for s in backups.listing(sandbox.backup_dir)] == ids[:1:-1]
+    assert [s["id"] for s in BackupStore(sandbox.backup_dir).listing()] == ids[:1:-1]
     assert set(foreign) <= set(os.listdir(sandbox.backup_dir))
 
 
@@ -505,7 +505,7 @@ def test_backups_are_private_and_diffs_masked(sandbox):
     assert os.stat(folder).st_mode & 0o777 == 0o700
     for name in os.listdir(folder):
         assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
-    diff = backups.diff(result["backup"], sandbox.backup_dir)[sandbox.odoo_conf]
+    diff = BackupStore(sandbox.backup_dir).diff(result["backup"])[sandbox.odoo_conf]
     assert secret not in diff and "new" not in diff
     assert "admin_passwd = ********" in diff
     assert "-db_password = ********" in diff
