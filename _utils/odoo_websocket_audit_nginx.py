@@ -8,10 +8,21 @@ what it knows of Odoo (version, worker mode, ports, server names, proxy_mode)
 and of nginx (its version).
 """
 
-import re
 
 import odoo_websocket_concerns
 import odoo_websocket_nginx
+from odoo_websocket_nginx_effective import (
+    arg,
+    effective,
+    expand,
+    header_set,
+    location_for,
+    own,
+    proxy_ports,
+    seconds,
+    upstream_blocks,
+    walk,
+)
 
 # nginx speaks HTTP/1.0 to upstreams unless told otherwise before this release.
 HTTP11_DEFAULT_SINCE = (1, 29, 7)
@@ -29,8 +40,6 @@ MAP_FIX = (
 ROUTE_FIX = f"{_NGINX}: the route follows odoo:workers (set it to odoo.conf's)"
 TIMEOUT_FIX = f"{_NGINX} (nginx:proxy_timeout, default 720)"
 TREE_FIX = "edit it by hand: the formula changes nothing while the live tree fails nginx -t"
-_TIME = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
-_UNITS = dict(ms=0.001, s=1, m=60, h=3600, d=86400, w=604800, M=2592000, y=31536000)
 
 
 def finding(ident, severity, file, line, why, fix):
@@ -42,78 +51,10 @@ def _at(directive):
     return directive.get("file"), directive.get("line")
 
 
-def expand(payload):
-    """
-    The main file's directives with every include spliced in where nginx
-    reads it, each directive tagged with its ``file``.
-    """
-    configs = payload["config"]
-
-    def splice(directives, path, chain):
-        result = []
-        for directive in directives:
-            if directive["directive"] == "include":
-                for index in directive.get("includes", []):
-                    if index not in chain:  # an include loop: nginx -t dies on it
-                        config = configs[index]
-                        result.extend(splice(config["parsed"], config["file"], chain | {index}))
-                continue
-            directive = dict(directive, file=path)
-            if "block" in directive:
-                directive["block"] = splice(directive["block"], path, chain)
-            result.append(directive)
-        return result
-
-    return splice(configs[0]["parsed"], configs[0]["file"], frozenset({0})) if configs else []
-
-
-def _walk(directives, parents=()):
-    for directive in directives:
-        yield directive, parents
-        if "block" in directive:
-            yield from _walk(directive["block"], parents + (directive["directive"],))
-
-
-def _own(block, name):
-    return [d for d in block.get("block", []) if d["directive"] == name]
-
-
-def _arg(directive, index, default=""):
-    args = directive["args"] if directive else []
-    return args[index] if len(args) > index else default
-
-
-def _effective(levels, name):
-    """NAME as nginx applies it: the last one of the innermost of LEVELS setting it."""
-    for level in levels:
-        found = _own(level, name)
-        if found:
-            return found[-1]
-    return None
-
-
-def _headers(levels):
-    """proxy_set_header as nginx applies it: the innermost level that has any
-    gives the whole set (a location with one inherits none from its server)."""
-    for level in levels:
-        found = _own(level, "proxy_set_header")
-        if found:
-            return {_arg(d, 0).lower(): d for d in found}
-    return {}
-
-
-def seconds(value):
-    """An nginx time (``30``, ``90s``, ``1m30s``, ``500ms``) in seconds, or None."""
-    parts = _TIME.findall(value or "")
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    return sum(int(number) * _UNITS[unit or "s"] for number, unit in parts)
-
-
 def _map_findings(tree):
     """maps outside http (nginx -t fails) and variables mapped twice (it does not)."""
     found, by_variable = [], {}
-    for directive, parents in _walk(tree):
+    for directive, parents in walk(tree):
         if directive["directive"] != "map" or len(directive["args"]) < 2:
             continue
         if parents not in (("http",), ("stream",)):
@@ -137,13 +78,6 @@ def _map_findings(tree):
     return found
 
 
-def _upstreams(http):
-    found = {}
-    for directive in _own(http, "upstream"):
-        found.setdefault(_arg(directive, 0), []).append(directive)
-    return found
-
-
 def _upstream_findings(upstreams):
     found = []
     for name, blocks in upstreams.items():
@@ -156,64 +90,13 @@ def _upstream_findings(upstreams):
     return found
 
 
-def _address_port(address, default=80):
-    """The port of ADDRESS (host, host:port, [v6]:port); None for unix sockets."""
-    if address.startswith("unix:"):
-        return None
-    tail = address.rsplit("]", 1)[-1]
-    if ":" not in tail:
-        return default
-    port = tail.rsplit(":", 1)[1]
-    return int(port) if port.isdigit() else None
-
-
-def _proxy_ports(proxy_pass, upstreams):
-    """The ports PROXY_PASS reaches; None when nginx only knows at run time."""
-    match = re.match(r"^(https?)://([^/]+)", _arg(proxy_pass, 0))
-    if not match or "$" in match.group(2):
-        return None
-    default = 443 if match.group(1) == "https" else 80
-    authority = match.group(2)
-    if authority in upstreams:
-        servers = [_arg(s, 0) for u in upstreams[authority] for s in _own(u, "server")]
-    else:
-        servers = [authority]
-    ports = {_address_port(server, default) for server in servers} - {None}
-    return ports or None
-
-
-def _location_for(server, path):
-    """The top-level location nginx picks for PATH: exact, else the longest
-    prefix when it is ^~, else the first regex that matches, else that prefix."""
-    prefixes, regexes = [], []
-    for location in _own(server, "location"):
-        modifier, uri = (
-            (_arg(location, 0), _arg(location, 1))
-            if len(location["args"]) > 1
-            else ("", _arg(location, 0))
-        )
-        if modifier == "=" and uri == path:
-            return location
-        if modifier in ("~", "~*"):
-            try:
-                regexes.append((location, re.compile(uri, re.I if modifier == "~*" else 0)))
-            except re.error:  # PCRE only: nginx decides, not us
-                continue
-        elif modifier in ("", "^~") and path.startswith(uri):
-            prefixes.append((len(uri), modifier, location))
-    best = max(prefixes, key=lambda prefix: prefix[0], default=None)
-    if best and best[1] == "^~":
-        return best[2]
-    return next((loc for loc, regex in regexes if regex.search(path)), best[2] if best else None)
-
-
 def _sites(payload, tree, context):
     """The server blocks nginx uses for the pillar's names, and findings on
     names no block answers or that two blocks answer."""
     answering = odoo_websocket_nginx.answering
     servers = {
         _at(d): d
-        for d, parents in _walk(tree)
+        for d, parents in walk(tree)
         if d["directive"] == "server" and parents and parents[-1] == "http"
     }
     used, found = [], []
@@ -245,19 +128,19 @@ def _sites(payload, tree, context):
 def _location_findings(location, server, http):
     """A hard-coded Connection, and server-level headers the location's own drop."""
     found = []
-    connection = _headers((location, server, http)).get("connection")
-    if connection is not None and _arg(connection, 1).lower() == "upgrade":
+    connection = header_set((location, server, http)).get("connection")
+    if connection is not None and arg(connection, 1).lower() == "upgrade":
         why = (
             "Connection: upgrade is hard-coded, so every request of this location, plain page "
             "loads included, goes out as an upgrade; a map of $http_upgrade sends 'close' to "
             "requests that are not websockets"
         )
         found.append(finding("hardcoded-connection", "warning", *_at(connection), why, MAP_FIX))
-    own = {_arg(d, 0).lower() for d in _own(location, "proxy_set_header")}
-    outer = next((level for level in (server, http) if _own(level, "proxy_set_header")), None)
-    lost = [d for d in _own(outer or {}, "proxy_set_header") if _arg(d, 0).lower() not in own]
+    mine = {arg(d, 0).lower() for d in own(location, "proxy_set_header")}
+    outer = next((level for level in (server, http) if own(level, "proxy_set_header")), None)
+    lost = [d for d in own(outer or {}, "proxy_set_header") if arg(d, 0).lower() not in mine]
     if own and lost:
-        names = ", ".join(f"{_arg(d, 0)} ({d['file']}:{d['line']})" for d in lost)
+        names = ", ".join(f"{arg(d, 0)} ({d['file']}:{d['line']})" for d in lost)
         why = (
             f"this location sets proxy_set_header of its own, so nginx drops the "
             f"{outer['directive']} level's {names} here"
@@ -281,7 +164,7 @@ def _stale_route(location, context):
 
 def _route_findings(location, proxy_pass, upstreams, path, context):
     """The bus sent to a port that does not serve it in Odoo's worker mode."""
-    ports = _proxy_ports(proxy_pass, upstreams)
+    ports = proxy_ports(proxy_pass, upstreams)
     workers = context["workers"]
     want = context["evented_port"] if workers > 0 else context["http_port"]
     if ports is None or ports == {want}:
@@ -303,8 +186,8 @@ def _route_findings(location, proxy_pass, upstreams, path, context):
 
 def _timeout_findings(location, levels, path, context):
     """A read timeout that cuts an idle websocket (or a long poll) short."""
-    directive = _effective(levels, "proxy_read_timeout")
-    value = seconds(_arg(directive, 0)) if directive else 60
+    directive = effective(levels, "proxy_read_timeout")
+    value = seconds(arg(directive, 0)) if directive else 60
     if value is None or value >= 60:
         return []
     if context["major"] >= 16:
@@ -315,7 +198,7 @@ def _timeout_findings(location, levels, path, context):
     severity = "error" if value <= beat else "warning"
     margin = "" if severity == "error" else " (a thin margin: 60 s or more is safe)"
     why = (
-        f"proxy_read_timeout {_arg(directive, 0)} applies to {path}: nginx cuts it after "
+        f"proxy_read_timeout {arg(directive, 0)} applies to {path}: nginx cuts it after "
         f"that long without data from Odoo, and {holds}{margin}"
     )
     return [finding("read-timeout-short", severity, *_at(directive), why, TIMEOUT_FIX)]
@@ -324,7 +207,7 @@ def _timeout_findings(location, levels, path, context):
 def _upgrade_findings(location, headers, maps):
     """Upgrade and Connection: hop-by-hop, nginx passes them only when told."""
     found, upgrade = [], headers.get("upgrade")
-    if not _arg(upgrade, 1):
+    if not arg(upgrade, 1):
         why = (
             "Upgrade is hop-by-hop: nginx drops it unless told (proxy_set_header Upgrade "
             "$http_upgrade), and Odoo answers 400 (Empty or missing header(s): upgrade)"
@@ -335,7 +218,7 @@ def _upgrade_findings(location, headers, maps):
 
 def _connection_findings(location, header, maps):
     """Connection must reach Odoo as 'upgrade' on a websocket request."""
-    value, where = _arg(header, 1).lower(), _at(header or location)
+    value, where = arg(header, 1).lower(), _at(header or location)
     # A literal upgrade works (hardcoded-connection says what it costs); the
     # client's own $http_connection carries the browser's "Upgrade".
     if value == "upgrade" or value.startswith("$http_") or maps.get(value) == "$http_upgrade":
@@ -363,7 +246,7 @@ def _host_origin_findings(location, headers, context):
     found = []
     host, origin = headers.get("host"), headers.get("origin")
     restored = "x-forwarded-host" in headers and context["proxy_mode"]
-    if host is not None and not _arg(host, 1):
+    if host is not None and not arg(host, 1):
         why = 'proxy_set_header Host "" removes Host: Odoo answers 400 (Empty or missing header(s))'
         found.append(finding("host-not-forwarded", "error", *_at(host), why, SITE_FIX))
     elif host is None and not restored:
@@ -374,7 +257,7 @@ def _host_origin_findings(location, headers, context):
         )
         fix = f"{SITE_FIX}; state {_ODOO} (proxy_mode = True)"
         found.append(finding("host-not-forwarded", "warning", *_at(location), why, fix))
-    if origin is not None and not _arg(origin, 1):
+    if origin is not None and not arg(origin, 1):
         why = (
             'proxy_set_header Origin "" removes the browser\'s Origin: Odoo answers 400 '
             "(Empty or missing header(s): origin)"
@@ -386,9 +269,9 @@ def _host_origin_findings(location, headers, context):
 def _passthrough_findings(location, levels, context):
     """What keeps nginx from passing the handshake and the switch through."""
     found = []
-    version, nginx = _effective(levels, "proxy_http_version"), context["nginx_version"]
+    version, nginx = effective(levels, "proxy_http_version"), context["nginx_version"]
     old = nginx is None or tuple(nginx) < HTTP11_DEFAULT_SINCE
-    if _arg(version, 0) == "1.0" or (version is None and old):
+    if arg(version, 0) == "1.0" or (version is None and old):
         known = "nginx " + ".".join(map(str, nginx)) if nginx else "nginx (version unknown)"
         how = "proxy_http_version 1.0" if version else f"{known} speaks HTTP/1.0 to upstreams"
         why = (
@@ -396,15 +279,15 @@ def _passthrough_findings(location, levels, context):
         )
         fix = f"{SITE_FIX} (proxy_http_version 1.1)"
         found.append(finding("http-version-1.0", "error", *_at(version or location), why, fix))
-    ssi = _effective(levels, "ssi")
-    if _arg(ssi, 0) == "on":
+    ssi = effective(levels, "ssi")
+    if arg(ssi, 0) == "on":
         why = (
             "ssi on applies here: nginx's SSI filter takes Odoo's 101 Switching Protocols "
             "(sent as text/html) for a page to parse and swallows the upgrade"
         )
         found.append(finding("ssi-on", "error", *_at(ssi), why, f"ssi off here; {SITE_FIX}"))
-    dropped = _effective(levels, "proxy_pass_request_headers")
-    if _arg(dropped, 0) == "off":
+    dropped = effective(levels, "proxy_pass_request_headers")
+    if arg(dropped, 0) == "off":
         why = (
             "proxy_pass_request_headers off drops the browser's Origin, Sec-WebSocket-Key "
             "and Sec-WebSocket-Version: Odoo answers 400"
@@ -416,14 +299,14 @@ def _passthrough_findings(location, levels, context):
 def _server_findings(server, http, upstreams, maps, context):
     """Findings on one server block nginx uses for the site's names."""
     found = []
-    for location in _own(server, "location"):
-        if _own(location, "proxy_pass"):
+    for location in own(server, "location"):
+        if own(location, "proxy_pass"):
             found += _location_findings(location, server, http)
         found += _stale_route(location, context)
     # The bus's request path: /websocket, or a long poll at /longpolling/poll.
     path = "/websocket" if context["major"] >= 16 else "/longpolling/poll"
-    location = _location_for(server, path)
-    proxy_pass = _own(location, "proxy_pass") if location else []
+    location = location_for(server, path)
+    proxy_pass = own(location, "proxy_pass") if location else []
     if not proxy_pass:
         why = f"no location here proxies {path} to Odoo: nginx serves it from disk (404)"
         return [
@@ -434,7 +317,7 @@ def _server_findings(server, http, upstreams, maps, context):
     found += _route_findings(location, proxy_pass[-1], upstreams, path, context)
     found += _timeout_findings(location, levels, path, context)
     if context["major"] >= 16:
-        headers = _headers(levels)
+        headers = header_set(levels)
         found += _upgrade_findings(location, headers, maps)
         found += _host_origin_findings(location, headers, context)
         found += _passthrough_findings(location, levels, context)
@@ -454,11 +337,11 @@ def findings(payload, context):
         found.append(finding("nginx-unparsable", "error", *_at(error), why, TREE_FIX))
     tree = expand(payload)
     http = next((d for d in tree if d["directive"] == "http"), {"block": []})
-    upstreams = _upstreams(http)
+    upstreams = upstream_blocks(http)
     found += _map_findings(tree) + _upstream_findings(upstreams)
     servers, site_findings = _sites(payload, tree, context)
     found += site_findings
-    maps = {_arg(d, 1).lower(): _arg(d, 0).lower() for d in _own(http, "map")}
+    maps = {arg(d, 1).lower(): arg(d, 0).lower() for d in own(http, "map")}
     for server in servers:
         found += _server_findings(server, http, upstreams, maps, context)
     return found

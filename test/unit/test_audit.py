@@ -16,6 +16,7 @@ import odoo_websocket_audit
 import odoo_websocket_audit_nginx
 import odoo_websocket_compose
 import odoo_websocket_nginx
+import odoo_websocket_nginx_effective
 import odoo_websocket_odoo_conf
 from mapdata import rendered_settings
 from rig.field import HARDCODED, ODOO_SAMPLE
@@ -458,7 +459,7 @@ def test_compose_ranges_and_random_host_ports(host):
      ("10 s", None), ("", None)],
 )  # fmt: skip
 def test_nginx_times(text, value):
-    assert audit_nginx.seconds(text) == value
+    assert odoo_websocket_nginx_effective.seconds(text) == value
 
 
 def test_the_table_the_cli_prints(host):
