@@ -8,7 +8,6 @@ what it knows of Odoo (version, worker mode, ports, server names, proxy_mode)
 and of nginx (its version).
 """
 
-
 import odoo_websocket_concerns
 import odoo_websocket_nginx
 from odoo_websocket_nginx_effective import (

@@ -9,7 +9,6 @@ on the host's addresses, which would let browsers bypass nginx.
 
 import html
 import http.client
-import ipaddress
 import json
 import re
 import socket
@@ -22,8 +21,9 @@ try:
 except ImportError:  # odoo_websocket_minion.missing_message says so
     pass
 
-import salt.utils.network
 from salt.exceptions import SaltInvocationError
+
+import odoo_websocket_exposure
 
 # Odoo does not always answer a subscribe with no channels: silence this long is OK.
 SUBSCRIBE_WAIT = 1.0
@@ -242,62 +242,6 @@ def handshake(
     raise SaltInvocationError(f"realtime_path must be /websocket or /longpolling: {realtime_path}")
 
 
-def _as_list(value):
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return list(value)
-
-
-def _host_addresses():
-    """This host's addresses a remote browser could use: not loopback, and not
-    IPv6 link-local (unusable without a scope)."""
-    # One `ip addr` for both families (network.ip_addrs and ip_addrs6 run one each).
-    interfaces = salt.utils.network.interfaces().values()
-    found = [
-        entry.get("address", "")
-        for interface in interfaces
-        for family in ("inet", "inet6")
-        for entry in interface.get(family, [])
-    ]
-    addresses = []
-    for text in found:
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            continue
-        if ip.is_loopback or (ip.version == 6 and ip.is_link_local):
-            continue
-        if text not in addresses:
-            addresses.append(text)
-    return addresses
-
-
-def _accepts(address, port, timeout):
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((address, int(port)))
-        except OSError:
-            return False
-    return True
-
-
-def exposed_ports(ports, addresses=None, timeout=1):
-    """
-    The ``{"address", "port"}`` pairs among ADDRESSES x PORTS that accept a TCP
-    connection. ADDRESSES defaults to this host's non-loopback addresses, so a
-    hit means Odoo answers there without nginx.
-    """
-    addresses = _host_addresses() if addresses is None else _as_list(addresses)
-    return [
-        {"address": address, "port": int(port)}
-        for address in addresses
-        for port in _as_list(ports)
-        if _accepts(address, port, timeout)
-    ]
-
-
 _REDIRECT = re.compile(r"https://([^/:?#]+)(?::(\d+))?(?:[/?#]|$)", re.IGNORECASE)
 
 
@@ -335,18 +279,7 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
     if moved:
         detail = f"http://{server_name} redirects browsers to https on port {port}"
         checks.append({"name": "redirect", "ok": True, "detail": detail})
-    addresses = _host_addresses() if addresses is None else _as_list(addresses)
-    exposed = exposed_ports(odoo_ports, addresses, timeout=min(timeout, 1))
-    bypass = "Odoo port {port} answers on {address}: browsers can bypass nginx"
-    for hit in exposed:
-        checks.append(
-            {"name": f"Odoo port {hit['port']}", "ok": False, "detail": bypass.format(**hit)}
-        )
-    if not exposed:
-        where = ", ".join(addresses) or "(no non-loopback address)"
-        checks.append(
-            {"name": "Odoo ports", "ok": True, "detail": f"Odoo ports not reachable on {where}"}
-        )
+    checks += odoo_websocket_exposure.checks(odoo_ports, addresses, timeout=min(timeout, 1))
     ok = all(item["ok"] for item in checks)
     return {"ok": ok, "checks": checks, "latency_ms": shake["latency_ms"]}
 

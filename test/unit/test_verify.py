@@ -15,6 +15,7 @@ import time
 import pytest
 from websockets.sync.server import serve
 
+import odoo_websocket_exposure
 import odoo_websocket_verify as verify
 from rig.sandbox import REPO
 
@@ -325,7 +326,9 @@ def test_unknown_realtime_path_is_refused():
 def test_exposed_ports_finds_only_listening_ports():
     with socket.create_server(("127.0.0.1", 0)) as server:
         open_port, closed_port = server.getsockname()[1], free_port()
-        found = verify.exposed_ports([open_port, closed_port], addresses=["127.0.0.1"])
+        found = odoo_websocket_exposure.exposed_ports(
+            [open_port, closed_port], addresses=["127.0.0.1"]
+        )
     assert found == [{"address": "127.0.0.1", "port": open_port}]
 
 
@@ -336,7 +339,9 @@ def test_exposed_ports_over_ipv6():
         pytest.skip("no IPv6 loopback here")
     with server:
         port = server.getsockname()[1]
-        assert verify.exposed_ports([port], addresses="::1") == [{"address": "::1", "port": port}]
+        assert odoo_websocket_exposure.exposed_ports([port], addresses="::1") == [
+            {"address": "::1", "port": port}
+        ]
 
 
 def _interfaces(inet, inet6):
@@ -352,12 +357,12 @@ def _interfaces(inet, inet6):
 
 def test_default_addresses_skip_loopback_and_link_local(monkeypatch):
     found = _interfaces(["10.1.2.3", "127.0.0.1"], ["::1", "fe80::1", "2001:db8::5"])
-    monkeypatch.setattr(verify.salt.utils.network, "interfaces", lambda: found())
-    assert verify._host_addresses() == ["10.1.2.3", "2001:db8::5"]
+    monkeypatch.setattr(odoo_websocket_exposure.salt.utils.network, "interfaces", lambda: found())
+    assert odoo_websocket_exposure.host_addresses() == ["10.1.2.3", "2001:db8::5"]
     # Only loopback: nothing to try, even with a port listening there.
     found = _interfaces(["127.0.0.1"], ["::1"])
     with socket.create_server(("127.0.0.1", 0)) as server:
-        assert verify.exposed_ports([server.getsockname()[1]]) == []
+        assert odoo_websocket_exposure.exposed_ports([server.getsockname()[1]]) == []
 
 
 # -- verdicts --------------------------------------------------------------
