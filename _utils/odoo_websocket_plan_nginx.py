@@ -13,6 +13,7 @@ import os
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import odoo_websocket_adopt
+import odoo_websocket_adopt_location
 import odoo_websocket_capacity
 import odoo_websocket_concerns
 import odoo_websocket_files
@@ -41,7 +42,8 @@ def live_verify(settings):
         names = {n.lower() for n in instance["nginx"]["server_name"]}
         files = {b["real"] for b in blocks if names & set(b["names"]) and not b["redirect"]}
         text = odoo_websocket_files.read(next(iter(files))) if len(files) == 1 else None
-        if text and not _own_site(next(iter(files))) and odoo_websocket_adopt.adopted(text):
+        adopted = text and odoo_websocket_adopt_location.adopted(text)
+        if adopted and not _own_site(next(iter(files))):
             _verify_where(plan, odoo_websocket_nginx_text.listens(text, sorted(names)), name)
     return plan["verify"]
 
@@ -197,7 +199,8 @@ def _left_adopted(payload, sites, instances, plan):
         if not found or real in targets:
             continue
         ours = odoo_websocket_sites.ours(real, [config["file"]], {os.path.dirname(real)})
-        if not ours and odoo_websocket_adopt.adopted(odoo_websocket_files.read(real) or ""):
+        text = odoo_websocket_files.read(real) or ""
+        if not ours and odoo_websocket_adopt_location.adopted(text):
             plan["errors"].append(
                 f"{config['file']} carries the formula's websocket proxying (upstream "
                 f"{', '.join(found)}) from an earlier run that adopted it, for names "
