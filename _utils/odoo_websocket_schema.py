@@ -1,7 +1,8 @@
 """
-The pillar schema of the odoo_websocket formula: every key's type and rule,
-the cross-key rules, and :py:func:`validate`, which names each bad key and
-the rule it breaks. Pure: no file or network I/O.
+The pillar schema of the odoo_websocket formula: every key's rule (the
+rules themselves in ``odoo_websocket_rules``), the cross-key rules, and
+:py:func:`validate`, which names each bad key and the rule it breaks. Pure:
+no file or network I/O.
 
 ``odoo_websocket_settings.settings`` validates with it while map.jinja
 renders, so a bad pillar stops the run before any state touches a file.
@@ -9,274 +10,90 @@ renders, so a bad pillar stops the run before any state touches a file.
 
 import difflib
 import ipaddress
-import posixpath
-import re
 import unicodedata
 
 import odoo_websocket_names
+import odoo_websocket_rules as rules
 
-# Characters that would let a value inject nginx directives or break a path.
-_UNSAFE = re.compile(r"""[\s;{}'"$\\`]""")
-# Used with fullmatch: a '$' anchor would accept a trailing newline.
-_OPTION_KEY = re.compile(r"[a-z_][a-z0-9_]*")
-_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][A-Za-z0-9.+!-]*")
-_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
-# An nginx time for "expires" (seconds when bare), or max.
-_EXPIRES = re.compile(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|M|y)?|max")
-_VERSION = re.compile(r"([0-9]+)(\.[0-9]+)?")
 # Longest string any key accepts: long values never reach a regex or nginx.
 MAX_LENGTH = 4096
 # Unicode categories refused in every string: control (NUL, newlines, escape),
 # format (bidi overrides, zero-width, BOM) and line/paragraph separators.
 _CONTROL_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
-# Folders other tools share: never a backup:dir (its sets are pruned there).
-SHARED_FOLDERS = frozenset(
-    "/ /bin /boot /dev /dev/shm /etc /etc/nginx /home /lib /lib64 /media /mnt /opt "
-    "/proc /root /run /run/lock /sbin /srv /sys /tmp /usr /usr/lib /usr/local "
-    "/usr/share /var /var/backups /var/cache /var/lib /var/local /var/lock /var/log "
-    "/var/mail /var/opt /var/run /var/spool /var/tmp".split()
-)
-
-# Options the formula itself writes to odoo.conf: extra_options may not set them.
-MANAGED_OPTIONS = (
-    "proxy_mode",
-    "workers",
-    "http_port",
-    "xmlrpc_port",
-    "gevent_port",
-    "longpolling_port",
-    "http_interface",
-)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _port(value):
-    if not _is_int(value) or not 1 <= value <= 65535:
-        return "must be an integer from 1 to 65535"
-
-
-def _count(minimum):
-    def rule(value):
-        if not _is_int(value) or value < minimum:
-            return f"must be an integer >= {minimum}"
-
-    return rule
-
-
-def _boolean(value):
-    if not isinstance(value, bool):
-        return "must be true or false"
-
-
-def _token(value):
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    if _UNSAFE.search(value):
-        return "must not contain whitespace, ';', '{', '}', quotes, '$', '\\' or '`'"
-
-
-def _path(value):
-    problem = _token(value)
-    if problem:
-        return problem.replace("non-empty string", "non-empty absolute path")
-    if not value.startswith("/"):
-        return "must be an absolute path"
-
-
-def _optional_port(value):
-    if value is None:
-        return None
-    return _port(value)
-
-
-def _optional_path(value):
-    if value == "":
-        return None
-    return _path(value)
-
-
-def _server_names(value):
-    problem = _list_of(odoo_websocket_names.server_name, allow_empty=False)(value)
-    return problem or odoo_websocket_names.duplicate_server_name(value)
-
-
-def _backup_dir(value):
-    problem = _path(value)
-    if problem:
-        return problem
-    folder = posixpath.normpath(re.sub("/+", "/", value))
-    if folder in SHARED_FOLDERS:
-        return (
-            "must be a folder of the formula's own, e.g. /var/backups/odoo_websocket, "
-            f"not the shared folder {folder}"
-        )
-
-
-def _upstream(value):
-    if not isinstance(value, str) or not _UPSTREAM_NAME.fullmatch(value):
-        return "must be a name of letters, digits, '_', '.' or '-'"
-
-
-def _size(value):
-    if not _SIZE.fullmatch(str(value)) or isinstance(value, bool):
-        return "must be a size like 64m, 512k or 1g"
-
-
-def _expires(value):
-    if value == "":
-        return None
-    if isinstance(value, bool) or not _EXPIRES.fullmatch(str(value)):
-        return "must be an nginx time like 24h, 7d or 864000, max, or empty (no static location)"
-
-
-def _keepalive(value):
-    if not _is_int(value) or not 0 <= value <= 1024:
-        return "must be an integer from 0 (off) to 1024"
-
-
-def _version(value):
-    if isinstance(value, bool) or not _VERSION.fullmatch(str(value)):
-        return "must be an Odoo version like '17.0'"
-    if int(_VERSION.fullmatch(str(value)).group(1)) < 8:
-        return "must be Odoo 8.0 or later"
-
-
-def _command(value):
-    if not isinstance(value, str) or "\n" in value:
-        return "must be a one-line shell command (empty for the default)"
-
-
-def _choice(*choices):
-    def rule(value):
-        if value not in choices:
-            return "must be one of: " + ", ".join(choices)
-
-    return rule
-
-
-def _list_of(rule, allow_empty=True):
-    def check(value):
-        if not isinstance(value, list):
-            return "must be a list"
-        if not value and not allow_empty:
-            return "must list at least one entry"
-        for item in value:
-            problem = rule(item)
-            if problem:
-                return f"every entry {problem} (bad entry: {item!r})"
-
-    return check
-
-
-def _extra_options(value):
-    if not isinstance(value, dict):
-        return "must be a mapping of odoo.conf option to value"
-    for key, item in value.items():
-        if not isinstance(key, str) or not _OPTION_KEY.fullmatch(key):
-            return f"option name {key!r} must be lower-case letters, digits and '_'"
-        if key in MANAGED_OPTIONS:
-            return (
-                f"option {key!r} is set by the formula itself; use its own key "
-                "(odoo_websocket:odoo:...)"
-            )
-        # Values are never echoed: they may be passwords.
-        if item is None or isinstance(item, (dict, list)):
-            return f"value of {key!r} must be a string, number or boolean"
-        if "\n" in str(item) or "\r" in str(item):
-            return f"value of {key!r} must be on one line"
-
-
-def _mapping(value):
-    if not isinstance(value, dict):
-        return "must be a mapping"
-
-
-def _requirement(value):
-    if not isinstance(value, str) or not _REQUIREMENT.fullmatch(value):
-        return "must be a pinned pip requirement like crossplane==0.5.8"
-
-
-def _option_name(value):
-    if not isinstance(value, str) or not _OPTION_KEY.fullmatch(value):
-        return "must be an odoo.conf option name"
 
 
 SCHEMA = {
-    "deployment": _choice("docker", "native"),
+    "deployment": rules.choice("docker", "native"),
     "odoo": {
-        "version": _version,
+        "version": rules.version,
         "host": odoo_websocket_names.host,
-        "http_port": _port,
-        "gevent_port": _port,
-        "workers": _count(0),
+        "http_port": rules.port,
+        "gevent_port": rules.port,
+        "workers": rules.count(0),
         "http_interface": odoo_websocket_names.ip,
         "config": {
-            "enabled": _boolean,
-            "file": _path,
-            "restart_cmd": _command,
-            "extra_options": _extra_options,
-            "secret_keys": _list_of(_option_name),
+            "enabled": rules.boolean,
+            "file": rules.path,
+            "restart_cmd": rules.command,
+            "extra_options": rules.extra_options,
+            "secret_keys": rules.list_of(rules.option_name),
         },
     },
     "nginx": {
-        "enabled": _boolean,
-        "binary": _path,
-        "conf_file": _path,
-        "map_file": _path,
-        "site_file": _path,
-        "site_link": _optional_path,
-        "reload": _boolean,
-        "restart": _boolean,
-        "start": _boolean,
-        "server_name": _server_names,
-        "http_port": _port,
-        "listen_addresses": _list_of(odoo_websocket_names.listen_address),
-        "existing_site": _choice("adopt", "fail", "keep"),
-        "upstream_http": _upstream,
-        "upstream_evented": _upstream,
-        "proxy_timeout": _count(60),
-        "client_max_body_size": _size,
-        "static_expires": _expires,
-        "upstream_keepalive": _keepalive,
-        "max_sessions": _count(0),
-        "database_manager_allow": _list_of(odoo_websocket_names.allowed_client),
+        "enabled": rules.boolean,
+        "binary": rules.path,
+        "conf_file": rules.path,
+        "map_file": rules.path,
+        "site_file": rules.path,
+        "site_link": rules.optional_path,
+        "reload": rules.boolean,
+        "restart": rules.boolean,
+        "start": rules.boolean,
+        "server_name": rules.server_names,
+        "http_port": rules.port,
+        "listen_addresses": rules.list_of(odoo_websocket_names.listen_address),
+        "existing_site": rules.choice("adopt", "fail", "keep"),
+        "upstream_http": rules.upstream,
+        "upstream_evented": rules.upstream,
+        "proxy_timeout": rules.count(60),
+        "client_max_body_size": rules.size,
+        "static_expires": rules.expires,
+        "upstream_keepalive": rules.keepalive,
+        "max_sessions": rules.count(0),
+        "database_manager_allow": rules.list_of(odoo_websocket_names.allowed_client),
         "tls": {
-            "enabled": _boolean,
-            "port": _port,
-            "certificate": _optional_path,
-            "certificate_key": _optional_path,
-            "hsts": _boolean,
+            "enabled": rules.boolean,
+            "port": rules.port,
+            "certificate": rules.optional_path,
+            "certificate_key": rules.optional_path,
+            "hsts": rules.boolean,
         },
     },
     "backup": {
-        "dir": _backup_dir,
-        "keep": _count(1),
-        "lock_timeout": _count(1),
+        "dir": rules.backup_dir,
+        "keep": rules.count(1),
+        "lock_timeout": rules.count(1),
     },
     "verify": {
-        "enabled": _boolean,
-        "timeout": _count(1),
-        "rollback": _boolean,
+        "enabled": rules.boolean,
+        "timeout": rules.count(1),
+        "rollback": rules.boolean,
     },
     "compose": {
-        "enabled": _boolean,
-        "file": _path,
-        "service": _upstream,
+        "enabled": rules.boolean,
+        "file": rules.path,
+        "service": rules.upstream,
         "bind_address": odoo_websocket_names.ip,
-        "published_http_port": _optional_port,
-        "published_gevent_port": _optional_port,
-        "recreate_cmd": _command,
+        "published_http_port": rules.optional_port,
+        "published_gevent_port": rules.optional_port,
+        "recreate_cmd": rules.command,
     },
     "dependencies": {
-        "pip_packages": _list_of(_requirement),
-        "pip_bin_env": _optional_path,
+        "pip_packages": rules.list_of(rules.requirement),
+        "pip_bin_env": rules.optional_path,
     },
     # Each instance's keys: odoo_websocket_instances, then this schema again.
-    "instances": _mapping,
+    "instances": rules.mapping,
 }
 
 # Values never repeated in an error message.
