@@ -35,11 +35,13 @@ INTERFACE_FIX = f"state {_ODOO} (writes http_interface = odoo:http_interface)"
 _ANYWHERE = ("", "0.0.0.0", "::", "[::]")
 
 
-def _finding(ident, severity, file, line, why, fix):
-    return {"id": ident, "severity": severity, "file": file, "line": line, "why": why, "fix": fix}
+_finding = odoo_websocket_audit_nginx.finding  # one shape for every finding
 
 
 def _read(path):
+    """A host file as the audit reads it: whatever it can (undecodable bytes
+    replaced, an unreadable file None), since it reports and never writes
+    (``odoo_websocket_files.read`` keeps bytes exact for the planner)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
