@@ -249,8 +249,31 @@ def _within(path, folder):
     return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
-def _materialize(change, path):
-    """Write CHANGE at PATH inside a private copy (never through a link)."""
+def _copy_tree(conf_dir, copy):
+    """CONF_DIR copied to COPY, links kept, except a link to a folder outside
+    CONF_DIR (``snippets -> /srv/shared/snippets``): that folder is copied in
+    its place, so that writing the candidate never reaches the live folder
+    (the copy is bound over CONF_DIR, where links inside it stay right)."""
+    shutil.copytree(conf_dir, copy, symlinks=True)
+    origins = {copy: os.path.realpath(conf_dir)}  # each copied folder: where it came from
+    for folder, folders, _ in os.walk(copy):
+        for name in folders:  # os.walk lists links to folders among folders
+            path = os.path.join(folder, name)
+            real = os.path.realpath(os.path.join(conf_dir, os.path.relpath(path, copy)))
+            if not os.path.islink(path) or _within(real, origins[copy]):
+                continue
+            above = [origin for where, origin in origins.items() if _within(path, where)]
+            if any(_within(origin, real) for origin in above):
+                continue  # a loop of links stays a link: _materialize never writes through it
+            os.unlink(path)
+            shutil.copytree(real, path, symlinks=True)  # walked next: its own links too
+            origins[path] = real
+
+
+def _materialize(change, path, copy):
+    """Write CHANGE at PATH inside the private COPY (never through a link)."""
+    if not _within(os.path.realpath(os.path.dirname(path)), os.path.realpath(copy)):
+        raise OSError(f"{change['path']} would be staged outside the private copy")
     if os.path.lexists(path):
         os.unlink(path)
     if change["kind"] == "link":
@@ -290,9 +313,10 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
     stage = tempfile.mkdtemp(prefix="odoo_websocket-stage.")
     try:
         copy = os.path.join(stage, "tree")
-        shutil.copytree(conf_dir, copy, symlinks=True)
+        _copy_tree(conf_dir, copy)
         for change in changes:
-            _materialize(change, os.path.join(copy, os.path.relpath(change["path"], conf_dir)))
+            staged = os.path.join(copy, os.path.relpath(change["path"], conf_dir))
+            _materialize(change, staged, copy)
         args = [copy, conf_dir, binary, conf_file, sys.executable, _PARSE_SCRIPT]
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", _STAGE_SCRIPT, "stage"]

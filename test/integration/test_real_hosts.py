@@ -1,0 +1,92 @@
+"""The shapes production hosts have (issue 23's fault suite): each finding of
+the adversarial review as a test on a sandbox served by real nginx, through
+the change engine or the operator's commands. docs/fault-matrix.md lists
+each with its outcome."""
+
+import contextlib
+import os
+import subprocess
+
+from engine import commands, engine_apply
+
+cli = commands()
+NGINX = "/usr/sbin/nginx"
+
+
+def tree(folder):
+    """Every path under FOLDER with its bytes (links by target)."""
+    found = {}
+    for root, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                found[path] = "-> " + os.readlink(path)
+            elif os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    found[path] = handle.read()
+    return found
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """FOLDER read-only even for root (a read-only bind mount), for the block."""
+    subprocess.run(["mount", "--bind", folder, folder], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def linked_snippets(box, tmp_path):
+    """nginx's snippets/ as an absolute link to a shared folder outside the
+    tree (configs on a shared or versioned path), included in http."""
+    shared = tmp_path / "shared-snippets"
+    shared.mkdir()
+    (shared / "existing.conf").write_text("# the shared folder's own file\n")
+    os.symlink(str(shared), os.path.join(box.nginx_dir, "snippets"))
+    box.write(os.path.join(box.nginx_dir, "conf.d/snippets.conf"),
+              f"include {box.nginx_dir}/snippets/*.conf;\n")  # fmt: skip
+    return str(shared), os.path.join(box.nginx_dir, "snippets", "odoo.conf")
+
+
+# -- 1. staging never writes outside its private copy ------------------------
+
+
+def test_the_staged_check_never_writes_through_a_linked_folder(sandbox, tmp_path):
+    shared, candidate = linked_snippets(sandbox, tmp_path)
+    before = tree(shared)
+    good = cli.stage_check(candidate, "# the formula's\n", sandbox.conf_file, NGINX)
+    assert good["ok"] is True, good
+    assert tree(shared) == before  # nothing written into the live shared folder
+    # The candidate is what nginx judged: a broken one is caught, at its path.
+    bad = cli.stage_check(candidate, "server {\n", sandbox.conf_file, NGINX)
+    assert bad["ok"] is False and bad["errors"][0]["file"] == candidate, bad
+    assert tree(shared) == before
+
+
+def test_staging_works_with_the_live_linked_folder_read_only(sandbox, tmp_path):
+    shared, candidate = linked_snippets(sandbox, tmp_path)
+    before = tree(shared)
+    with read_only(shared):  # any write through the link fails now
+        dry = engine_apply(
+            [{"path": candidate, "kind": "file", "data": "# the formula's\n"}],
+            nginx={"conf_file": sandbox.conf_file, "binary": NGINX, "start": False},
+            backup_dir=sandbox.backup_dir,
+            test=True,
+        )
+    assert dry["result"] is None, dry
+    assert "Staged check: nginx accepts the new configuration." in dry["comment"]
+    assert tree(shared) == before
+
+
+def test_a_loop_of_linked_folders_is_staged_and_never_written_through(sandbox, tmp_path):
+    shared, candidate = linked_snippets(sandbox, tmp_path)
+    os.symlink(shared, os.path.join(shared, "again"))  # snippets/again/again/... forever
+    before = tree(shared)
+    good = cli.stage_check(candidate, "# the formula's\n", sandbox.conf_file, NGINX)
+    assert good["ok"] is True, good
+    through = os.path.join(sandbox.nginx_dir, "snippets", "again", "odoo.conf")
+    refused = cli.stage_check(through, "# the formula's\n", sandbox.conf_file, NGINX)
+    assert refused["ok"] is False and "outside the private copy" in refused["output"], refused
+    assert tree(shared) == before
