@@ -307,7 +307,12 @@ class Transaction:
                 lines.append(f"{restart['what']} again, onto the old configuration.")
             except CommandExecutionError as exc:
                 lines.append(f"{exc} (while restoring)")
-        if self.nginx_touched:
+        # A running nginx may have been reloaded onto the new files by someone
+        # else during the run (a logrotate hook): it reloads onto the old ones.
+        running = self.nginx_changed and odoo_websocket_nginx_service.pid(
+            plan["nginx"]["conf_file"]
+        )
+        if self.nginx_touched or running:
             try:
                 lines.append(odoo_websocket_activation.reload(plan["nginx"], old=True)["comment"])
             except CommandExecutionError as exc:

@@ -11,13 +11,21 @@ import pytest
 
 import odoo_websocket_minion
 import odoo_websocket_plan
-from helpers import Formula
+from helpers import NGINX, Formula, free_port
 from rig.sandbox import REPO, Sandbox
 
 
 @pytest.fixture
 def sandbox(tmp_path):
     return Sandbox(str(tmp_path / "root")).create()
+
+
+@pytest.fixture
+def live_sandbox(tmp_path):
+    """A sandbox whose nginx is started by the engine itself, on a free port."""
+    box = Sandbox(str(tmp_path / "live"), http_port=free_port()).create()
+    yield box
+    subprocess.run([NGINX, "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ and settings, and the planner's sandboxes. Tests import these, never each
 other."""
 
 import copy
+import http.client
 import json
 import os
+import socket
+import time
 
 import crossplane
 import yaml
@@ -115,3 +118,61 @@ def write(plan):
             os.symlink(change["target"], change["path"])
         elif change["kind"] == "file":
             Sandbox.write(change["path"], change["data"])
+
+
+# -- the engine on a sandbox: raw change sets, and what nginx serves --------
+
+NGINX = "/usr/sbin/nginx"
+PROXY_SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
+server {{
+    listen {port};
+    server_name odoo.example.com;
+    location / {{ proxy_pass http://odoo; client_max_body_size {size}; }}
+}}
+"""
+
+
+def nginx_of(box, **extra):
+    return {"conf_file": box.conf_file, "binary": NGINX, "start": False, **extra}
+
+
+def site_change(box, size="10m", text=None):
+    """The site, its link, and a conf.d note: a change set of three paths."""
+    site = text or PROXY_SITE.format(port=box.http_port, size=size)
+    return [
+        {"path": box.site_file, "kind": "file", "data": site},
+        {"path": box.site_link, "kind": "link", "target": box.site_file},
+        {"path": box.map_file, "kind": "file", "data": f"# body size {size}\n"},
+    ]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def served_status(box):
+    connection = http.client.HTTPConnection("127.0.0.1", box.http_port, timeout=5)
+    connection.request("GET", "/", headers={"Host": "odoo.example.com"})
+    return connection.getresponse().status
+
+
+RETURNS = (
+    "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}\n"
+)
+
+
+def returning_site(box, code):
+    """The change set of a site that answers CODE: what is served tells which is live."""
+    return site_change(box, text=RETURNS.format(port=box.http_port, code=code))
+
+
+def served_soon(box, status, seconds=5):
+    """Old workers may take a last connection just after a graceful reload."""
+    deadline = time.monotonic() + seconds
+    while served_status(box) != status:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -18,33 +17,19 @@ import odoo_websocket_journal
 import odoo_websocket_nginx_service
 import odoo_websocket_restore
 from engine import commands, engine_apply, spawn_engine
+from helpers import (
+    NGINX,
+    PROXY_SITE,
+    nginx_of,
+    returning_site,
+    served_soon,
+    served_status,
+    site_change,
+)
 from odoo_websocket_backups import BackupStore
-from rig.sandbox import Sandbox
 
 engine = odoo_websocket_restore
 cli = commands()
-NGINX = "/usr/sbin/nginx"
-SITE = """upstream odoo {{ server 127.0.0.1:8069; }}
-server {{
-    listen {port};
-    server_name odoo.example.com;
-    location / {{ proxy_pass http://odoo; client_max_body_size {size}; }}
-}}
-"""
-
-
-def nginx_of(box, **extra):
-    return {"conf_file": box.conf_file, "binary": NGINX, "start": False, **extra}
-
-
-def site_change(box, size="10m", text=None):
-    """The site, its link, and a conf.d note: a change set of three paths."""
-    site = text or SITE.format(port=box.http_port, size=size)
-    return [
-        {"path": box.site_file, "kind": "file", "data": site},
-        {"path": box.site_link, "kind": "link", "target": box.site_file},
-        {"path": box.map_file, "kind": "file", "data": f"# body size {size}\n"},
-    ]
 
 
 def apply(box, changes, **kwargs):
@@ -167,20 +152,6 @@ def test_full_disk_for_backups(sandbox, tmp_path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live_sandbox(tmp_path):
-    """A sandbox whose nginx is started by the engine itself, on a free port."""
-    box = Sandbox(str(tmp_path / "live"), http_port=free_port()).create()
-    yield box
-    subprocess.run([NGINX, "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
-
-
 def nginx_workers(master):
     found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
     return set(found.stdout.split())
@@ -213,32 +184,6 @@ def test_nginx_not_running_is_started_after_validation(live_sandbox):
     assert broken["result"] is False
     assert box.fingerprint() == before
     assert status() == 502
-
-
-def served_status(box):
-    connection = http.client.HTTPConnection("127.0.0.1", box.http_port, timeout=5)
-    connection.request("GET", "/", headers={"Host": "odoo.example.com"})
-    return connection.getresponse().status
-
-
-RETURNS = (
-    "server {{ listen {port}; server_name odoo.example.com; location / {{ return {code}; }} }}\n"
-)
-
-
-def returning_site(box, code):
-    """The change set of a site that answers CODE: what is served tells which is live."""
-    return site_change(box, text=RETURNS.format(port=box.http_port, code=code))
-
-
-def served_soon(box, status, seconds=5):
-    """Old workers may take a last connection just after a graceful reload."""
-    deadline = time.monotonic() + seconds
-    while served_status(box) != status:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_activation_left_pending_is_done_by_the_next_run(live_sandbox):
@@ -375,11 +320,11 @@ def test_concurrent_runs_never_interleave(sandbox):
     sets = BackupStore(sandbox.backup_dir).listing()
     assert len(sets) == 2
     # The second run backed up exactly what the first one wrote, and won.
-    assert open(sandbox.site_file).read() == SITE.format(port=80, size="4m")
+    assert open(sandbox.site_file).read() == PROXY_SITE.format(port=80, size="4m")
     newest = BackupStore(sandbox.backup_dir).manifest(sets[0]["id"])
     site_entry = next(e for e in newest["files"] if e["path"] == sandbox.site_file)
     blob = open(os.path.join(sandbox.backup_dir, sets[0]["id"], site_entry["blob"])).read()
-    assert blob == SITE.format(port=80, size="3m")
+    assert blob == PROXY_SITE.format(port=80, size="3m")
 
 
 def test_restore_round_trip_and_undo(sandbox):
@@ -514,7 +459,7 @@ def test_backups_are_private_and_diffs_masked(sandbox):
 def test_stage_check_judges_one_candidate_without_touching_anything(sandbox):
     before = sandbox.fingerprint()
     good = cli.stage_check(
-        sandbox.site_file, SITE.format(port=80, size="1m"), sandbox.conf_file, NGINX
+        sandbox.site_file, PROXY_SITE.format(port=80, size="1m"), sandbox.conf_file, NGINX
     )
     assert good["ok"] is True and good["errors"] == []
     # The stock default site is enabled: a broken candidate for it is caught,

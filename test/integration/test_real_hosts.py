@@ -7,10 +7,12 @@ import contextlib
 import os
 import subprocess
 
+import odoo_websocket_changes
 from engine import commands, engine_apply
+from helpers import NGINX, nginx_of, returning_site, served_soon
+from odoo_websocket_backups import BackupStore
 
 cli = commands()
-NGINX = "/usr/sbin/nginx"
 
 
 def tree(folder):
@@ -90,3 +92,31 @@ def test_a_loop_of_linked_folders_is_staged_and_never_written_through(sandbox, t
     refused = cli.stage_check(through, "# the formula's\n", sandbox.conf_file, NGINX)
     assert refused["ok"] is False and "outside the private copy" in refused["output"], refused
     assert tree(shared) == before
+
+
+# -- 5. a rollback leaves nginx serving the files on disk ---------------------
+
+
+def test_a_rollback_reloads_nginx_that_someone_else_reloaded_during_the_run(live_sandbox):
+    """The run fails before its own reload (a restart command fails), while a
+    logrotate hook or another tool reloaded nginx onto the run's new files:
+    the rollback must reload too, or the host serves what disk no longer holds."""
+    box = live_sandbox
+    assert engine_apply(returning_site(box, 204), nginx=nginx_of(box, start=True),
+                        backup_dir=box.backup_dir)["result"] is True  # fmt: skip
+    assert served_soon(box, 204)
+    changes = [dict(change, concern="nginx") for change in returning_site(box, 418)]
+    plan = {"changes": changes, "nginx": nginx_of(box, start=True), "secret_keys": [],
+            "restarts": [{"concern": "nginx", "what": "restart the cache", "cmd": "exit 3"}],
+            "verify": None}  # fmt: skip
+
+    def someone_reloads(step):
+        if step == "validated":  # the new files are written, the run has not reloaded
+            subprocess.run([NGINX, "-c", box.conf_file, "-s", "reload"], check=True)
+            assert served_soon(box, 418)
+
+    transaction = odoo_websocket_changes.Transaction(BackupStore(box.backup_dir), lambda: plan, 10)
+    transaction.fault_seam = someone_reloads
+    ret = transaction.run()
+    assert ret["result"] is False and "restart the cache failed (exit 3)" in ret["comment"], ret
+    assert served_soon(box, 204), "nginx serves the rolled-back files' configuration"
