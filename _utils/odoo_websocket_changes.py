@@ -61,6 +61,8 @@ class Transaction:
         self.pending = None  # an earlier run's nginx configuration not yet live
         self.set_id = None  # this run's backup set (or the pending run's)
         self.entry = None  # this run's journal entry
+        self.written = []  # the paths written so far: restored on a rollback
+        self.wrote = {}  # what each holds once written: a rollback replaces only that
         self.restarted = []  # the restarts run so far: run again on a rollback
         self.nginx_touched = False  # nginx reloaded or started: again on a rollback
         self.verdict = None
@@ -109,7 +111,7 @@ class Transaction:
         if "unusable" in found:
             return self.journal.set_aside(found["unusable"]), []
         for change in found["changes"]:
-            odoo_websocket_files.apply_change(change)
+            odoo_websocket_files.apply_change(change, change["expect"])
         nginx = self.nginx
         if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
             odoo_websocket_activation.reload(nginx, old=True)
@@ -145,6 +147,8 @@ class Transaction:
         if plan.get("errors"):
             return self._failed("Nothing was changed:\n" + "\n".join(plan["errors"]))
         changes = [change for change in plan["changes"] if odoo_websocket_files.differs(change)]
+        for change in changes:  # a restore's plan: its paths as they are now
+            change.setdefault("expect", odoo_websocket_files.state(change["path"]))
         if plan.get("nginx"):
             self.pending = odoo_websocket_journal.activation_pending(self.store)
         checked = odoo_websocket_activation.precheck(plan, changes)
@@ -234,6 +238,8 @@ class Transaction:
         Returns a problem (the caller rolls everything back) or None."""
         try:
             return self._go_live_steps(changes)
+        except odoo_websocket_files.ChangedUnderRun as exc:
+            return str(exc)
         except Exception as exc:  # pylint: disable=broad-except
             # Whatever broke (a timeout, a full disk), the host goes back as it was.
             return f"{type(exc).__name__}: {exc}"
@@ -241,7 +247,13 @@ class Transaction:
     def _go_live_steps(self, changes):
         plan = self.plan
         for index, change in enumerate(changes):
-            odoo_websocket_files.apply_change(change)
+            self.written.append(change["path"])  # first: a failed rename is restored too
+            try:
+                odoo_websocket_files.apply_change(change, change["expect"])
+            except odoo_websocket_files.ChangedUnderRun:
+                self.written.pop()  # refused before its rename: the edit stays
+                raise
+            self.wrote[change["path"]] = odoo_websocket_files.state(change["path"])
             self._step(f"write-{index}")
         problem = odoo_websocket_activation.live_check(plan, self.staged)
         if problem:
@@ -298,9 +310,18 @@ class Transaction:
     def _roll_back(self):
         """Put every file of the set back, then restart and reload onto it."""
         plan, set_id = self.plan, self.set_id
+        # Only what the run wrote: a path it had not reached may hold a newer
+        # edit than the backup (the reason a compare-and-swap stopped it).
+        lines, kept = [f"Every file of the run was restored from backup {set_id}."], []
         for change in reversed(self.store.changes(set_id)):
-            odoo_websocket_files.apply_change(change)
-        lines = [f"Every file of the run was restored from backup {set_id}."]
+            if change["path"] in self.written:
+                try:
+                    odoo_websocket_files.apply_change(change, self.wrote.get(change["path"]))
+                except odoo_websocket_files.ChangedUnderRun as exc:
+                    kept.append(str(exc))  # edited after the run wrote it: the edit wins
+        if kept:
+            lines[0] = f"The files of the run were restored from backup {set_id}, but: " + \
+                "; ".join(kept) + "."  # fmt: skip
         for restart in self.restarted:
             try:
                 odoo_websocket_activation.restart(restart)

@@ -11,6 +11,7 @@ import os
 import tempfile
 
 import salt.utils.stringutils
+from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_masking
 
@@ -53,6 +54,38 @@ def fingerprint(change_or_path):
         data = data.encode("utf-8") if isinstance(data, str) else data
         return "sha256:" + hashlib.sha256(data).hexdigest()
     return f"link:{change_or_path['target']}" if kind == "link" else "absent"
+
+
+def state(path):
+    """
+    What PATH is, in a few bytes, to tell whether it changed: absent, a link
+    and its target, a folder, or a file's sha256, mode and owner.
+    """
+    try:
+        stat = os.lstat(path)
+    except FileNotFoundError:
+        return "absent"
+    if os.path.islink(path):
+        return f"link:{os.readlink(path)}"
+    if not os.path.isfile(path):
+        return "not a file"
+    with open(path, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    return f"sha256:{digest} mode:{stat.st_mode & 0o7777:o} owner:{stat.st_uid}:{stat.st_gid}"
+
+
+class ChangedUnderRun(CommandExecutionError):
+    """A path is no longer what the run planned from: it is never overwritten."""
+
+
+def _unchanged(path, expect):
+    """Compare-and-swap: PATH must still be EXPECT (:py:func:`state`) right
+    before it is replaced; None expects nothing."""
+    if expect is not None and state(path) != expect:
+        raise ChangedUnderRun(
+            f"{path} changed under the run (an operator's edit, another tool?): it is left "
+            "as it is now"
+        )
 
 
 def masked(text, secret_keys=()):
@@ -114,7 +147,9 @@ def add(plan, concern, path, data, shown):
             path = change["path"]
             break
     else:
-        plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data})
+        # What the path is as the plan read it: the engine replaces only that.
+        plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data,
+                                "expect": state(path)})  # fmt: skip
     plan["diffs"][path] = dict(shown, concern=concern)
 
 
@@ -148,10 +183,10 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def replace_file(path, data, mode, uid, gid):
+def replace_file(path, data, mode, uid, gid, expect=None):
     """A temporary file in the same folder, fsynced, given its mode and owner
     on the descriptor, then renamed over PATH: the old file or the new one,
-    never half of one."""
+    never half of one; only while PATH is still EXPECT (:py:func:`state`)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=".odoo_websocket.", dir=os.path.dirname(path) or ".")
@@ -163,6 +198,7 @@ def replace_file(path, data, mode, uid, gid):
             if uid is not None or gid is not None:
                 os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
             os.fsync(handle.fileno())
+        _unchanged(path, expect)
         os.rename(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):
@@ -171,12 +207,13 @@ def replace_file(path, data, mode, uid, gid):
     fsync_dir(path)
 
 
-def replace_symlink(path, target):
+def replace_symlink(path, target, expect=None):
     tmp = os.path.join(os.path.dirname(path), f".odoo_websocket.{os.getpid()}.link")
     if os.path.lexists(tmp):
         os.unlink(tmp)
     os.symlink(target, tmp)
     try:
+        _unchanged(path, expect)
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -184,22 +221,26 @@ def replace_symlink(path, target):
     fsync_dir(path)
 
 
-def apply_change(change):
-    """Make the change's path what it says. A replaced file keeps its mode and
+def apply_change(change, expect=None):
+    """Make the change's path what it says, only while it is still EXPECT
+    (:py:func:`state`; None: whatever it is). A replaced file keeps its mode and
     owner, a new one gets 0644, unless the change names them (a restore does)."""
     path = change["path"]
     if change["kind"] == "absent":
         if os.path.lexists(path):
+            _unchanged(path, expect)
             os.unlink(path)
             fsync_dir(path)
     elif change["kind"] == "link":
         if os.path.lexists(path) and not os.path.islink(path):
+            _unchanged(path, expect)
             os.unlink(path)
-        replace_symlink(path, change["target"])
+            expect = "absent" if expect is not None else None
+        replace_symlink(path, change["target"], expect)
     else:
         mode, uid, gid = 0o644, None, None
         if os.path.isfile(path) and not os.path.islink(path):
             stat = os.stat(path)
             mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
         owner = change.get("uid", uid), change.get("gid", gid)
-        replace_file(path, change["data"], change.get("mode", mode), *owner)
+        replace_file(path, change["data"], change.get("mode", mode), *owner, expect=expect)

@@ -96,7 +96,10 @@ class Journal:
             expected = planned.get(change["path"], {})
             held = odoo_websocket_files.fingerprint(change["path"])
             if force or held in (expected.get("before"), expected.get("after")):
-                found["changes"].append(change)
+                # Put back only while it is what was judged here.
+                found["changes"].append(
+                    dict(change, expect=odoo_websocket_files.state(change["path"]))
+                )
             else:
                 found["kept"].append(change["path"])
         return found

@@ -44,6 +44,8 @@ def build(settings, parts, saltenv="base"):
                 _planned_for(name, planner, instance, parts[concern] or {}, plan, saltenv)
     if "nginx" in parts:
         odoo_websocket_plan_nginx.plan(settings, parts["nginx"] or {}, plan, saltenv)
+    for change in plan["changes"]:  # links and removals: as they are now
+        change.setdefault("expect", odoo_websocket_files.state(change["path"]))
     return plan
 
 

@@ -7,9 +7,11 @@ import contextlib
 import os
 import subprocess
 
+import pytest
+
 import odoo_websocket_changes
 from engine import commands, engine_apply
-from helpers import NGINX, nginx_of, returning_site, served_soon
+from helpers import NGINX, nginx_of, returning_site, served_soon, site_change
 from odoo_websocket_backups import BackupStore
 
 cli = commands()
@@ -120,3 +122,60 @@ def test_a_rollback_reloads_nginx_that_someone_else_reloaded_during_the_run(live
     ret = transaction.run()
     assert ret["result"] is False and "restart the cache failed (exit 3)" in ret["comment"], ret
     assert served_soon(box, 204), "nginx serves the rolled-back files' configuration"
+
+
+# -- 2. writes are compare-and-swap -------------------------------------------
+
+
+def run_with_seam(box, changes, seam, restarts=()):
+    """The engine's transaction on a raw change set, SEAM called at each step."""
+    plan = {"changes": changes, "nginx": nginx_of(box), "secret_keys": [],
+            "restarts": list(restarts), "verify": None}  # fmt: skip
+    transaction = odoo_websocket_changes.Transaction(BackupStore(box.backup_dir), lambda: plan, 10)
+    transaction.fault_seam = seam
+    return transaction.run()
+
+
+@pytest.mark.parametrize("step", ["backup", "journal", "write-0"])
+def test_a_file_edited_under_the_run_is_never_overwritten(sandbox, step):
+    """An operator (or another tool) edits a managed file after the run
+    planned it: the run stops before renaming over it, puts back what it
+    wrote, and names the file; the operator's edit stays, byte for byte."""
+    before = sandbox.fingerprint()
+    hotfix = "# the operator's hotfix, made while the run was planning\n"
+
+    def operator_edits(at):
+        if at == step:
+            with open(sandbox.map_file, "w", encoding="utf-8") as handle:
+                handle.write(hotfix)
+
+    ret = run_with_seam(sandbox, site_change(sandbox), operator_edits)
+    assert ret["result"] is False, ret
+    assert f"{sandbox.map_file} changed under the run" in ret["comment"], ret["comment"]
+    with open(sandbox.map_file, encoding="utf-8") as handle:
+        assert handle.read() == hotfix
+    after = sandbox.fingerprint()
+    assert {p: v for p, v in after.items() if p != sandbox.map_file} == {
+        p: v for p, v in before.items() if p != sandbox.map_file
+    }
+
+
+def test_a_rollback_never_reverts_an_edit_made_after_the_run_wrote(sandbox):
+    """A sibling: the operator edits a file the run already wrote, then the
+    run fails (a restart) and rolls back: the other files go back, that
+    one keeps the operator's edit, and the comment says so."""
+    hotfix = "# edited after the run wrote it\n"
+
+    def operator_edits(at):
+        if at == "validated":
+            with open(sandbox.map_file, "w", encoding="utf-8") as handle:
+                handle.write(hotfix)
+
+    changes = [dict(change, concern="nginx") for change in site_change(sandbox)]
+    failing = {"concern": "nginx", "what": "restart the cache", "cmd": "exit 3"}
+    ret = run_with_seam(sandbox, changes, operator_edits, restarts=[failing])
+    assert ret["result"] is False, ret
+    assert f"{sandbox.map_file} changed under the run" in ret["comment"], ret["comment"]
+    with open(sandbox.map_file, encoding="utf-8") as handle:
+        assert handle.read() == hotfix
+    assert not os.path.lexists(sandbox.site_link)  # the run's other files are gone again
