@@ -97,3 +97,47 @@ def test_nginx_credentials_are_masked(line, secret):
     )
     assert secret not in shown and "********" in shown
     assert "proxy_pass http://up;" in shown and "auth_basic_user_file /etc/nginx/htpasswd;" in shown
+
+
+# Issue 23, item 9: every field that can carry a secret, in any shape.
+SECRET_SHAPES = {
+    "command flag": "services:\n  odoo:\n    command: --db_password=Sh%1 --workers=2\n",
+    "command flag, flow list": 'services:\n  odoo:\n    command: ["odoo", "--db_password", "Sh%2"]\n',
+    "command flag, block list": "services:\n  odoo:\n    command:\n      - --db_password=Sh%3\n",
+    "entrypoint flag, spaced": "services:\n  odoo:\n    entrypoint: odoo --db_password Sh%4\n",
+    "healthcheck variable": 'services:\n  db:\n    healthcheck:\n      test: ["CMD-SHELL", '
+    '"PGPASSWORD=Sh%5 pg_isready -U odoo"]\n',
+    "healthcheck curl user": "services:\n  db:\n    healthcheck:\n"
+    "      test: curl -fsu admin:Sh%6 http://localhost\n",
+    "anchor in x- field": "x-env: &env\n  HOST: Sh%7\n  USER: Sh%8\nservices:\n  odoo:\n"
+    "    environment: *env\n",
+    "anchor merged": "x-env: &env\n  DBUSER: Sh%9\nservices:\n  odoo:\n    environment:\n"
+    "      <<: *env\n      EXTRA: Sh%10\n",
+    "hyphenated header": "server {\n    proxy_set_header X-Api-Key Sh%11;\n}\n",
+    "auth header": "server {\n    proxy_set_header X-Auth-User-Secret Sh%12;\n}\n",
+}
+
+
+@pytest.mark.parametrize("text", SECRET_SHAPES.values(), ids=list(SECRET_SHAPES))
+def test_secrets_in_every_shape_are_masked(text):
+    shown = odoo_websocket_files.masked(text)
+    leaked = [word for word in text.replace('"', " ").split() if "Sh%" in word]
+    assert leaked and not [word for word in leaked if word.strip(",]'") in shown], shown
+    assert "********" in shown
+
+
+def test_what_frames_a_masked_value_stays():
+    """Quotes stay balanced, flags, names and aliases stay readable."""
+    masked = odoo_websocket_files.masked
+    assert masked('proxy_set_header Authorization "Basic x1";\n') == (
+        'proxy_set_header Authorization "********";\n'
+    )
+    assert masked("proxy_set_header Authorization 'Bearer x2';\n") == (
+        "proxy_set_header Authorization '********';\n"
+    )
+    shown = masked(SECRET_SHAPES["command flag"])
+    assert "--db_password=******** --workers=2" in shown
+    shown = masked(SECRET_SHAPES["anchor merged"])
+    assert "<<: *env" in shown and "DBUSER: ********" in shown
+    plain = "services:\n  odoo:\n    command: --workers=2 --proxy-mode\n    image: odoo:17\n"
+    assert masked(plain) == plain

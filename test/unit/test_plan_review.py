@@ -23,7 +23,7 @@ def test_an_adopted_sites_credentials_are_masked_in_its_diff(planner, tmp_path):
     assert plan["errors"] == []
     shown = plan["diffs"][old]["diff"]
     assert "b2RvbzpTM2NyM3Q=" not in shown
-    assert '-        proxy_set_header Authorization ********";' in shown
+    assert '-        proxy_set_header Authorization "********";' in shown
     # The formula's own site has nothing to hide: shown as it is written.
     new = "".join(line[1:] for line in shown.splitlines(keepends=True)[2:]
                   if line[:1] in "+ ")  # fmt: skip
