@@ -102,7 +102,8 @@ def test_nginx_credentials_are_masked(line, secret):
 # Issue 23, item 9: every field that can carry a secret, in any shape.
 SECRET_SHAPES = {
     "command flag": "services:\n  odoo:\n    command: --db_password=Sh%1 --workers=2\n",
-    "command flag, flow list": 'services:\n  odoo:\n    command: ["odoo", "--db_password", "Sh%2"]\n',
+    "command flag, flow list": "services:\n  odoo:\n"
+    '    command: ["odoo", "--db_password", "Sh%2"]\n',
     "command flag, block list": "services:\n  odoo:\n    command:\n      - --db_password=Sh%3\n",
     "entrypoint flag, spaced": "services:\n  odoo:\n    entrypoint: odoo --db_password Sh%4\n",
     "healthcheck variable": 'services:\n  db:\n    healthcheck:\n      test: ["CMD-SHELL", '
