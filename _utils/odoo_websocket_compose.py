@@ -85,7 +85,7 @@ def _service(document, service):
     return definition
 
 
-def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
+def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4):
     """Queue the edits that bind one long-syntax entry; return the ports it covers."""
     target = entry.get("target")
     if target is None:
@@ -94,8 +94,10 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
         return set()
     flow = entry.fa.flow_style()
     published = port_entries.published_for(target, entry.get("published"), wanted)
+    parsed = {"host_ip": entry.get("host_ip"), "target": target, "protocol": entry.get("protocol")}
+    address = port_entries.entry_address(parsed, bind_address, ipv4)
     added = []
-    for key, value in (("host_ip", bind_address), ("published", published)):
+    for key, value in (("host_ip", address), ("published", published)):
         if key not in entry:
             added.append(f'{key}: "{value}"')
         elif entry[key] in (None, ""):
@@ -113,20 +115,21 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts):
     elif added:
         line, col = entry.lc.key("target")
         inserts.append((line + 1, [" " * col + text + _eol(lines, line) for text in added]))
-    return port_entries.covered_ports(target, wanted)
+    return port_entries.covered_ports(target, wanted, entry.get("protocol"))
 
 
-def _bind_short(entries, index, wanted, bind_address, lines, edits):
+def _bind_short(entries, index, wanted, bind_address, lines, edits, ipv4):
     """Queue the edit that rebinds one short-syntax entry; return the ports it covers."""
     entry = entries[index]
-    rebound = port_entries.rebind_short(entry, wanted, bind_address)
+    rebound = port_entries.rebind_short(entry, wanted, bind_address, ipv4)
     if rebound is None:
         return set()
     if rebound != str(entry):
         line, col = entries.lc.item(index)
         start, end = _scalar_span(lines[line], col, entries.fa.flow_style())
         edits.append((line, start, end, _quoted_like(lines[line][start:end], rebound)))
-    return port_entries.covered_ports(port_entries.parse_short_port(entry)["target"], wanted)
+    parsed = port_entries.parse_short_port(entry)
+    return port_entries.covered_ports(parsed["target"], wanted, parsed["protocol"])
 
 
 def _eol(lines, index):
@@ -267,11 +270,12 @@ def _queue(document, service, wanted, bind_address, lines):
     entries = services[service].get("ports") or []
     _check_span(document, service, [entries.lc.item(index) for index in range(len(entries))])
     edits, inserts, covered = [], [], set()
+    ipv4 = port_entries.ipv4_targets(published_ports("".join(lines), service))
     for index, entry in enumerate(entries):
         if isinstance(entry, dict):
-            covered |= _bind_long(entry, service, wanted, bind_address, lines, edits, inserts)
+            covered |= _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4)
         elif isinstance(entry, (str, int)):
-            covered |= _bind_short(entries, index, wanted, bind_address, lines, edits)
+            covered |= _bind_short(entries, index, wanted, bind_address, lines, edits, ipv4)
         else:
             raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
     bound = port_entries.format_ip(bind_address)
@@ -300,6 +304,14 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     wanted = port_entries.wanted_ports(ports)
     document = _load(text)
     definition = _service(document, service)
+    if str(definition.get("network_mode", "")) == "host":
+        raise ComposeError(
+            f"service {service!r} uses network_mode: host: docker publishes no port then, "
+            "and Odoo answers on every interface whatever 'ports' says. Set odoo_websocket "
+            "deployment: native (the formula then writes odoo.conf's http_interface = "
+            "odoo:http_interface, 127.0.0.1, and needs odoo:config:restart_cmd), or remove "
+            "network_mode: host"
+        )
     if not _written_in(document["services"], service):
         raise ComposeError(f"service {service!r} is a YAML alias: write it out in 'services:'")
     entries = definition.get("ports")
@@ -325,12 +337,14 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
 def _unbound(text, service, wanted, bind_address):
     """SERVICE's entries for WANTED ports not on BIND_ADDRESS at the wanted
     host port, then the WANTED ports it does not publish at all."""
-    wrong, covered = [], set()
-    for entry in published_ports(text, service):
-        if port_entries.covered_ports(entry["target"], wanted):
-            covered |= port_entries.covered_ports(entry["target"], wanted)
+    wrong, covered, entries = [], set(), published_ports(text, service)
+    ipv4 = port_entries.ipv4_targets(entries)
+    for entry in entries:
+        if port_entries.covered_ports(entry["target"], wanted):  # any protocol: bound too
+            covered |= port_entries.covered_ports(entry["target"], wanted, entry["protocol"])
             expected = port_entries.published_for(entry["target"], entry["published"], wanted)
-            if entry["host_ip"] != bind_address or entry["published"] != expected:
+            address = port_entries.entry_address(entry, bind_address, ipv4)
+            if entry["host_ip"] != address or entry["published"] != expected:
                 wrong.append(entry)
     return wrong + [port for port in wanted if port not in covered]
 

@@ -71,10 +71,32 @@ def port_range(text):
     return low, int(match.group(2) or low)
 
 
-def covered_ports(target, wanted):
-    """The WANTED container ports that an entry's TARGET (port or range) publishes."""
+def covered_ports(target, wanted, protocol=None):
+    """The WANTED container ports that an entry's TARGET (port or range)
+    publishes over TCP (PROTOCOL: the entry's; udp or sctp publish no TCP port)."""
     span = port_range(target)
+    if str(protocol or "tcp").lower() != "tcp":
+        return set()
     return {port for port in wanted if span and span[0] <= port <= span[1]}
+
+
+def ipv4_targets(entries):
+    """The (target, protocol) pairs that an entry not bound to an IPv6 address
+    publishes, among ENTRIES (parsed: host_ip, target, protocol)."""
+    return {(str(e["target"]), str(e["protocol"] or "tcp").lower()) for e in entries
+            if ":" not in str(e["host_ip"] or "")}  # fmt: skip
+
+
+def entry_address(entry, bind_address, ipv4):
+    """The address ENTRY (parsed) is bound to: BIND_ADDRESS, but an IPv6
+    entry beside an IPv4 one for the same port (``[::]:8069`` and
+    ``0.0.0.0:8069``, dual stack; IPV4 from :py:func:`ipv4_targets`) gets
+    IPv6's loopback when BIND_ADDRESS is IPv4's: two distinct local entries,
+    not one twice (docker refuses that)."""
+    pair = (str(entry["target"]), str(entry["protocol"] or "tcp").lower())
+    if ":" in str(entry["host_ip"] or "") and pair in ipv4 and bind_address.startswith("127."):
+        return "::1"
+    return bind_address
 
 
 def wanted_ports(ports):
@@ -96,13 +118,15 @@ def published_for(target, published, wanted):
     return str(published) if published not in (None, "") else str(target)
 
 
-def rebind_short(entry, wanted, bind_address):
-    """Return the rebound entry, or None when it is not one of the WANTED ports."""
+def rebind_short(entry, wanted, bind_address, ipv4=frozenset()):
+    """Return the rebound entry, or None when it is not one of the WANTED
+    ports (IPV4: :py:func:`entry_address`'s)."""
     parsed = parse_short_port(entry)
     if not covered_ports(parsed["target"], wanted):
         return None
     published = published_for(parsed["target"], parsed["published"], wanted)
-    text = f"{format_ip(bind_address)}:{published}:{parsed['target']}"
+    address = entry_address(parsed, bind_address, ipv4)
+    text = f"{format_ip(address)}:{published}:{parsed['target']}"
     if parsed["protocol"]:
         text += f"/{parsed['protocol']}"
     return text

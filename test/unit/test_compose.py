@@ -312,3 +312,38 @@ def test_lines_added_in_a_crlf_file_end_in_crlf(last):
         'services:\r\n  odoo:\r\n    ports:\r\n      - "127.0.0.1:8072:8072"\r\n'
         '      - target: 8069\r\n        host_ip: "127.0.0.1"\r\n        published: "8069"\r\n'
     )
+
+
+# Issue 23's smaller findings: compose shapes real hosts have.
+
+
+def compose_with(*entries, extra=""):
+    listed = "".join(f"      - {entry}\n" for entry in entries)
+    return f"services:\n  odoo:\n    image: odoo:17\n{extra}    ports:\n{listed}"
+
+
+@pytest.mark.parametrize("udp", ['"8069:8069/udp"', "{target: 8069, protocol: udp}"])
+def test_a_udp_entry_does_not_publish_the_tcp_port(udp):
+    """8069/udp is another port to docker: Odoo's TCP port still gets its entry."""
+    ports = service_ports(odoo_compose.bind_ports(compose_with(udp), "odoo", PORTS))
+    assert "127.0.0.1:8069:8069" in ports and "127.0.0.1:8072:8072" in ports
+    for port in ports:  # the udp entry itself is bound too, never public
+        assert str(port).startswith("127.0.0.1:") or port.get("host_ip") == "127.0.0.1"
+
+
+def test_dual_stack_entries_stay_two_distinct_loopback_entries():
+    """[::]:8069 beside 0.0.0.0:8069 (dual stack): each bound to its own
+    family's loopback, not twice the same entry (docker refuses duplicates)."""
+    text = compose_with('"0.0.0.0:8069:8069"', '"[::]:8069:8069"', '"8072:8072"')
+    ports = service_ports(odoo_compose.bind_ports(text, "odoo", PORTS))
+    assert ports == ["127.0.0.1:8069:8069", "[::1]:8069:8069", "127.0.0.1:8072:8072"]
+
+
+def test_host_networking_is_refused_with_the_step_that_applies():
+    """network_mode: host publishes nothing: the ports the formula would
+    write change nothing and Odoo answers on every interface."""
+    text = compose_with('"8069:8069"', extra="    network_mode: host\n")
+    with pytest.raises(odoo_compose.ComposeError) as raised:
+        odoo_compose.bind_ports(text, "odoo", PORTS)
+    assert "network_mode: host" in str(raised.value)
+    assert "http_interface" in str(raised.value)
