@@ -84,11 +84,16 @@ class Transaction:
                 note, restarted = odoo_websocket_journal.left_notes(self.store), []
             else:
                 note, restarted = self._recover()
-            self.plan = self.plan_of()
-            self.notes = list(self.plan.get("notes", []))
-            # What the killed run had restarted reads the restored files once more.
-            for restart in odoo_websocket_activation.restarted_again(self.plan, restarted):
-                note += " " + odoo_websocket_activation.restart(restart)
+            try:
+                self.plan = self.plan_of()
+                self.notes = list(self.plan.get("notes", []))
+                # What the killed run had restarted reads the restored files once more.
+                for restart in odoo_websocket_activation.restarted_again(self.plan, restarted):
+                    note += " " + odoo_websocket_activation.restart(restart)
+            except CommandExecutionError as exc:
+                if not note:
+                    raise  # nothing was touched: the caller says so
+                return dict(self.ret, result=False, comment=f"{note} {exc}")  # what recovery did
             ret = self._run()
         ret["comment"] = f"{note} {ret['comment']}".strip()
         return ret
@@ -111,26 +116,15 @@ class Transaction:
         if "unusable" in found:
             return self.journal.set_aside(found["unusable"]), []
         for change in found["changes"]:
-            odoo_websocket_files.apply_change(change, change["expect"])
+            try:
+                odoo_websocket_files.apply_change(change, change["expect"])
+            except odoo_websocket_files.ChangedUnderRun:  # edited since it was judged
+                found["kept"].append(change["path"])
         nginx = self.nginx
         if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
             odoo_websocket_activation.reload(nginx, old=True)
         self.journal.drop()
-        journal = found["journal"]
-        note = (
-            f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
-            f"back from backup {journal['backup']}."
-        )
-        if found["untrusted"]:
-            note += (
-                f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
-            )
-        if found["kept"]:
-            note += (
-                f" Left as they are, changed since that run: {', '.join(found['kept'])} (recover "
-                "force=True puts them back too)."
-            )
-        return note, journal.get("restarted", [])
+        return odoo_websocket_journal.recovered(found), found["journal"].get("restarted", [])
 
     def _step(self, step):
         if self.fault_seam is not None:
@@ -371,6 +365,6 @@ def apply(settings, parts, saltenv="base", test=False):
         lock_timeout=backup["lock_timeout"],
     )
     ret = transaction.run()
-    diffs = transaction.plan["diffs"]
+    diffs = (transaction.plan or {}).get("diffs", {})
     ret["diffs"] = {path: diffs[path] for path in ret["changed"] if path in diffs}
     return ret

@@ -40,9 +40,12 @@ def _open(backup_dir, dry):
             raise OSError(f"its '{LOCK}' is not the formula's (no {MARK} mark): not its folder")
         # O_NOFOLLOW: a planted "lock" symlink must not lead us to another file.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-        if not dry:
-            os.close(os.open(os.path.join(backup_dir, MARK), flags, 0o600))
-        return os.open(os.path.join(backup_dir, LOCK), os.O_RDONLY if dry else flags, 0o600)
+        if dry:  # a folder made ahead of the formula has no lock: no run holds it
+            if not os.path.lexists(os.path.join(backup_dir, LOCK)):
+                return None
+            return os.open(os.path.join(backup_dir, LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        os.close(os.open(os.path.join(backup_dir, MARK), flags, 0o600))
+        return os.open(os.path.join(backup_dir, LOCK), flags, 0o600)
     except OSError as exc:
         raise CommandExecutionError(f"cannot use backup folder {backup_dir}: {exc}") from exc
 
@@ -57,6 +60,8 @@ def acquire(backup_dir=DEFAULT_BACKUP_DIR, timeout=60, dry=False):
     if dry and not os.path.isdir(backup_dir):
         return None
     fd = _open(backup_dir, dry)
+    if fd is None:
+        return None
     deadline = time.monotonic() + timeout
     while True:
         try:

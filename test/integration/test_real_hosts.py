@@ -179,3 +179,45 @@ def test_a_rollback_never_reverts_an_edit_made_after_the_run_wrote(sandbox):
     with open(sandbox.map_file, encoding="utf-8") as handle:
         assert handle.read() == hotfix
     assert not os.path.lexists(sandbox.site_link)  # the run's other files are gone again
+
+
+# -- the smaller findings ------------------------------------------------------
+
+
+def test_a_dry_run_with_a_backup_folder_made_ahead_of_the_formula(sandbox):
+    """Configuration management often creates backup:dir first (its mode, its
+    owner): a test run must report, not fail on the lock that is not there."""
+    os.makedirs(sandbox.backup_dir, mode=0o700)
+    before = sandbox.fingerprint()
+    dry = engine_apply(site_change(sandbox), nginx=nginx_of(sandbox),
+                       backup_dir=sandbox.backup_dir, test=True)  # fmt: skip
+    assert dry["result"] is None, dry
+    assert sandbox.fingerprint() == before and os.listdir(sandbox.backup_dir) == []
+
+
+class Killed(BaseException):
+    """A run dying in the middle (as by SIGKILL): nothing of it catches this."""
+
+
+def test_a_failure_after_recovery_says_what_recovery_did(sandbox):
+    """The next run rolls a killed run back, then fails (the killed run's
+    restart, run again, fails): it must say the files were put back, never
+    "nothing was touched"."""
+    before = sandbox.fingerprint()
+    changes = [dict(change, concern="nginx") for change in site_change(sandbox)]
+
+    def killed(step):
+        if step == "restarted":
+            raise Killed
+
+    restart = {"concern": "nginx", "what": "restart the cache", "cmd": "true"}
+    with pytest.raises(Killed):
+        run_with_seam(sandbox, changes, killed, restarts=[restart])
+    assert sandbox.fingerprint() != before  # half done, its journal left
+    failing = dict(restart, cmd="exit 3")
+    ret = run_with_seam(sandbox, [dict(c) for c in changes], None, restarts=[failing])
+    assert ret["result"] is False, ret
+    assert "was rolled back from backup" in ret["comment"], ret["comment"]
+    assert "restart the cache failed (exit 3)" in ret["comment"]
+    assert "nothing was touched" not in ret["comment"]
+    assert sandbox.fingerprint() == before
