@@ -18,6 +18,11 @@ Events, under ``salt/beacon/<minion id>/odoo_websocket/``:
 - ``healthy``: the verdict went from broken to healthy (``broken_for_s``,
   ``attempts`` used).
 
+No check runs while a state run or an operator's ``odoo_websocket.*``
+command is in progress, nor while an operator's restore or clean holds the
+host (``odoo_websocket.check_target``'s ``hold_file``) until the formula is
+applied again: a person's explicit command is never undone by a heal.
+
 The verdict and the count live in a small file in the minion's cache
 (``odoo_websocket_beacon.json``), so a minion restart or a beacon refresh
 neither loses a broken host nor resets its attempts.
@@ -112,12 +117,24 @@ def _save(state):
 
 
 def _state_run_in_progress():
-    """A state run (the reactor's heal, or a person's) is changing the host:
-    its transaction proves the websocket itself, and a check now could catch
-    nginx mid-reload."""
+    """A state run (the reactor's heal, or a person's) or an operator's
+    command (a restore, a clean) is changing the host: its transaction proves
+    the websocket itself, and a check now could catch nginx mid-reload."""
     return any(
-        re.match(r"state\.", job.get("fun", "")) for job in salt.utils.minion.running(__opts__)
+        re.match(r"(state|odoo_websocket)\.", job.get("fun", ""))
+        for job in salt.utils.minion.running(__opts__)
     )
+
+
+def _held(settings):
+    """The operator's restore or clean that holds healing off (the mark
+    ``odoo_websocket.check_target`` names), or None: a person's explicit
+    command wins over the beacon until the formula is applied again."""
+    try:
+        with open(settings.get("hold_file") or "", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def _fetch(job, saltenv):
@@ -165,6 +182,11 @@ def _settings(options):
 def _verdict(options):
     settings = _settings(options)
     if settings is None or not settings.get("enabled", True):
+        return None
+    held = _held(settings)
+    if held:
+        log.debug("odoo_websocket beacon: held off by the operator's %s (since %s) until the "
+                  "next apply", held.get("command"), held.get("since"))  # fmt: skip
         return None
     return __salt__["odoo_websocket.verify"](target=settings, timeout=options["timeout"])
 

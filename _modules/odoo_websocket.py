@@ -25,6 +25,7 @@ try:
     import odoo_websocket_audit
     import odoo_websocket_backups
     import odoo_websocket_concerns
+    import odoo_websocket_journal
     import odoo_websocket_minion
     import odoo_websocket_nginx
     import odoo_websocket_plan_nginx
@@ -102,7 +103,9 @@ def check_target(saltenv="base"):
     """
     Where ``verify`` knocks: the settings' ``verify`` part, each instance's
     check pointed where the live site serving its names listens (an adopted
-    site's https port, say). Reads the live nginx tree; changes nothing.
+    site's https port, say), and ``hold_file``: the mark an operator's
+    restore or clean leaves, which keeps the self-heal beacon from undoing
+    it until the next apply. Reads the live nginx tree; changes nothing.
 
     CLI Example:
 
@@ -110,7 +113,11 @@ def check_target(saltenv="base"):
 
         salt 'odoo*' odoo_websocket.check_target
     """
-    return odoo_websocket_plan_nginx.live_verify(_settings(saltenv))
+    settings = _settings(saltenv)
+    target = odoo_websocket_plan_nginx.live_verify(settings)
+    # The beacon reads it: an operator's restore or clean holds healing off.
+    hold = os.path.join(settings["backup"]["dir"], odoo_websocket_journal.HOLD)
+    return dict(target, hold_file=hold)
 
 
 @_minion

@@ -365,6 +365,8 @@ def apply(settings, parts, saltenv="base", test=False):
         lock_timeout=backup["lock_timeout"],
     )
     ret = transaction.run()
+    if not test:  # the formula is applied again: healing may resume
+        odoo_websocket_journal.release(transaction.store)
     diffs = (transaction.plan or {}).get("diffs", {})
     ret["diffs"] = {path: diffs[path] for path in ret["changed"] if path in diffs}
     return ret

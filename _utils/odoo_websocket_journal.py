@@ -1,6 +1,6 @@
 """
-What a run leaves in the backup folder for the next one: its journal, and
-the mark of an nginx configuration not yet live.
+What a run leaves in the backup folder for the next one: its journal, the
+mark of an nginx configuration not yet live, and an operator's hold.
 
 The journal (:py:class:`Journal`) names the run's backup set and, for each
 path, what it held and will hold; it is written before the first live file
@@ -22,6 +22,9 @@ import odoo_websocket_files
 
 JOURNAL = "journal.json"
 ACTIVATION_PENDING = "activation-pending.json"
+# An operator's restore or clean, which the self-heal beacon must not undo
+# until the formula is applied again (the beacon reads it: HOLD's name).
+HOLD = "operator-hold.json"
 
 
 def now():
@@ -157,3 +160,15 @@ def left_notes(store):
         notes.append(f"nginx has not loaded the configuration of backup {mark['backup']} "
                      f"({mark['why']}): the next real run activates it.")  # fmt: skip
     return " ".join(notes)
+
+
+def hold(store, command):
+    """An operator's COMMAND (a restore, a clean) put the host as it is: the
+    self-heal beacon asks for no heal until the next apply releases it."""
+    _write_json(store.path(HOLD), {"command": command, "since": now()})
+
+
+def release(store):
+    """The formula applied again: healing may undo what a person did before."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(store.path(HOLD))

@@ -51,7 +51,10 @@ def _put_back(store, nginx, managed, label, keep, lock_timeout, plan_of):
 
     transaction = Transaction(store, plan, keep, label=label, nginx=nginx, managed=managed,
                               lock_timeout=lock_timeout)  # fmt: skip
-    return transaction.run()
+    ret = transaction.run()
+    if ret["result"]:  # the operator's word stands until the next apply
+        odoo_websocket_journal.hold(store, label)
+    return ret
 
 
 def restore(backup_id, backup_dir=DEFAULT_BACKUP_DIR, conf_file=None, binary="/usr/sbin/nginx",

@@ -6,12 +6,11 @@ import os
 import socket
 import subprocess
 
-import jinja2
 import pytest
 
 import odoo_websocket_minion
 import odoo_websocket_plan
-from helpers import NGINX, Formula, free_port
+from helpers import NGINX, TEMPLATE_FUNCTIONS, Formula, free_port
 from rig.sandbox import REPO, Sandbox
 
 
@@ -115,12 +114,5 @@ def rig(tmp_path):
 def planner():
     """The planner with Salt's template functions as Salt runs them: the
     salt:// file read from the repository, rendered with Jinja."""
-    salt = {
-        "file.source_list": lambda sources, *_: [sources[0], ""],
-        "cp.get_file_str": lambda url, saltenv: open(
-            os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read(),
-        "file.apply_template_on_contents": lambda text, context, **_: jinja2.Environment(
-            extensions=["jinja2.ext.do"]).from_string(text).render(**context),
-    }  # fmt: skip
-    with odoo_websocket_minion.bound(salt, {}, {}, {}):
+    with odoo_websocket_minion.bound(TEMPLATE_FUNCTIONS, {}, {}, {}):
         yield odoo_websocket_plan

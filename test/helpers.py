@@ -11,6 +11,7 @@ import socket
 import time
 
 import crossplane
+import jinja2
 import yaml
 
 import odoo_websocket_settings
@@ -176,3 +177,14 @@ def served_soon(box, status, seconds=5):
             return False
         time.sleep(0.1)
     return True
+
+
+# Salt's template functions as Salt runs them: the salt:// file read from
+# the repository, rendered with Jinja.
+TEMPLATE_FUNCTIONS = {
+    "file.source_list": lambda sources, *_: [sources[0], ""],
+    "cp.get_file_str": lambda url, saltenv: open(
+        os.path.join(REPO, url[len("salt://"):]), encoding="utf-8").read(),
+    "file.apply_template_on_contents": lambda text, context, **_: jinja2.Environment(
+        extensions=["jinja2.ext.do"]).from_string(text).render(**context),
+}  # fmt: skip

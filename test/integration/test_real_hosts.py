@@ -4,14 +4,26 @@ the change engine or the operator's commands. docs/fault-matrix.md lists
 each with its outcome."""
 
 import contextlib
+import json
 import os
 import subprocess
 
 import pytest
 
 import odoo_websocket_changes
+import odoo_websocket_journal
+import odoo_websocket_restore
 from engine import commands, engine_apply
-from helpers import NGINX, nginx_of, returning_site, served_soon, site_change
+from helpers import (
+    NGINX,
+    PARTS,
+    TEMPLATE_FUNCTIONS,
+    nginx_of,
+    returning_site,
+    sandbox_settings,
+    served_soon,
+    site_change,
+)
 from odoo_websocket_backups import BackupStore
 
 cli = commands()
@@ -221,3 +233,27 @@ def test_a_failure_after_recovery_says_what_recovery_did(sandbox):
     assert "restart the cache failed (exit 3)" in ret["comment"]
     assert "nothing was touched" not in ret["comment"]
     assert sandbox.fingerprint() == before
+
+
+# -- 7. the beacon never undoes an operator's command -------------------------
+
+
+def test_an_operators_restore_holds_healing_until_the_next_apply(sandbox, planner):
+    """A restore (or a clean) leaves the hold the beacon reads
+    (check_target's hold_file); the formula applied again releases it."""
+    first = engine_apply(site_change(sandbox), nginx=nginx_of(sandbox),
+                         backup_dir=sandbox.backup_dir)  # fmt: skip
+    hold = BackupStore(sandbox.backup_dir).path(odoo_websocket_journal.HOLD)
+    restored = odoo_websocket_restore.restore(first["backup"], sandbox.backup_dir,
+                                              conf_file=sandbox.conf_file, start=False)  # fmt: skip
+    assert restored["result"] is True, restored
+    with open(hold, encoding="utf-8") as handle:
+        assert json.load(handle)["command"] == f"restore of {first['backup']}"
+    minion = commands(TEMPLATE_FUNCTIONS, sandbox.pillar())  # this minion's settings
+    target = minion.check_target()  # what the beacon reads
+    assert target["hold_file"] == hold
+    dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert dry["result"] is not False and os.path.exists(hold)  # a dry run releases nothing
+    applied = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS)
+    assert applied["result"] is True, applied
+    assert not os.path.exists(hold)

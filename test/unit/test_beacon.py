@@ -166,3 +166,27 @@ def test_validate(config, why):
     assert valid is (why is None), comment
     if why:
         assert why in comment
+
+
+def test_an_operators_restore_or_clean_is_never_healed_away(minion, tmp_path):
+    """Issue 23, item 7: the operator's clean leaves the host without the
+    formula (a broken websocket, on purpose): no heal request until the next
+    apply releases the hold; then the beacon asks again."""
+    verdicts, jobs, settings = minion
+    hold = tmp_path / "operator-hold.json"
+    settings["verify"]["hold_file"] = str(hold)
+    settings_read(beacon)
+    hold.write_text('{"command": "odoo_websocket.clean", "since": "2026-12-06T08:00:00Z"}')
+    verdicts.extend([BROKEN] * 3)
+    for _ in range(3):
+        assert beacon.beacon([{"attempts": 3}]) == []
+    assert len(verdicts) == 3  # not even checked
+    hold.unlink()  # the next apply released it
+    assert [e["tag"] for e in beacon.beacon([{"attempts": 3}])] == ["broken"]
+
+
+def test_no_check_while_an_operators_command_runs(minion):
+    verdicts, jobs, _ = minion
+    jobs.append({"fun": "odoo_websocket.restore"})
+    verdicts.append(BROKEN)
+    assert beacon.beacon([{"attempts": 3}]) == [] and len(verdicts) == 1
