@@ -143,6 +143,15 @@ class Transaction:
         changes = [change for change in plan["changes"] if odoo_websocket_files.differs(change)]
         for change in changes:  # a restore's plan: its paths as they are now
             change.setdefault("expect", odoo_websocket_files.state(change["path"]))
+        unsafe = [
+            why for why in (odoo_websocket_files.unsafe_path(c["path"]) for c in changes) if why
+        ]
+        if unsafe:
+            return self._failed(
+                "Refused, nothing was touched: " + "; ".join(unsafe) + ": another user could "
+                "have root write where they choose (chown root or chmod go-w it, or point the "
+                "pillar at a path root controls)."
+            )
         if plan.get("nginx"):
             self.pending = odoo_websocket_journal.activation_pending(self.store)
         checked = odoo_websocket_activation.precheck(plan, changes)

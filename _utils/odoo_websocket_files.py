@@ -8,6 +8,7 @@ never half of one). Writers are called by the change engine only.
 
 import hashlib
 import os
+import stat as stat_mode
 import tempfile
 
 import salt.utils.stringutils
@@ -72,6 +73,54 @@ def state(path):
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()
     return f"sha256:{digest} mode:{stat.st_mode & 0o7777:o} owner:{stat.st_uid}:{stat.st_gid}"
+
+
+def unsafe_path(path):
+    """
+    Why root should not write PATH, or None. Every folder on the way to it,
+    and every link met there (followed, as the kernel would), must be owned
+    by root or by PATH's own owner and writable by nobody else (a folder
+    like /tmp, root's and sticky, excepted): otherwise its user could swap a
+    folder for a link between the plan and the write, and have root write
+    where they choose.
+    """
+    path = os.path.abspath(path)
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        owner = 0  # a new file: root's
+    trusted = {0, os.geteuid(), owner}
+    todo, current, hops = path.strip("/").split("/"), "/", 0
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        step = os.path.join(current, name)
+        try:
+            found = os.lstat(step)
+        except OSError:
+            return None  # not there yet: made by root in a folder found safe
+        if stat_mode.S_ISLNK(found.st_mode):
+            if found.st_uid not in trusted:
+                return f"{step} is a link owned by uid {found.st_uid}"
+            hops += 1
+            if hops > 40:
+                return f"{step}: too many levels of links"
+            target = os.readlink(step)
+            todo = target.split("/") + todo
+            current = "/" if target.startswith("/") else current
+            continue
+        if todo:  # a folder on the way
+            if found.st_uid not in trusted:
+                return f"{step} is owned by uid {found.st_uid}, not root or the file's owner"
+            others = found.st_mode & 0o002 or (found.st_mode & 0o020 and found.st_gid != 0)
+            if others and not (found.st_mode & 0o1000 and found.st_uid == 0):
+                return f"{step} is writable by others (mode {found.st_mode & 0o7777:o})"
+        current = step
+    return None
 
 
 class ChangedUnderRun(CommandExecutionError):

@@ -257,3 +257,62 @@ def test_an_operators_restore_holds_healing_until_the_next_apply(sandbox, planne
     applied = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS)
     assert applied["result"] is True, applied
     assert not os.path.exists(hold)
+
+
+# -- 6. root never writes through a folder another user controls --------------
+
+NOBODY = 65534
+
+
+def deploy_folder(tmp_path, owner, mode=0o755):
+    """/home/odoo/config: a deploy user's folder holding an Odoo file."""
+    folder = tmp_path / "home" / "odoo" / "config"
+    folder.mkdir(parents=True)
+    os.chown(folder, owner, owner)
+    os.chmod(folder, mode)
+    return folder
+
+
+def write_odoo_conf(box, path):
+    change = {"path": str(path), "kind": "file", "data": "[options]\nproxy_mode = True\n"}
+    return engine_apply([change], backup_dir=box.backup_dir)
+
+
+def test_a_root_file_in_a_folder_another_user_controls_is_refused(sandbox, tmp_path):
+    """The user who owns the folder could swap it for a link between the plan
+    and the write (to /etc/cron.d, say): root writes nothing there."""
+    folder = deploy_folder(tmp_path, NOBODY)
+    conf = folder / "odoo.conf"
+    conf.write_text("[options]\n")
+    ret = write_odoo_conf(sandbox, conf)
+    assert ret["result"] is False, ret
+    assert f"{folder} is owned by uid {NOBODY}" in ret["comment"], ret["comment"]
+    assert conf.read_text() == "[options]\n"
+
+
+def test_a_folder_writable_by_others_is_refused_and_a_users_own_file_is_not(sandbox, tmp_path):
+    folder = deploy_folder(tmp_path, 0, mode=0o777)
+    conf = folder / "odoo.conf"
+    conf.write_text("[options]\n")
+    ret = write_odoo_conf(sandbox, conf)
+    assert ret["result"] is False and "writable by others" in ret["comment"], ret
+    # The deploy user's own file in the deploy user's own folder: they could
+    # write it anyway, and the compare-and-swap catches a swap under the run.
+    mine = deploy_folder(tmp_path / "second", NOBODY) / "odoo.conf"
+    mine.write_text("[options]\n")
+    os.chown(mine, NOBODY, NOBODY)
+    ret = write_odoo_conf(sandbox, mine)
+    assert ret["result"] is True, ret
+    assert os.stat(mine).st_uid == NOBODY  # it keeps its owner
+
+
+def test_a_link_along_the_way_that_another_user_owns_is_refused(sandbox, tmp_path):
+    real = tmp_path / "etc-odoo"
+    real.mkdir()
+    (real / "odoo.conf").write_text("[options]\n")
+    link = tmp_path / "odoo-config"
+    os.symlink(real, link)
+    os.lchown(link, NOBODY, NOBODY)
+    ret = write_odoo_conf(sandbox, link / "odoo.conf")
+    assert ret["result"] is False and f"{link} is a link owned by uid {NOBODY}" in ret["comment"]
+    assert (real / "odoo.conf").read_text() == "[options]\n"
