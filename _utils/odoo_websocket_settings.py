@@ -11,6 +11,7 @@ commands use them (once per run: cached in ``__context__``).
 
 import copy
 import json
+import os
 import shlex
 
 import salt.utils.data
@@ -187,15 +188,24 @@ def _derive_commands(result):
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
 
 
+# The names compose finds by itself in its project folder (with the
+# override beside them, and .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME).
+_DISCOVERED = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
 def _compose_command(compose_file, arguments):
-    """A shell command running compose ARGUMENTS on COMPOSE_FILE with the
-    compose the host has: the docker CLI's plugin (`docker compose`) when it
-    answers, else the standalone `docker-compose` (Debian 12's package). The
-    choice is made when the command runs, on the minion."""
-    tail = f"-f {shlex.quote(compose_file)} {arguments}"
+    """A shell command running compose ARGUMENTS on COMPOSE_FILE's project as
+    the operator's own ``docker compose`` does there: from its folder (.env,
+    the project name), naming the file only when compose would not find it
+    by itself (so docker-compose.override.yml and COMPOSE_FILE still count),
+    with the compose the host has: the docker CLI's plugin (`docker compose`)
+    when it answers, else the standalone `docker-compose` (Debian 12's
+    package). The choice is made when the command runs, on the minion."""
+    folder, name = os.path.split(compose_file)
+    tail = arguments if name in _DISCOVERED else f"-f {shlex.quote(compose_file)} {arguments}"
     return (
-        f"if docker compose version >/dev/null 2>&1; then docker compose {tail}; "
-        f"else docker-compose {tail}; fi"
+        f"cd {shlex.quote(folder or '.')} && if docker compose version >/dev/null 2>&1; "
+        f"then docker compose {tail}; else docker-compose {tail}; fi"
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 import odoo_websocket_changes
 import odoo_websocket_journal
 import odoo_websocket_restore
+import odoo_websocket_settings
 from engine import commands, engine_apply
 from helpers import (
     NGINX,
@@ -22,6 +23,7 @@ from helpers import (
     returning_site,
     sandbox_settings,
     served_soon,
+    settings_with,
     site_change,
 )
 from odoo_websocket_backups import BackupStore
@@ -316,3 +318,55 @@ def test_a_link_along_the_way_that_another_user_owns_is_refused(sandbox, tmp_pat
     ret = write_odoo_conf(sandbox, link / "odoo.conf")
     assert ret["result"] is False and f"{link} is a link owned by uid {NOBODY}" in ret["comment"]
     assert (real / "odoo.conf").read_text() == "[options]\n"
+
+
+# -- 4. recreating Odoo reads the project as the operator's compose does ------
+
+OVERRIDE = """services:
+  odoo:
+    environment:
+      HOST: db-from-the-override
+    volumes:
+      - filestore:/var/lib/odoo
+volumes:
+  filestore:
+"""
+
+
+def compose_project(tmp_path, env=""):
+    folder = tmp_path / "opt" / "odoo"
+    folder.mkdir(parents=True)
+    (folder / "docker-compose.yml").write_text("services:\n  odoo:\n    image: odoo:17\n")
+    (folder / "docker-compose.override.yml").write_text(OVERRIDE)
+    (folder / "docker-compose.prod.yml").write_text(
+        "services:\n  odoo:\n    environment:\n      PROD: from-compose-file\n"
+    )
+    (folder / ".env").write_text(env)
+    return folder
+
+
+def rendered_command(folder, arguments):
+    """The formula's default compose command for FOLDER's compose file, with
+    ARGUMENTS in place of `up -d odoo`: `config` shows what compose reads."""
+    settings = odoo_websocket_settings.settings(
+        settings_with(compose={"file": str(folder / "docker-compose.yml")})
+    )
+    return settings["compose"]["recreate_cmd"].replace("up -d odoo", arguments)
+
+
+def test_the_recreate_command_reads_the_override_and_the_projects_env(tmp_path):
+    """docker-compose.override.yml (volumes: the filestore; the db host) and
+    .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME, read by the real compose:
+    a container recreated without them loses its filestore."""
+    folder = compose_project(tmp_path)
+    done = subprocess.run(rendered_command(folder, "config"), shell=True, cwd="/",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "db-from-the-override" in done.stdout and "/var/lib/odoo" in done.stdout
+    (folder / ".env").write_text(
+        "COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml\nCOMPOSE_PROJECT_NAME=shop\n"
+    )
+    done = subprocess.run(rendered_command(folder, "config"), shell=True, cwd="/",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "from-compose-file" in done.stdout  # .env read: its project name too

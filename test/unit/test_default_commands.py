@@ -15,12 +15,14 @@ def commands(pillar=None, family="Debian"):
     return result["odoo"]["config"]["restart_cmd"], result["compose"]["recreate_cmd"], result
 
 
-def compose_either(file, arguments):
-    """The default compose command: the docker CLI's plugin when it answers,
-    else the standalone docker-compose, decided on the minion when it runs."""
-    tail = f"-f {file} {arguments}"
+def compose_either(folder, arguments, file=None):
+    """The default compose command, from the project's folder (its .env, its
+    override), the file named only when compose would not find it by itself:
+    the docker CLI's plugin when it answers, else the standalone
+    docker-compose, decided on the minion when it runs."""
+    tail = f"-f {file} {arguments}" if file else arguments
     return (
-        f"if docker compose version >/dev/null 2>&1; then docker compose {tail}; "
+        f"cd {folder} && if docker compose version >/dev/null 2>&1; then docker compose {tail}; "
         f"else docker-compose {tail}; fi"
     )
 
@@ -28,9 +30,9 @@ def compose_either(file, arguments):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_docker_defaults_restart_and_recreate_the_odoo_service(family):
     restart, recreate, result = commands(family=family)
-    assert restart == compose_either("/opt/odoo/docker-compose.yml", "restart odoo")
+    assert restart == compose_either("/opt/odoo", "restart odoo")
     # `up -d`: detached, or the run would wait on the container's output forever.
-    assert recreate == compose_either("/opt/odoo/docker-compose.yml", "up -d odoo")
+    assert recreate == compose_either("/opt/odoo", "up -d odoo")
     assert result["compose"]["enabled"] is True
 
 
@@ -39,9 +41,12 @@ def test_docker_defaults_follow_the_compose_file_and_service():
         {"compose": {"file": "/srv/odoo(prod)/compose&co.yaml", "service": "erp"}}
     )
     # The path stays one argument in both branches (quoted once for the shell).
-    assert restart == compose_either("'/srv/odoo(prod)/compose&co.yaml'", "restart erp")
-    assert recreate == compose_either("'/srv/odoo(prod)/compose&co.yaml'", "up -d erp")
-    branches = recreate.removeprefix("if ").removesuffix("; fi").split("; ")
+    file, folder = "'/srv/odoo(prod)/compose&co.yaml'", "'/srv/odoo(prod)'"
+    assert restart == compose_either(folder, "restart erp", file)
+    assert recreate == compose_either(folder, "up -d erp", file)
+    cd, _, test = recreate.partition(" && ")
+    assert shlex.split(cd) == ["cd", "/srv/odoo(prod)"]
+    branches = test.removeprefix("if ").removesuffix("; fi").split("; ")
     assert [shlex.split(b) for b in branches] == [
         ["docker", "compose", "version", ">/dev/null", "2>&1"],
         ["then", "docker", "compose", "-f", "/srv/odoo(prod)/compose&co.yaml", "up", "-d", "erp"],

@@ -288,12 +288,12 @@ def test_docker_host_message_names_the_bind_address():
 
 def test_default_commands_quote_pillar_values():
     result = mod.settings(settings_with(compose={"file": "/opt/odoo(1)/dc&co.yml"}))
-    quoted = "-f '/opt/odoo(1)/dc&co.yml'"
+    quoted, cd = "-f '/opt/odoo(1)/dc&co.yml'", "cd '/opt/odoo(1)' && "
     assert result["compose"]["recreate_cmd"] == (
-        f"if docker compose version >/dev/null 2>&1; then docker compose {quoted} up -d odoo; "
+        f"{cd}if docker compose version >/dev/null 2>&1; then docker compose {quoted} up -d odoo; "
         f"else docker-compose {quoted} up -d odoo; fi"
     )
     assert result["odoo"]["config"]["restart_cmd"] == (
-        f"if docker compose version >/dev/null 2>&1; then docker compose {quoted} restart odoo; "
-        f"else docker-compose {quoted} restart odoo; fi"
+        f"{cd}if docker compose version >/dev/null 2>&1; then docker compose {quoted} restart "
+        f"odoo; else docker-compose {quoted} restart odoo; fi"
     )

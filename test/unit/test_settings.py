@@ -76,9 +76,8 @@ def test_native_writes_http_interface_docker_does_not():
     assert native["compose"]["enabled"] is False
     assert native["odoo"]["config"]["restart_cmd"] == "service odoo restart"
     assert docker["odoo"]["config"]["restart_cmd"] == (
-        "if docker compose version >/dev/null 2>&1; then docker compose"
-        " -f /opt/odoo/docker-compose.yml restart odoo; else docker-compose"
-        " -f /opt/odoo/docker-compose.yml restart odoo; fi"
+        "cd /opt/odoo && if docker compose version >/dev/null 2>&1; then docker compose"
+        " restart odoo; else docker-compose restart odoo; fi"
     )
 
 
