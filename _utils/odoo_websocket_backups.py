@@ -155,11 +155,14 @@ class BackupStore:
             found.append(change)
         return found
 
-    def write(self, paths, label, secret_keys=()):
+    def write(self, paths, label, secret_keys=(), after=None):
         """
         Save what PATHS are now (bytes, mode, owner, link target or absence)
-        in a new set, and return its id. Only into a folder the formula marked
-        as its own and nobody else can write to; nothing existing is touched.
+        in a new set, and return its id; AFTER: ``{path: fingerprint}`` of
+        what the run will write there (clean tells the formula's own
+        versions from an operator's edit by it). Only into a folder the
+        formula marked as its own and nobody else can write to; nothing
+        existing is touched.
         """
         unsafe = unsafe_folder(self.folder)
         if unsafe or not os.path.isfile(self.path(MARK)):
@@ -181,7 +184,8 @@ class BackupStore:
                 entries.append(entry)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             manifest = {"id": set_id, "created": created, "label": label,
-                        "secret_keys": sorted(set(secret_keys)), "files": entries}  # fmt: skip
+                        "secret_keys": sorted(set(secret_keys)), "files": entries,
+                        "after": dict(after or {})}  # fmt: skip
             _write_private(os.path.join(folder, "manifest.json"), json.dumps(manifest).encode())
             odoo_websocket_files.fsync_dir(os.path.join(folder, "manifest.json"))
         except BaseException:
@@ -274,6 +278,9 @@ class BackupStore:
             # "unless" (None when unset) is among the changes' concerns.
             follows = any(r["path"] == change["path"] for r in restarts)
             change["concern"] = change["path"] if follows else "nginx"
+        for change in plan["changes"]:
+            if self._edited_since(change["path"]):
+                plan["errors"].append(_edited(change, plan["secret_keys"]))
         if used:
             plan["notes"].append(
                 f"Putting back what the formula found, from backup {', '.join(used)}."
@@ -284,6 +291,43 @@ class BackupStore:
             )
         _refuse_outside(plan, managed, "The backup sets name")
         return plan
+
+    def _edited_since(self, path):
+        """Whether PATH holds, or held between two of the formula's runs,
+        something none of them wrote (an operator's edit, which putting the
+        oldest copy back would revert). Unknown (a set of a formula before
+        0.2.0 records no "after"): False, as clean always did."""
+        known = None  # what the formula's runs left PATH holding, so far
+        for set_id in self.sets():
+            found = self.manifest(set_id)
+            entry = next((e for e in found["files"] if e["path"] == path), None)
+            if entry is None:
+                continue
+            if path not in found.get("after", {}):
+                return False
+            before = odoo_websocket_files.fingerprint(_saved(entry))
+            if known is not None and before not in known:
+                return True
+            known = {before, found["after"][path]}  # a rolled-back run left "before"
+        return known is not None and odoo_websocket_files.fingerprint(path) not in known
+
+
+def _saved(entry):
+    """A manifest entry as fingerprint() reads a change (a file by its sha256)."""
+    if entry["kind"] == "file":
+        return {"kind": "sha256", "sha256": entry["sha256"]}
+    return entry
+
+
+def _edited(change, secret_keys):
+    """Why clean refuses CHANGE's path, with what it would undo (masked)."""
+    path = change["path"]
+    shown = odoo_websocket_files.masked_diff(_text(change), _live(path), path, secret_keys)
+    return (
+        f"{path} changed since the formula wrote it (an operator's edit?): putting back what "
+        f"the formula found would revert that too, so clean refuses. It would undo:\n{shown}"
+        "Take the formula's parts out by hand, or odoo_websocket.restore the set you choose."
+    )
 
 
 def _refuse_outside(plan, managed, subject):

@@ -191,7 +191,10 @@ class Transaction:
     def _commit(self, changes):
         plan, ret = self.plan, self.ret
         try:
-            set_id = self.store.write(ret["changed"], self.label, plan.get("secret_keys", ()))
+            after = {c["path"]: odoo_websocket_files.fingerprint(c) for c in changes}
+            set_id = self.store.write(
+                ret["changed"], self.label, plan.get("secret_keys", ()), after=after
+            )
         except OSError as exc:
             ret["changed"] = []
             return self._failed(f"Could not write the backup, nothing was touched: {exc}")

@@ -370,3 +370,57 @@ def test_the_recreate_command_reads_the_override_and_the_projects_env(tmp_path):
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "from-compose-file" in done.stdout  # .env read: its project name too
+
+
+# -- 3. clean never reverts an operator's later edit ---------------------------
+
+
+def formula_run(box, changes):
+    """A run of the formula's own (its label is what clean looks for)."""
+    ret = engine_apply(changes, backup_dir=box.backup_dir, label="odoo_websocket: odoo_conf")
+    assert ret["result"] is True, ret
+    return ret
+
+
+def conf_change(box, text):
+    return [{"path": box.odoo_conf, "kind": "file", "data": text, "concern": "odoo_conf"}]
+
+
+def clean(box):
+    return odoo_websocket_restore.clean(box.backup_dir)
+
+
+def test_clean_refuses_to_revert_an_edit_made_after_the_formula_wrote(sandbox):
+    original = open(sandbox.odoo_conf).read()
+    formula_run(sandbox, conf_change(sandbox, original + "proxy_mode = True\n"))
+    rotated = original + "proxy_mode = True\ndb_password = rotated-by-the-operator\n"
+    sandbox.write(sandbox.odoo_conf, rotated)
+    before = sandbox.fingerprint()
+    ret = clean(sandbox)
+    assert ret["result"] is False, ret
+    assert f"{sandbox.odoo_conf} changed since the formula wrote it" in ret["comment"]
+    assert "rotated-by-the-operator" not in ret["comment"]  # the diff is masked
+    assert sandbox.fingerprint() == before
+
+
+def test_clean_refuses_when_an_edit_came_between_two_formula_runs(sandbox):
+    """The operator's edit sits between two runs: the oldest set's copy
+    predates it, so putting that back would lose it too."""
+    original = open(sandbox.odoo_conf).read()
+    formula_run(sandbox, conf_change(sandbox, original + "proxy_mode = True\n"))
+    sandbox.write(sandbox.odoo_conf, original + "proxy_mode = True\nlimit_time_real = 1200\n")
+    formula_run(sandbox, conf_change(sandbox, original + "proxy_mode = True\n"
+                                     "limit_time_real = 1200\nworkers = 2\n"))  # fmt: skip
+    before = sandbox.fingerprint()
+    ret = clean(sandbox)
+    assert ret["result"] is False and "changed since the formula wrote it" in ret["comment"]
+    assert sandbox.fingerprint() == before
+
+
+def test_clean_puts_back_what_only_the_formula_changed(sandbox):
+    original = open(sandbox.odoo_conf).read()
+    formula_run(sandbox, conf_change(sandbox, original + "proxy_mode = True\n"))
+    formula_run(sandbox, conf_change(sandbox, original + "proxy_mode = True\nworkers = 2\n"))
+    ret = clean(sandbox)
+    assert ret["result"] is True, ret
+    assert open(sandbox.odoo_conf).read() == original
