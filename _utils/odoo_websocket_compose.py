@@ -85,7 +85,7 @@ def _service(document, service):
     return definition
 
 
-def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4):
+def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4, variables):
     """Queue the edits that bind one long-syntax entry; return the ports it covers."""
     target = entry.get("target")
     if target is None:
@@ -93,7 +93,7 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4
     if not port_entries.covered_ports(target, wanted):
         return set()
     flow = entry.fa.flow_style()
-    published = port_entries.published_for(target, entry.get("published"), wanted)
+    published = port_entries.published_for(target, entry.get("published"), wanted, variables)
     parsed = {"host_ip": entry.get("host_ip"), "target": target, "protocol": entry.get("protocol")}
     address = port_entries.entry_address(parsed, bind_address, ipv4)
     added = []
@@ -118,10 +118,10 @@ def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4
     return port_entries.covered_ports(target, wanted, entry.get("protocol"))
 
 
-def _bind_short(entries, index, wanted, bind_address, lines, edits, ipv4):
+def _bind_short(entries, index, wanted, bind_address, lines, edits, ipv4, variables):
     """Queue the edit that rebinds one short-syntax entry; return the ports it covers."""
     entry = entries[index]
-    rebound = port_entries.rebind_short(entry, wanted, bind_address, ipv4)
+    rebound = port_entries.rebind_short(entry, wanted, bind_address, ipv4, variables)
     if rebound is None:
         return set()
     if rebound != str(entry):
@@ -263,7 +263,7 @@ def _own_ports(services, service, lines):
     return _apply(lines, [(line, alias.start(1), alias.end(1), f"[{', '.join(items)}]")], [])
 
 
-def _queue(document, service, wanted, bind_address, lines):
+def _queue(document, service, wanted, bind_address, lines, variables):
     """The (line, start, end, text) edits and (before line, [lines]) inserts
     that bind SERVICE's WANTED ports."""
     services = document["services"]
@@ -273,9 +273,13 @@ def _queue(document, service, wanted, bind_address, lines):
     ipv4 = port_entries.ipv4_targets(published_ports("".join(lines), service))
     for index, entry in enumerate(entries):
         if isinstance(entry, dict):
-            covered |= _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4)
+            covered |= _bind_long(
+                entry, service, wanted, bind_address, lines, edits, inserts, ipv4, variables
+            )
         elif isinstance(entry, (str, int)):
-            covered |= _bind_short(entries, index, wanted, bind_address, lines, edits, ipv4)
+            covered |= _bind_short(
+                entries, index, wanted, bind_address, lines, edits, ipv4, variables
+            )
         else:
             raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
     bound = port_entries.format_ip(bind_address)
@@ -288,7 +292,7 @@ def _queue(document, service, wanted, bind_address, lines):
     return edits, inserts
 
 
-def bind_ports(text, service, ports, bind_address="127.0.0.1"):
+def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
     """
     Return compose file TEXT with SERVICE's PORTS published on BIND_ADDRESS
     only. PORTS lists container ports (published on the same number) or
@@ -300,6 +304,8 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     scalars change: every other byte of the file (comments, anchors, order,
     quoting, indentation, other services) stays as it was. Ports merged in
     (``<<: *x``) or aliased (``ports: *x``) become SERVICE's own list.
+    VARIABLES: what compose substitutes in ``${VAR}`` (the project's .env
+    under the environment).
     """
     wanted = port_entries.wanted_ports(ports)
     document = _load(text)
@@ -318,23 +324,23 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1"):
     if entries is not None and not isinstance(entries, list):
         raise ComposeError(f"service {service!r}: 'ports' is not a list")
     if entries is not None and not _written_in(definition, "ports"):
-        if not _unbound(text, service, wanted, bind_address):
+        if not _unbound(text, service, wanted, bind_address, variables):
             return text
         text = _own_ports(document["services"], service, text.splitlines(keepends=True))
         document = _load(text)
     _refuse_shared(document["services"], service)
     lines = text.splitlines(keepends=True)
-    edits, inserts = _queue(document, service, wanted, bind_address, lines)
+    edits, inserts = _queue(document, service, wanted, bind_address, lines, variables)
     if not edits and not inserts:
         return text
     result = _apply(lines, edits, inserts)
-    unbound = _unbound(result, service, wanted, bind_address)
+    unbound = _unbound(result, service, wanted, bind_address, variables)
     if unbound:  # a bug here must fail loudly, not publish ports
         raise ComposeError(f"internal error: ports {unbound} left unbound")
     return result
 
 
-def _unbound(text, service, wanted, bind_address):
+def _unbound(text, service, wanted, bind_address, variables=None):
     """SERVICE's entries for WANTED ports not on BIND_ADDRESS at the wanted
     host port, then the WANTED ports it does not publish at all."""
     wrong, covered, entries = [], set(), published_ports(text, service)
@@ -342,11 +348,29 @@ def _unbound(text, service, wanted, bind_address):
     for entry in entries:
         if port_entries.covered_ports(entry["target"], wanted):  # any protocol: bound too
             covered |= port_entries.covered_ports(entry["target"], wanted, entry["protocol"])
-            expected = port_entries.published_for(entry["target"], entry["published"], wanted)
+            expected = port_entries.published_for(
+                entry["target"], entry["published"], wanted, variables
+            )
             address = port_entries.entry_address(entry, bind_address, ipv4)
             if entry["host_ip"] != address or entry["published"] != expected:
                 wrong.append(entry)
     return wrong + [port for port in wanted if port not in covered]
+
+
+def project_variables(compose_file):
+    """What compose substitutes in COMPOSE_FILE's ``${VAR}``: its project's
+    .env (beside the file as the pillar names it), under the environment
+    the formula's commands run in."""
+    found = {}
+    try:
+        with open(os.path.join(os.path.dirname(compose_file), ".env"), encoding="utf-8") as env:
+            for line in env:
+                name, sep, value = line.strip().partition("=")
+                if sep and name and not name.startswith("#"):
+                    found[name.removeprefix("export ").strip()] = value.strip().strip("'\"")
+    except (OSError, UnicodeDecodeError):
+        pass
+    return {**found, **os.environ}
 
 
 def validate(text, compose_file):

@@ -108,23 +108,44 @@ def wanted_ports(ports):
     return wanted
 
 
-def published_for(target, published, wanted):
+def interpolated(text, variables):
+    """TEXT with its ${VAR}, ${VAR:-default}, ${VAR-default} and $VAR as
+    compose substitutes them from VARIABLES (the project's .env under the
+    environment)."""
+
+    def value(match):
+        name, op, default = match.group(1) or match.group(4), match.group(2), match.group(3)
+        found = variables.get(name)
+        if op == ":-" and not found or op == "-" and found is None:
+            return default or ""
+        return found or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:?-)([^}]*))?\}|\$(\w+)", value, str(text))
+
+
+def published_for(target, published, wanted, variables=None):
     """The host port an entry must publish on: the wanted one for a single
     port (nginx's upstream points there; "8072" alone would even pick a random
-    one), the entry's own for ranges and ${VARIABLES}."""
+    one), the entry's own for ranges, and a ${VARIABLE} kept as written when
+    compose resolves it to the wanted port (VARIABLES: the project's .env
+    and environment), the wanted port itself otherwise."""
     span = port_range(target)
-    if span[0] == span[1] and span[0] in wanted and "$" not in str(published or ""):
+    single = span[0] == span[1] and span[0] in wanted
+    if single and "$" in str(published or ""):
+        resolved = interpolated(published, variables or {})
+        return str(published) if resolved == str(wanted[span[0]]) else str(wanted[span[0]])
+    if single:
         return str(wanted[span[0]])
     return str(published) if published not in (None, "") else str(target)
 
 
-def rebind_short(entry, wanted, bind_address, ipv4=frozenset()):
+def rebind_short(entry, wanted, bind_address, ipv4=frozenset(), variables=None):
     """Return the rebound entry, or None when it is not one of the WANTED
     ports (IPV4: :py:func:`entry_address`'s)."""
     parsed = parse_short_port(entry)
     if not covered_ports(parsed["target"], wanted):
         return None
-    published = published_for(parsed["target"], parsed["published"], wanted)
+    published = published_for(parsed["target"], parsed["published"], wanted, variables)
     address = entry_address(parsed, bind_address, ipv4)
     text = f"{format_ip(address)}:{published}:{parsed['target']}"
     if parsed["protocol"]:

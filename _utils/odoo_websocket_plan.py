@@ -120,8 +120,9 @@ def _compose(settings, part, plan, saltenv):
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
         return
     try:
+        variables = odoo_websocket_compose.project_variables(compose["file"])
         wanted = odoo_websocket_compose.bind_ports(
-            current, service, compose["ports"], compose["bind_address"]
+            current, service, compose["ports"], compose["bind_address"], variables
         )
     except CommandExecutionError as exc:
         plan["errors"].append(f"{path} left unchanged: {exc}")

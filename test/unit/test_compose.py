@@ -347,3 +347,33 @@ def test_host_networking_is_refused_with_the_step_that_applies():
         odoo_compose.bind_ports(text, "odoo", PORTS)
     assert "network_mode: host" in str(raised.value)
     assert "http_interface" in str(raised.value)
+
+
+def test_a_port_variable_is_kept_only_when_compose_resolves_it_to_nginxs_port():
+    """${WEB_PORT:-8069} is what docker publishes on: kept as written when it
+    resolves to 8069 (nginx's upstream), replaced when .env sets it else."""
+    text = compose_with('"${WEB_PORT:-8069}:8069"', '"8072:8072"')
+    kept = service_ports(odoo_compose.bind_ports(text, "odoo", PORTS, variables={}))
+    assert "127.0.0.1:${WEB_PORT:-8069}:8069" in kept
+    moved = odoo_compose.bind_ports(text, "odoo", PORTS, variables={"WEB_PORT": "18069"})
+    assert "127.0.0.1:8069:8069" in service_ports(moved)
+    assert "127.0.0.1:${WEB_PORT:-8069}:8069" in service_ports(
+        odoo_compose.bind_ports(text, "odoo", PORTS, variables={"WEB_PORT": "8069"})
+    )
+
+
+@pytest.mark.parametrize(
+    "text, variables, value",
+    [("${A:-1}", {}, "1"), ("${A:-1}", {"A": ""}, "1"), ("${A-1}", {"A": ""}, ""),
+     ("${A}", {"A": "2"}, "2"), ("$A", {"A": "3"}, "3"), ("${A}", {}, "")],
+)  # fmt: skip
+def test_interpolation_as_compose_does_it(text, variables, value):
+    assert odoo_compose.port_entries.interpolated(text, variables) == value
+
+
+def test_project_variables_read_the_env_file_under_the_environment(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("# ports\nWEB_PORT=18069\nexport NAME='shop'\nSHELL_WINS=env\n")
+    monkeypatch.setenv("SHELL_WINS", "shell")
+    found = odoo_compose.project_variables(str(tmp_path / "docker-compose.yml"))
+    assert found["WEB_PORT"] == "18069" and found["NAME"] == "shop"
+    assert found["SHELL_WINS"] == "shell"

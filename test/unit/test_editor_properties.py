@@ -432,16 +432,22 @@ def covers(target, wanted):
 def check_bound(out, service, wanted, bind):
     """SERVICE publishes every wanted port on BIND only, and at the wanted
     host port (single ports without a ${VAR}); its other entries as before."""
-    covered = set()
-    for entry in odoo_compose.published_ports(out, service):
+    covered, entries = set(), odoo_compose.published_ports(out, service)
+    ipv4 = {(e["target"], e["protocol"]) for e in entries if ":" not in (e["host_ip"] or "")}
+    for entry in entries:
         target = entry["target"]
         if not covers(target, wanted):
             continue
-        assert entry["host_ip"] == bind, entry
+        if entry["host_ip"] == "::1" and bind.startswith("127."):
+            # The IPv6 twin of a dual-stack pair, on IPv6's loopback.
+            assert (target, entry["protocol"]) in ipv4, entry
+        else:
+            assert entry["host_ip"] == bind, entry
         if target.isdigit() and "$" not in (entry["published"] or ""):
             assert entry["published"] == str(wanted[int(target)]), entry
         low, _, high = target.partition("-")
-        covered |= {p for p in wanted if int(low) <= p <= int(high or low)}
+        if (entry["protocol"] or "tcp") == "tcp":  # udp publishes no TCP port
+            covered |= {p for p in wanted if int(low) <= p <= int(high or low)}
     assert covered == set(wanted)
 
 
