@@ -77,6 +77,21 @@ def state(path):
     return f"sha256:{digest} mode:{stat.st_mode & 0o7777:o} owner:{stat.st_uid}:{stat.st_gid}"
 
 
+# Where the formula never writes as root (a linked odoo.conf or compose
+# file, a journal's path no longer in the pillar): system files it has no
+# business rewriting.
+_SYSTEM = ("/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+           "/root/.ssh", "/etc/ssh", "/etc/pam.d", "/etc/sudoers", "/etc/sudoers.d",
+           "/etc/cron.d", "/etc/crontab", "/etc/passwd", "/etc/shadow", "/etc/group",
+           "/etc/systemd")  # fmt: skip
+
+
+def system_path(path):
+    """Whether PATH is (or is under) a system file the formula never writes."""
+    path = os.path.abspath(path)
+    return any(path == place or path.startswith(place + "/") for place in _SYSTEM)
+
+
 def unsafe_path(path):
     """
     Why root should not write PATH, or None. Every folder on the way to it,

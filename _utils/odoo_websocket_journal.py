@@ -76,8 +76,11 @@ class Journal:
         What recovering from a killed run's journal would put back, without
         touching anything: ``{"journal", "changes"}`` (to apply, in order),
         the paths ``kept`` (changed since that run: an operator's hotfix;
-        FORCE puts them back too) and ``untrusted`` (outside MANAGED), or
-        ``{"unusable": why}``. None without a journal.
+        FORCE puts them back too), ``unmanaged`` (outside MANAGED, the pillar
+        no longer names them, but holding exactly what the run wrote: put
+        back) and ``untrusted`` (outside MANAGED otherwise, or a system
+        file: never written), or ``{"unusable": why}``. None without a
+        journal.
         """
         left = self.read()
         if left is None:
@@ -89,22 +92,28 @@ class Journal:
         except (CommandExecutionError, KeyError, OSError) as exc:
             return {"unusable": f"unusable ({exc})"}
         paths = [change["path"] for change in saved]
-        outside = odoo_websocket_files.outside
-        found = {"journal": left, "changes": [], "kept": [],
-                 "untrusted": [] if managed is None else outside(paths, managed)}  # fmt: skip
+        outside = [] if managed is None else odoo_websocket_files.outside(paths, managed)
+        found = {"journal": left, "changes": [], "kept": [], "untrusted": [], "unmanaged": []}
         planned = left.get("paths", {})
         for change in reversed(saved):
-            if change["path"] in found["untrusted"]:
+            path, expected = change["path"], planned.get(change["path"], {})
+            held = odoo_websocket_files.fingerprint(path)
+            if path in outside:
+                # No longer in the pillar (or a foreign journal): put back only
+                # what holds exactly what the killed run wrote, never a system file.
+                if odoo_websocket_files.system_path(path) or held not in (
+                    expected.get("after"), expected.get("before")
+                ):
+                    found["untrusted"].append(path)
+                    continue
+                if held == expected.get("before"):
+                    continue  # not reached by the run: nothing to put back
+                found["unmanaged"].append(path)
+            elif not (force or held in (expected.get("before"), expected.get("after"))):
+                found["kept"].append(path)
                 continue
-            expected = planned.get(change["path"], {})
-            held = odoo_websocket_files.fingerprint(change["path"])
-            if force or held in (expected.get("before"), expected.get("after")):
-                # Put back only while it is what was judged here.
-                found["changes"].append(
-                    dict(change, expect=odoo_websocket_files.state(change["path"]))
-                )
-            else:
-                found["kept"].append(change["path"])
+            # Put back only while it is what was judged here.
+            found["changes"].append(dict(change, expect=odoo_websocket_files.state(path)))
         return found
 
 
@@ -115,6 +124,11 @@ def recovered(found):
         f"An interrupted run (pid {journal.get('pid')}, {journal.get('started')}) was rolled "
         f"back from backup {journal['backup']}."
     )
+    if found["unmanaged"]:
+        note += (
+            f" Put back though the pillar no longer names them (they held what that run "
+            f"wrote): {', '.join(found['unmanaged'])}."
+        )
     if found["untrusted"]:
         note += f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
     if found["kept"]:

@@ -64,14 +64,6 @@ def _planned_for(name, planner, instance, part, plan, saltenv):
             change.setdefault("instances", [change["instance"]]).append(name)
 
 
-# Where a linked odoo.conf or compose file may never lead: system files the
-# formula has no business rewriting as root.
-_SYSTEM = ("/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64",
-           "/root/.ssh", "/etc/ssh", "/etc/pam.d", "/etc/sudoers", "/etc/sudoers.d",
-           "/etc/cron.d", "/etc/crontab", "/etc/passwd", "/etc/shadow", "/etc/group",
-           "/etc/systemd")  # fmt: skip
-
-
 def _target(path, key, plan):
     """The file to edit for PATH: PATH itself, or, when it is a link (a compose
     project's config/ mounted in the container), its target, the link kept.
@@ -82,7 +74,7 @@ def _target(path, key, plan):
     why = None
     if not os.path.isfile(real):
         why = "which is not a regular file"
-    elif any(real == place or real.startswith(place + "/") for place in _SYSTEM):
+    elif odoo_websocket_files.system_path(real):
         why = "a system file"
     else:
         why = _link_hijack(path, real)

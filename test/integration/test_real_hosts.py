@@ -424,3 +424,25 @@ def test_clean_puts_back_what_only_the_formula_changed(sandbox):
     ret = clean(sandbox)
     assert ret["result"] is True, ret
     assert open(sandbox.odoo_conf).read() == original
+
+
+# -- 10. a killed run's path the new pillar no longer manages -----------------
+
+
+def test_recovery_puts_back_a_path_the_pillar_no_longer_names(sandbox):
+    """A run is killed after writing a file; the pillar then drops that file
+    (an instance removed): recovery still puts it back, since it holds
+    exactly what the killed run wrote, and says so."""
+    engine_apply(site_change(sandbox, size="1m"), backup_dir=sandbox.backup_dir)
+    before = sandbox.fingerprint()
+
+    def killed(step):
+        if step == "write-0":
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_with_seam(sandbox, site_change(sandbox, size="2m"), killed)
+    assert sandbox.fingerprint() != before
+    note = odoo_websocket_restore.recover(sandbox.backup_dir, managed=[sandbox.odoo_conf])
+    assert f"no longer names them (they held what that run wrote): {sandbox.site_file}" in note
+    assert sandbox.fingerprint() == before
