@@ -43,7 +43,8 @@ class Transaction:
     dropped, old sets pruned to KEEP; None: none pruned), or rolled back whole
     (every file restored, restarts run again, nginx reloaded onto the old
     files). NGINX (the caller's settings, never a journal's) is what recovery
-    reloads; MANAGED the paths recovery may write (None: any). TEST: nothing
+    reloads; MANAGED the paths recovery may write (None: any; a callable:
+    asked only when there is something to recover). TEST: nothing
     written, no recovery, the lock not created.
     """
 
@@ -110,7 +111,10 @@ class Transaction:
             return self._recover(force)
 
     def _recover(self, force=False):
-        found = self.journal.recovery(force=force, managed=self.managed)
+        if self.journal.read() is None:  # the common case: nothing to recover
+            return "", []
+        managed = self.managed() if callable(self.managed) else self.managed
+        found = self.journal.recovery(force=force, managed=managed)
         if found is None:
             return "", []
         if "unusable" in found:
@@ -373,7 +377,8 @@ def apply(settings, parts, saltenv="base", test=False):
         test=test,
         label="odoo_websocket: " + ", ".join(sorted(parts)),
         nginx=settings["nginx"] if settings["nginx"]["enabled"] else None,
-        managed=odoo_websocket_concerns.managed_paths(settings),
+        # Read only when a killed run left a journal (it parses nginx's tree).
+        managed=functools.partial(odoo_websocket_concerns.managed_paths, settings),
         lock_timeout=backup["lock_timeout"],
     )
     ret = transaction.run()

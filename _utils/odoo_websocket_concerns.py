@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import NamedTuple
 
+import odoo_websocket_nginx
+
 
 class Concern(NamedTuple):
     sls: str  # what an operator applies for this concern alone
@@ -106,13 +108,16 @@ def restart(concern, settings):
 def managed_paths(settings):
     """
     The places the formula may write for SETTINGS: nginx's configuration
-    folder (an adopted site, nginx.conf's capacity) and every concern's
+    folder (an adopted site, nginx.conf's capacity), every file nginx's live
+    tree loads from elsewhere (a site in /srv, adoptable), and every concern's
     paths, each instance's (whether or not the concern is enabled: a backup
     set of an earlier pillar may name them). A backup set or journal naming
     anything else is not trusted.
     """
     nginx = settings["nginx"]
     paths = [os.path.dirname(os.path.abspath(nginx["conf_file"])) + "/"]
+    # Every file the live tree loads, wherever it lives: adoption may edit it.
+    paths += odoo_websocket_nginx.tree_files(nginx["conf_file"])
     for instance in instances(settings).values():
         for concern in CONCERNS.values():
             paths.extend(path for path in concern.paths(instance) if path)

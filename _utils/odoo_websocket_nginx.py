@@ -103,6 +103,17 @@ def tree(conf_file="/etc/nginx/nginx.conf"):
     return payload
 
 
+def tree_files(conf_file="/etc/nginx/nginx.conf"):
+    """Every file the live tree includes (as named and as resolved), from
+    anywhere: a site nginx loads from /srv may be adopted. [] when the tree
+    cannot be read."""
+    try:
+        configs = tree(conf_file)["config"]
+    except (OSError, ValueError, KeyError, NameError):  # NameError: no crossplane yet
+        return []
+    return sorted({path for c in configs for path in (c["file"], c["real"])})
+
+
 def _listen_port(args):
     """The port of a listen directive (80 when it names only an address)."""
     if not args or args[0].startswith("unix:"):
@@ -285,10 +296,12 @@ def _materialize(change, path, copy):
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-# In a private mount namespace, the copy is bound over the live folder, so the
-# tree's absolute includes resolve in the copy: nginx -t, then crossplane.
+# In a private mount namespace, each copy is bound over its live folder (the
+# config folder, and the folders of candidates outside it), so the tree's
+# absolute includes resolve in the copies: nginx -t, then crossplane.
 _STAGE_SCRIPT = (
-    'mount --bind "$1" "$2" || exit 97; "$3" -t -c "$4" || exit $?; exec "$5" -c "$6" "$4"'
+    'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 97; shift 2; done; shift; '
+    '"$1" -t -c "$2" || exit $?; exec "$3" -c "$4" "$2"'
 )
 # Paths are resolved inside the namespace, where the candidate's links exist.
 _PARSE_SCRIPT = (
@@ -299,25 +312,47 @@ _PARSE_SCRIPT = (
 )
 
 
+def _stage_folders(changes, conf_dir):
+    """The folders to stage for CHANGES: nginx's config folder, and the folder
+    of each candidate outside it (a site loaded from /srv), outermost only.
+    None when one cannot be staged: the root, or a folder holding the
+    config folder (/etc for /etc/odoo-site.conf)."""
+    folders = [conf_dir]
+    for change in changes:
+        folder = os.path.dirname(os.path.abspath(change["path"]))
+        if any(_within(change["path"], known) for known in folders):
+            continue
+        if folder == "/" or _within(conf_dir, folder):
+            return None
+        folders = [known for known in folders if not _within(known, folder) or known == conf_dir]
+        folders.append(folder)
+    return folders
+
+
 def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/nginx"):
     """
     Would nginx accept the whole tree with CHANGES applied? ``nginx -t`` runs on
-    a private copy of the config folder; nothing live is touched. Returns
+    a private copy of the config folder (and of the folder of each candidate
+    outside it); nothing live is touched. Returns
     configtest's dict plus ``payload`` (the candidate tree parsed, live paths),
     with ``ok`` None when no private mount namespace can be made here.
     """
     conf_dir = os.path.dirname(os.path.abspath(conf_file))
-    outside = [c["path"] for c in changes if not _within(c["path"], conf_dir)]
-    if outside:
+    folders = _stage_folders(changes, conf_dir)
+    if folders is None:
+        outside = [c["path"] for c in changes if not _within(c["path"], conf_dir)]
         return {"ok": None, "errors": [], "output": f"outside {conf_dir}: {', '.join(outside)}"}
     stage = tempfile.mkdtemp(prefix="odoo_websocket-stage.")
     try:
-        copy = os.path.join(stage, "tree")
-        _copy_tree(conf_dir, copy)
+        copies = {folder: os.path.join(stage, str(n)) for n, folder in enumerate(folders)}
+        for folder, copy in copies.items():
+            _copy_tree(folder, copy)
         for change in changes:
-            staged = os.path.join(copy, os.path.relpath(change["path"], conf_dir))
-            _materialize(change, staged, copy)
-        args = [copy, conf_dir, binary, conf_file, sys.executable, _PARSE_SCRIPT]
+            folder = next(f for f in folders if _within(change["path"], f))
+            staged = os.path.join(copies[folder], os.path.relpath(change["path"], folder))
+            _materialize(change, staged, copies[folder])
+        binds = [path for folder, copy in copies.items() for path in (copy, folder)]
+        args = [*binds, "--", binary, conf_file, sys.executable, _PARSE_SCRIPT]
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", _STAGE_SCRIPT, "stage"]
             + args,

@@ -11,6 +11,8 @@ import subprocess
 import pytest
 
 import odoo_websocket_changes
+import odoo_websocket_concerns
+import odoo_websocket_files
 import odoo_websocket_journal
 import odoo_websocket_restore
 import odoo_websocket_settings
@@ -446,3 +448,31 @@ def test_recovery_puts_back_a_path_the_pillar_no_longer_names(sandbox):
     note = odoo_websocket_restore.recover(sandbox.backup_dir, managed=[sandbox.odoo_conf])
     assert f"no longer names them (they held what that run wrote): {sandbox.site_file}" in note
     assert sandbox.fingerprint() == before
+
+
+def outside_site(box, tmp_path, text="# the host's own site, outside nginx's folder\n"):
+    """A site nginx loads from outside its folder (/srv/nginx/sites/...)."""
+    folder = tmp_path / "srv" / "nginx" / "sites"
+    folder.mkdir(parents=True)
+    site = folder / "odoo.conf"
+    site.write_text(text)
+    box.write(os.path.join(box.nginx_dir, "conf.d/srv-sites.conf"), f"include {folder}/*.conf;\n")
+    return str(site)
+
+
+def test_a_site_nginx_loads_from_outside_its_folder_is_a_managed_path(sandbox, tmp_path):
+    """Adoption may edit it: restore, clean and recovery must trust it too."""
+    site = outside_site(sandbox, tmp_path)
+    managed = odoo_websocket_concerns.managed_paths(sandbox_settings(sandbox, {}))
+    assert odoo_websocket_files.outside([site], managed) == []
+    assert odoo_websocket_files.outside([str(tmp_path / "srv" / "other.conf")], managed)
+
+
+def test_the_staged_check_judges_a_candidate_outside_nginxs_folder(sandbox, tmp_path):
+    site = outside_site(sandbox, tmp_path)
+    before = tree(str(tmp_path / "srv"))
+    good = cli.stage_check(site, "# the formula's edit\n", sandbox.conf_file, NGINX)
+    assert good["ok"] is True, good
+    bad = cli.stage_check(site, "server {\n", sandbox.conf_file, NGINX)
+    assert bad["ok"] is False and bad["errors"][0]["file"] == site, bad
+    assert tree(str(tmp_path / "srv")) == before
