@@ -102,7 +102,8 @@ class Journal:
                 # No longer in the pillar (or a foreign journal): put back only
                 # what holds exactly what the killed run wrote, never a system file.
                 if odoo_websocket_files.system_path(path) or held not in (
-                    expected.get("after"), expected.get("before")
+                    expected.get("after"),
+                    expected.get("before"),
                 ):
                     found["untrusted"].append(path)
                     continue

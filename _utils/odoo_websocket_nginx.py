@@ -123,10 +123,26 @@ def _listen_port(args):
     return int(value) if value.isdigit() else 80
 
 
+def _listen_socket(args):
+    """(address, port) of a listen directive: address "*" for IPv4's
+    wildcard ("80", "*:80", "0.0.0.0:80"), "[::]" for IPv6's; None for a
+    unix socket."""
+    port = _listen_port(args)
+    if port is None:
+        return None
+    value = args[0]
+    address = value.rsplit(":", 1)[0] if ":" in value.rsplit("]", 1)[-1] else None
+    if address is None and not value.isdigit():
+        address = value  # an address alone: port 80
+    address = (address or "*").lower()
+    return ("*" if address in ("*", "0.0.0.0") else address), port
+
+
 def _server(directive, filename, real):
     block = directive["block"]
     listens = [d["args"] for d in block if d["directive"] == "listen"]
     ports = {_listen_port(args) for args in listens} - {None} if listens else {80}
+    sockets = {_listen_socket(args) for args in listens} - {None} if listens else {("*", 80)}
     names = [a.lower() for d in block if d["directive"] == "server_name" for a in d["args"]]
     return {
         "file": filename,
@@ -134,6 +150,7 @@ def _server(directive, filename, real):
         "line": directive["line"],
         "names": names or [""],
         "ports": ports,
+        "sockets": sockets,
         # Only sends browsers elsewhere (http -> https, www): never adopted.
         "redirect": odoo_websocket_nginx_text.redirect_only(directive),
     }
@@ -213,7 +230,30 @@ def site_problems(nginx, payload):
                     f"{block['file']}:{block['line']} still answers for "
                     f"{', '.join(block['names'])}: nginx would ignore the formula's site"
                 )
-    return "\n".join(problems)
+        problems.extend(_shadows(payload, site))
+    return "\n".join(dict.fromkeys(problems))
+
+
+def _shadows(payload, site):
+    """Server blocks listening on one address of a port where the formula's
+    SITE listens on every address: nginx hands a connection to the blocks
+    listening on its exact address (and port) first, so browsers reaching
+    Odoo at that address get another site, whatever the names."""
+    blocks = server_blocks(payload)
+    real, names = os.path.realpath(site["site_file"]), {n.lower() for n in site["names"]}
+    own = {s for b in blocks if b["real"] == real and names & set(b["names"]) for s in b["sockets"]}
+    found = []
+    for block in blocks:
+        for address, port in sorted(block["sockets"] - own):
+            if address not in ("*", "[::]") and ("*", port) in own:
+                found.append(
+                    f"{block['file']}:{block['line']} listens on {address}:{port}: nginx hands "
+                    f"connections to {address}:{port} to the server blocks listening there, so "
+                    "browsers reaching Odoo at that address get that site, not the formula's: "
+                    f"add {address} to nginx:listen_addresses (with 0.0.0.0, to go on listening "
+                    "on every address), or move that site off the address"
+                )
+    return found
 
 
 def candidate_check(nginx, changes):

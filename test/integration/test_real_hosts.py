@@ -476,3 +476,32 @@ def test_the_staged_check_judges_a_candidate_outside_nginxs_folder(sandbox, tmp_
     bad = cli.stage_check(site, "server {\n", sandbox.conf_file, NGINX)
     assert bad["ok"] is False and bad["errors"][0]["file"] == site, bad
     assert tree(str(tmp_path / "srv")) == before
+
+
+# -- 11. a server block that shadows the formula's on one address -------------
+
+
+def intranet_site(box, address):
+    """Another site of the host's, listening on one address of the host."""
+    box.write(os.path.join(box.nginx_dir, "sites-enabled", "intranet"),
+              f"server {{\n    listen {address}:{box.http_port} default_server;\n"
+              "    server_name intranet.example.com;\n    return 204;\n}\n")  # fmt: skip
+
+
+def test_a_site_listening_on_one_address_of_the_formulas_port_is_found(sandbox, planner):
+    """nginx hands a connection to the server blocks listening on its exact
+    address first: browsers reaching Odoo at 10.9.9.9 would get the intranet
+    site, never the formula's (listen 80). The plan says so and what to do."""
+    intranet_site(sandbox, "10.9.9.9")
+    before = sandbox.fingerprint()
+    dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert dry["result"] is False, dry
+    assert f"listens on 10.9.9.9:{sandbox.http_port}" in dry["comment"], dry["comment"]
+    assert "nginx:listen_addresses" in dry["comment"]
+    assert sandbox.fingerprint() == before
+    # The formula's site listening there too (and everywhere else): no shadow.
+    settings = sandbox_settings(sandbox, {})
+    for name in ("0.0.0.0", "10.9.9.9"):
+        settings["nginx"]["listen_addresses"].append(name)
+    dry = odoo_websocket_changes.apply(settings, PARTS, test=True)
+    assert f"listens on 10.9.9.9:{sandbox.http_port}" not in dry["comment"], dry["comment"]

@@ -433,14 +433,15 @@ def check_bound(out, service, wanted, bind):
     """SERVICE publishes every wanted port on BIND only, and at the wanted
     host port (single ports without a ${VAR}); its other entries as before."""
     covered, entries = set(), odoo_compose.published_ports(out, service)
-    ipv4 = {(e["target"], e["protocol"]) for e in entries if ":" not in (e["host_ip"] or "")}
+    ipv4 = {(e["target"], e["protocol"] or "tcp") for e in entries
+            if ":" not in (e["host_ip"] or "")}  # fmt: skip
     for entry in entries:
         target = entry["target"]
         if not covers(target, wanted):
             continue
         if entry["host_ip"] == "::1" and bind.startswith("127."):
             # The IPv6 twin of a dual-stack pair, on IPv6's loopback.
-            assert (target, entry["protocol"]) in ipv4, entry
+            assert (target, entry["protocol"] or "tcp") in ipv4, entry
         else:
             assert entry["host_ip"] == bind, entry
         if target.isdigit() and "$" not in (entry["published"] or ""):
