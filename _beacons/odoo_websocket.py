@@ -9,14 +9,18 @@ Events, under ``salt/beacon/<minion id>/odoo_websocket/``:
   after the minion started) to broken; ``failed`` lists the failing checks.
   It asks for a heal: attempt 1.
 - ``still_broken``: not a change of verdict, a repeated heal request: the
-  host is still broken one interval after the last request (the heal failed,
-  or nothing answered). Attempts 2 to ``attempts``, at most one per beacon
-  interval, none while a state run is in progress on this minion.
+  host is still broken ``backoff`` seconds after the first request (the heal
+  failed, or nothing answered), twice as long after each further one (at
+  most an hour). Attempts 2 to ``attempts``, none while a state run is in
+  progress on this minion.
 - ``giving_up``: ``attempts`` requests went out and the host is still
-  broken: once, with an error in the minion's log; then silence until the
-  host is healthy again.
-- ``healthy``: the verdict went from broken to healthy (``broken_for_s``,
-  ``attempts`` used).
+  broken one backoff later: once, with an error in the minion's log; then
+  silence until the host is healthy again.
+- ``healthy``: the host passed ``healthy_after`` checks in a row after
+  being broken (``broken_for_s``, ``attempts`` used). One healthy check
+  between broken ones does not end the episode (hysteresis): a flapping
+  host gets ``attempts`` heal requests and one give-up, not a storm
+  (docs/benchmarks.md, "Self-heal").
 
 No check runs while a state run or an operator's ``odoo_websocket.*``
 command is in progress, nor while an operator's restore or clean holds the
@@ -36,6 +40,8 @@ Configuration (pillar or minion config):
         - interval: 60    # seconds between checks (Salt's own beacon option)
         - attempts: 3     # heal requests before giving up
         - timeout: 3      # seconds for each connection of the check
+        - backoff: 60     # seconds before the 2nd request, doubled for each next one
+        - healthy_after: 3  # healthy checks in a row that end a broken episode
 """
 
 import contextvars
@@ -54,7 +60,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "odoo_websocket"
 
-DEFAULTS = {"attempts": 3, "timeout": 3, "saltenv": "base"}
+DEFAULTS = {"attempts": 3, "timeout": 3, "saltenv": "base", "backoff": 60, "healthy_after": 3}
+MAX_BACKOFF = 3600
 # Keys Salt's beacon framework reads itself (and strips or adds).
 FRAMEWORK = {"interval", "enabled", "disable_during_state_run", "run_once", "beacon_module",
              "_beacon_name"}  # fmt: skip
@@ -92,6 +99,11 @@ def validate(config):
         return False, f"odoo_websocket beacon: timeout must be a number > 0, got {timeout!r}"
     if not isinstance(merged["saltenv"], str):
         return False, "odoo_websocket beacon: saltenv must be a string"
+    backoff, after = merged["backoff"], merged["healthy_after"]
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
+        return False, f"odoo_websocket beacon: backoff must be a number >= 0, got {backoff!r}"
+    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
+        return False, f"odoo_websocket beacon: healthy_after must be an integer >= 1, got {after!r}"
     return True, "Valid beacon configuration"
 
 
@@ -200,22 +212,31 @@ def _event(tag, verdict, state, **extra):
     return data
 
 
-def _next(state, verdict, attempts, now):
-    """(new state, events) for one check."""
-    broken = state.get("verdict") == "broken"
+def _next(state, verdict, options, now):
+    """(new state, events) for one check (OPTIONS: attempts, backoff,
+    healthy_after)."""
+    attempts, broken = int(options["attempts"]), state.get("verdict") == "broken"
     if verdict["ok"]:
         if not broken:
             return {"verdict": "healthy"}, []
+        streak = state.get("healthy_streak", 0) + 1
+        if streak < int(options["healthy_after"]):  # not over yet: a flap is no recovery
+            return dict(state, healthy_streak=streak), []
         extra = {"broken_for_s": round(now - state["since"], 1), "attempts": state["requests"]}
         return {"verdict": "healthy"}, [_event("healthy", verdict, state, **extra)]
     if not broken:
-        state = {"verdict": "broken", "since": now, "requests": 1, "gave_up": False}
+        state = {"verdict": "broken", "since": now, "requests": 1, "gave_up": False,
+                 "asked": now}  # fmt: skip
         return state, [_event("broken", verdict, state, attempt=1, attempts=attempts)]
-    state = dict(state)
+    state = dict(state, healthy_streak=0)
     if state.get("gave_up"):
         return state, []
+    wait = min(float(options["backoff"]) * 2 ** (state["requests"] - 1), MAX_BACKOFF)
+    if now - state.get("asked", state["since"]) < wait:
+        return state, []  # the last request's heal may still be under way
     if state["requests"] < attempts:
         state["requests"] += 1
+        state["asked"] = now
         extra = {"attempt": state["requests"], "attempts": attempts}
         return state, [_event("still_broken", verdict, state, **extra)]
     state["gave_up"] = True
@@ -256,7 +277,7 @@ def beacon(config):
     if verdict is None:  # settings not read yet, or verify:enabled false
         return []
     old = _load()
-    state, events = _next(old, verdict, int(options["attempts"]), time.time())
+    state, events = _next(old, verdict, options, time.time())
     if state != old:
         _save(state)
     for event in events:

@@ -65,7 +65,12 @@ def tags(events):
     return [event["tag"] for event in events]
 
 
-def run(minion, *verdicts, config=({"attempts": 2},)):
+# One check per heal request and one healthy check ending an episode: the
+# verdict machine's steps one by one (hysteresis and backoff are below).
+QUICK = ({"backoff": 0}, {"healthy_after": 1})
+
+
+def run(minion, *verdicts, config=({"attempts": 2}, *QUICK)):
     queue = minion[0]
     fired = []
     for verdict in verdicts:
@@ -95,7 +100,7 @@ def test_repeats_the_request_then_gives_up_loudly_once(minion, caplog):
 
 def test_healthy_event_counts_the_attempts(minion):
     minion[0].extend([BROKEN, BROKEN, OK])
-    events = [beacon.beacon([{"attempts": 3}]) for _ in range(3)]
+    events = [beacon.beacon([{"attempts": 3}, *QUICK]) for _ in range(3)]
     assert events[2][0]["attempts"] == 2 and events[2][0]["broken_for_s"] >= 0
 
 
@@ -110,7 +115,7 @@ def test_the_verdict_survives_a_minion_restart(minion):
     fresh.__opts__, fresh.__salt__, fresh.__context__ = beacon.__opts__, beacon.__salt__, {}
     settings_read(fresh)
     minion[0].append(BROKEN)
-    assert tags(fresh.beacon([{"attempts": 2}])) == ["still_broken"]
+    assert tags(fresh.beacon([{"attempts": 2}, *QUICK])) == ["still_broken"]
 
 
 def test_no_check_while_a_state_run_changes_the_host(minion):
@@ -157,6 +162,8 @@ def test_unreadable_settings_are_logged_and_retried(minion, caplog):
         ([{"attempts": True}], "attempts must be an integer >= 1"),
         ([{"timeout": "3"}], "timeout must be a number > 0"),
         ([{"atempts": 3}], "unknown option(s): atempts"),
+        ([{"backoff": -1}], "backoff must be a number >= 0"),
+        ([{"healthy_after": 0}], "healthy_after must be an integer >= 1"),
         ("attempts: 3", "must be a list of dicts"),
         (["attempts"], "must be a list of dicts"),
     ],
@@ -190,3 +197,32 @@ def test_no_check_while_an_operators_command_runs(minion):
     jobs.append({"fun": "odoo_websocket.restore"})
     verdicts.append(BROKEN)
     assert beacon.beacon([{"attempts": 3}]) == [] and len(verdicts) == 1
+
+
+def test_a_flapping_host_gets_a_few_requests_and_one_give_up(minion, monkeypatch):
+    """Issue 23, item 8: 4 broken checks, 1 healthy, over and over (a check
+    a minute, two hours): one healthy check does not end the episode, and
+    requests back off, so a flapping host is not healed in a storm."""
+    clock = [0.0]
+    monkeypatch.setattr(beacon.time, "time", lambda: clock[0])
+    fired = []
+    for minute in range(120):
+        minion[0].append(OK if minute % 5 == 4 else BROKEN)
+        fired += tags(beacon.beacon([{"attempts": 3}]))
+        clock[0] += 60
+    assert fired == ["broken", "still_broken", "still_broken", "giving_up"], fired
+
+
+def test_backoff_spaces_the_requests_and_healthy_after_confirms(minion, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(beacon.time, "time", lambda: clock[0])
+    config = [{"attempts": 3}, {"backoff": 10}, {"healthy_after": 2}]
+    seen = {}
+    for second in range(0, 100, 5):  # a check every 5 s, broken for 65 s
+        clock[0] = float(second)
+        minion[0].append(BROKEN if second < 65 else OK)
+        for event in beacon.beacon(config):
+            seen[event["tag"]] = second
+    # 10 s after the first request, then 20 s after the second; healthy once
+    # two checks in a row passed (65 and 70 s).
+    assert seen == {"broken": 0, "still_broken": 30, "healthy": 70}, seen

@@ -42,6 +42,8 @@ beacons:
     - interval: 2          # seconds between checks
     - attempts: 3          # heal requests before giving up
     - timeout: 3           # seconds per connection of the check
+    - backoff: 60          # seconds before the 2nd request, doubled each time (default)
+    - healthy_after: 3     # healthy checks in a row that end an episode (default)
 """
 
 # The master's reactor (docs/operations.md quotes it).
