@@ -66,8 +66,8 @@ class StoreMachine(RuleBasedStateMachine):
         plan = {"changes": self._changes(text), "nginx": None, "secret_keys": [],
                 "restarts": [], "verify": None}  # fmt: skip
         store = BackupStore(self.backup_dir)
-        transaction = odoo_websocket_changes.Transaction(store, lambda: plan, 1000,
-                                                         label="odoo_websocket: odoo_conf")  # fmt: skip
+        label = "odoo_websocket: odoo_conf"
+        transaction = odoo_websocket_changes.Transaction(store, lambda: plan, 1000, label=label)
         transaction.fault_seam = seam
         try:
             transaction.run()
