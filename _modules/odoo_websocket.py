@@ -28,6 +28,7 @@ try:
     import odoo_websocket_journal
     import odoo_websocket_minion
     import odoo_websocket_nginx
+    import odoo_websocket_nginx_candidate
     import odoo_websocket_plan_nginx
     import odoo_websocket_restore
     import odoo_websocket_settings
@@ -308,6 +309,6 @@ def stage_check(path, contents, conf_file="/etc/nginx/nginx.conf", binary="/usr/
         salt '*' odoo_websocket.stage_check /etc/nginx/sites-available/odoo "$(cat candidate.conf)"
     """
     change = {"path": os.path.abspath(path), "kind": "file", "data": contents}
-    verdict = odoo_websocket_nginx.staged_check([change], conf_file, binary)
+    verdict = odoo_websocket_nginx_candidate.staged_check([change], conf_file, binary)
     verdict.pop("payload", None)
     return verdict

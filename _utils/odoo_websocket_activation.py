@@ -15,6 +15,7 @@ import subprocess
 from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_nginx
+import odoo_websocket_nginx_candidate
 import odoo_websocket_nginx_service
 import odoo_websocket_verify
 
@@ -48,7 +49,8 @@ def precheck(plan, changes):
         if c.get("concern") == "nginx" or ("concern" not in c and _within(c["path"], conf_dir))
     ]
     verdict.update(
-        odoo_websocket_nginx.candidate_check(nginx, candidate), nginx_changed=bool(candidate)
+        odoo_websocket_nginx_candidate.candidate_check(nginx, candidate),
+        nginx_changed=bool(candidate),
     )
     return verdict
 
@@ -66,10 +68,8 @@ def live_check(plan, staged):
     if not after["ok"]:
         return odoo_websocket_nginx.format_errors(after["errors"])
     if staged is None and "site_file" in nginx:
-        return (
-            odoo_websocket_nginx.site_problems(nginx, odoo_websocket_nginx.tree(nginx["conf_file"]))
-            or None
-        )
+        payload = odoo_websocket_nginx.tree(nginx["conf_file"])
+        return odoo_websocket_nginx_candidate.site_problems(nginx, payload) or None
     return None
 
 

@@ -13,11 +13,7 @@ services hold them too: rebinding them would rebind those services.
 
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 
 try:
     from ruamel.yaml import YAML
@@ -33,7 +29,7 @@ from odoo_websocket_compose_ports import ComposeError
 _OWN = "write its ports out in its own 'ports:' list (no alias, no merge key)"
 
 
-def _load(text):
+def load(text):
     yaml = YAML()  # round-trip mode: keeps line and column of every node
     try:
         return yaml.load(text)
@@ -308,7 +304,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
     under the environment).
     """
     wanted = port_entries.wanted_ports(ports)
-    document = _load(text)
+    document = load(text)
     definition = _service(document, service)
     if str(definition.get("network_mode", "")) == "host":
         raise ComposeError(
@@ -327,7 +323,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
         if not _unbound(text, service, wanted, bind_address, variables):
             return text
         text = _own_ports(document["services"], service, text.splitlines(keepends=True))
-        document = _load(text)
+        document = load(text)
     _refuse_shared(document["services"], service)
     lines = text.splitlines(keepends=True)
     edits, inserts = _queue(document, service, wanted, bind_address, lines, variables)
@@ -357,58 +353,12 @@ def _unbound(text, service, wanted, bind_address, variables=None):
     return wrong + [port for port in wanted if port not in covered]
 
 
-def project_variables(compose_file):
-    """What compose substitutes in COMPOSE_FILE's ``${VAR}``: its project's
-    .env (beside the file as the pillar names it), under the environment
-    the formula's commands run in."""
-    found = {}
-    try:
-        with open(os.path.join(os.path.dirname(compose_file), ".env"), encoding="utf-8") as env:
-            for line in env:
-                name, sep, value = line.strip().partition("=")
-                if sep and name and not name.startswith("#"):
-                    found[name.removeprefix("export ").strip()] = value.strip().strip("'\"")
-    except (OSError, UnicodeDecodeError):
-        pass
-    return {**found, **os.environ}
-
-
-def validate(text, compose_file):
-    """
-    Check compose TEXT as the compose file at COMPOSE_FILE would be read:
-    with ``docker-compose config`` (Debian's docker-compose validates offline)
-    when it is installed, otherwise by parsing it. Returns
-    ``{"ok": bool, "by": ..., "message": ...}``.
-    """
-    try:
-        _load(text)
-    except ComposeError as exc:
-        return {"ok": False, "by": "parser", "message": str(exc)}
-    tool = shutil.which("docker-compose")
-    if not tool:
-        return {"ok": True, "by": "parser", "message": ""}
-    # A sibling file, so relative paths in it resolve as in the real one.
-    folder = os.path.dirname(os.path.abspath(compose_file))
-    fd, candidate = tempfile.mkstemp(prefix=".odoo_websocket.", suffix=".yml", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        proc = subprocess.run(
-            [tool, "-f", candidate, "config", "-q"],
-            capture_output=True, text=True, timeout=60, check=False, cwd=folder,
-        )  # fmt: skip
-    finally:
-        os.unlink(candidate)
-    message = (proc.stderr + proc.stdout).strip().replace(candidate, compose_file)
-    return {"ok": proc.returncode == 0, "by": "docker-compose config", "message": message}
-
-
 def published_ports(text, service):
     """
     Return SERVICE's port entries as dicts with host_ip, published, target and
     protocol, for checks and reports.
     """
-    entries = _service(_load(text), service).get("ports") or []
+    entries = _service(load(text), service).get("ports") or []
     result = []
     for entry in entries:
         if isinstance(entry, dict):

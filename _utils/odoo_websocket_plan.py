@@ -13,6 +13,7 @@ import salt.utils.stringutils
 from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_compose
+import odoo_websocket_compose_project
 import odoo_websocket_concerns
 import odoo_websocket_files
 import odoo_websocket_minion
@@ -112,7 +113,7 @@ def _compose(settings, part, plan, saltenv):
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
         return
     try:
-        variables = odoo_websocket_compose.project_variables(compose["file"])
+        variables = odoo_websocket_compose_project.project_variables(compose["file"])
         wanted = odoo_websocket_compose.bind_ports(
             current, service, compose["ports"], compose["bind_address"], variables
         )
@@ -122,7 +123,7 @@ def _compose(settings, part, plan, saltenv):
     plan["restarts"].append(odoo_websocket_concerns.restart("compose", settings))
     if wanted == current:
         return
-    checked = odoo_websocket_compose.validate(wanted, path)
+    checked = odoo_websocket_compose_project.validate(wanted, path)
     if not checked["ok"]:
         plan["errors"].append(
             f"{path}: {checked['by']} refuses the edited file: {checked['message']}"

@@ -7,6 +7,7 @@ import yaml
 from ruamel.yaml import YAML
 
 import odoo_websocket_compose as odoo_compose
+import odoo_websocket_compose_project
 
 PORTS = [8069, 8072]
 
@@ -108,14 +109,18 @@ def test_bad_compose_files_are_refused(text, message):
 
 def test_validate_uses_docker_compose_config(tmp_path):
     compose_file = str(tmp_path / "docker-compose.yml")
-    good = odoo_compose.validate("services:\n  odoo:\n    image: odoo:17\n", compose_file)
+    good = odoo_websocket_compose_project.validate(
+        "services:\n  odoo:\n    image: odoo:17\n", compose_file
+    )
     assert good == {"ok": True, "by": "docker-compose config", "message": ""}
-    bad = odoo_compose.validate("services:\n  odoo:\n    ports: 5\n", compose_file)
+    bad = odoo_websocket_compose_project.validate(
+        "services:\n  odoo:\n    ports: 5\n", compose_file
+    )
     assert bad["ok"] is False and bad["by"] == "docker-compose config"
     assert "services.odoo.ports contains an invalid type" in bad["message"]
     assert compose_file in bad["message"]
     assert list(tmp_path.iterdir()) == []  # the candidate file is gone
-    assert odoo_compose.validate("services: [\n", compose_file)["by"] == "parser"
+    assert odoo_websocket_compose_project.validate("services: [\n", compose_file)["by"] == "parser"
 
 
 def test_host_ports_differing_from_container_ports():
@@ -374,6 +379,6 @@ def test_interpolation_as_compose_does_it(text, variables, value):
 def test_project_variables_read_the_env_file_under_the_environment(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("# ports\nWEB_PORT=18069\nexport NAME='shop'\nSHELL_WINS=env\n")
     monkeypatch.setenv("SHELL_WINS", "shell")
-    found = odoo_compose.project_variables(str(tmp_path / "docker-compose.yml"))
+    found = odoo_websocket_compose_project.project_variables(str(tmp_path / "docker-compose.yml"))
     assert found["WEB_PORT"] == "18069" and found["NAME"] == "shop"
     assert found["SHELL_WINS"] == "shell"
