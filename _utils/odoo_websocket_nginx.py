@@ -1,11 +1,10 @@
 """
 nginx inspection and control for the odoo_websocket formula: ``nginx -t`` with
 its messages parsed, the parsed tree (crossplane, every include followed),
-which server blocks answer which names, a staged check of a candidate tree,
-and where nginx's master writes its pid. Starting, reloading and restarting
-nginx: ``odoo_websocket_nginx_service``.
-
-Nothing here writes a live file: the staged check writes into a private copy.
+which server blocks answer which names and where they listen, and where
+nginx's master writes its pid. A candidate tree's staged check:
+``odoo_websocket_nginx_candidate``; starting, reloading and restarting nginx:
+``odoo_websocket_nginx_service``. Nothing here writes a file.
 
 :depends: crossplane (nginx config parser)
 """
