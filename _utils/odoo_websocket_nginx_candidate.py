@@ -1,8 +1,9 @@
 """
 A candidate nginx tree judged before anything live is touched: ``nginx -t``
-on a private copy of the config folder (and of the folder of each candidate
-outside it, links out of the tree copied in, so nothing live is ever
-written), in a private mount namespace; then the formula's map and site
+on a private copy of the config folder and of the real folder of each
+candidate outside it (a site in /srv, or a folder a link of the tree leads
+to: the link is kept, so paths resolve as nginx resolves them and nothing
+live is ever written), in a private mount namespace; then the formula's map and site
 loaded, no other site answering for its names, none shadowing it on one
 address. The engine (``odoo_websocket_activation``) and
 ``odoo_websocket.stage_check`` call it.
@@ -116,27 +117,6 @@ def _within(path, folder):
     return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
-def _copy_tree(conf_dir, copy):
-    """CONF_DIR copied to COPY, links kept, except a link to a folder outside
-    CONF_DIR (``snippets -> /srv/shared/snippets``): that folder is copied in
-    its place, so that writing the candidate never reaches the live folder
-    (the copy is bound over CONF_DIR, where links inside it stay right)."""
-    shutil.copytree(conf_dir, copy, symlinks=True)
-    origins = {copy: os.path.realpath(conf_dir)}  # each copied folder: where it came from
-    for folder, folders, _ in os.walk(copy):
-        for name in folders:  # os.walk lists links to folders among folders
-            path = os.path.join(folder, name)
-            real = os.path.realpath(os.path.join(conf_dir, os.path.relpath(path, copy)))
-            if not os.path.islink(path) or _within(real, origins[copy]):
-                continue
-            above = [origin for where, origin in origins.items() if _within(path, where)]
-            if any(_within(origin, real) for origin in above):
-                continue  # a loop of links stays a link: _materialize never writes through it
-            os.unlink(path)
-            shutil.copytree(real, path, symlinks=True)  # walked next: its own links too
-            origins[path] = real
-
-
 def _materialize(change, path, copy):
     """Write CHANGE at PATH inside the private COPY (never through a link)."""
     if not _within(os.path.realpath(os.path.dirname(path)), os.path.realpath(copy)):
@@ -153,8 +133,8 @@ def _materialize(change, path, copy):
 
 
 # In a private mount namespace, each copy is bound over its live folder (the
-# config folder, and the folders of candidates outside it), so the tree's
-# absolute includes resolve in the copies: nginx -t, then crossplane.
+# config folder, and the real folders of candidates outside it), so the
+# tree's includes and links resolve in the copies: nginx -t, then crossplane.
 _STAGE_SCRIPT = (
     'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 97; shift 2; done; shift; '
     '"$1" -t -c "$2" || exit $?; exec "$3" -c "$4" "$2"'
@@ -169,19 +149,23 @@ _PARSE_SCRIPT = (
 
 
 def _stage_folders(changes, conf_dir):
-    """The folders to stage for CHANGES: nginx's config folder, and the folder
-    of each candidate outside it (a site loaded from /srv), outermost only.
-    None when one cannot be staged: the root, or a folder holding the
-    config folder (/etc for /etc/odoo-site.conf)."""
-    folders = [conf_dir]
+    """The live folders to stage for CHANGES, each where it really is:
+    nginx's config folder, and the real folder of each candidate outside it
+    (a site loaded from /srv, or reached through a link such as ``snippets ->
+    /srv/shared``: the link stays, the folder it leads to is staged);
+    outermost only. Every other folder nginx reads, it reads live. None when
+    one cannot be staged: the root, or a folder holding the config folder
+    (/etc for /etc/odoo-site.conf)."""
+    root = os.path.realpath(conf_dir)
+    folders = [root]
     for change in changes:
-        folder = os.path.dirname(os.path.abspath(change["path"]))
-        if any(_within(change["path"], known) for known in folders):
+        real = os.path.realpath(os.path.dirname(os.path.abspath(change["path"])))
+        if any(_within(real, known) for known in folders):
             continue
-        if folder == "/" or _within(conf_dir, folder):
+        if real == "/" or _within(root, real):
             return None
-        folders = [known for known in folders if not _within(known, folder) or known == conf_dir]
-        folders.append(folder)
+        folders = [known for known in folders if not _within(known, real)]
+        folders.append(real)
     return folders
 
 
@@ -202,11 +186,13 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
     try:
         copies = {folder: os.path.join(stage, str(n)) for n, folder in enumerate(folders)}
         for folder, copy in copies.items():
-            _copy_tree(folder, copy)
+            shutil.copytree(folder, copy, symlinks=True)  # links kept: they lead where nginx goes
         for change in changes:
-            folder = next(f for f in folders if _within(change["path"], f))
-            staged = os.path.join(copies[folder], os.path.relpath(change["path"], folder))
-            _materialize(change, staged, copies[folder])
+            real = os.path.realpath(os.path.dirname(os.path.abspath(change["path"])))
+            folder = next(f for f in folders if _within(real, f))
+            staged = os.path.join(copies[folder], os.path.relpath(real, folder))
+            _materialize(change, os.path.join(staged, os.path.basename(change["path"])),
+                         copies[folder])  # fmt: skip
         binds = [path for folder, copy in copies.items() for path in (copy, folder)]
         args = [*binds, "--", binary, conf_file, sys.executable, _PARSE_SCRIPT]
         proc = subprocess.run(
@@ -219,8 +205,8 @@ def staged_check(changes, conf_file="/etc/nginx/nginx.conf", binary="/usr/sbin/n
         )
     except FileNotFoundError:
         return {"ok": None, "errors": [], "output": "unshare is not installed"}
-    except OSError as exc:
-        return {"ok": False, "errors": [], "output": f"could not stage the candidate: {exc}"}
+    except OSError as exc:  # staging itself failed (a full /tmp): nginx said nothing
+        return {"ok": None, "errors": [], "output": f"could not stage the candidate: {exc}"}
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     if proc.returncode == 97 or proc.stderr.startswith("unshare:"):

@@ -6,6 +6,7 @@ each with its outcome."""
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -104,12 +105,23 @@ def test_a_loop_of_linked_folders_is_staged_and_never_written_through(sandbox, t
     shared, candidate = linked_snippets(sandbox, tmp_path)
     os.symlink(shared, os.path.join(shared, "again"))  # snippets/again/again/... forever
     before = tree(shared)
-    good = cli.stage_check(candidate, "# the formula's\n", sandbox.conf_file, NGINX)
-    assert good["ok"] is True, good
-    through = os.path.join(sandbox.nginx_dir, "snippets", "again", "odoo.conf")
-    refused = cli.stage_check(through, "# the formula's\n", sandbox.conf_file, NGINX)
-    assert refused["ok"] is False and "outside the private copy" in refused["output"], refused
-    assert tree(shared) == before
+    for path in (candidate, os.path.join(sandbox.nginx_dir, "snippets", "again", "odoo.conf")):
+        good = cli.stage_check(path, "# the formula's\n", sandbox.conf_file, NGINX)
+        assert good["ok"] is True, good
+        assert tree(shared) == before
+
+
+def test_a_config_folder_that_is_a_link_is_judged_where_nginx_reads_it(sandbox, tmp_path, planner):
+    """conf.d -> /srv/nginx/conf.d (configs on a shared path): the formula's
+    map lands there, and the staged check finds it loaded, as nginx does."""
+    real = tmp_path / "srv" / "nginx-conf.d"
+    shutil.move(os.path.join(sandbox.nginx_dir, "conf.d"), real)
+    os.symlink(real, os.path.join(sandbox.nginx_dir, "conf.d"))
+    before = tree(str(real))
+    dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert dry["result"] is None, dry["comment"]
+    assert "Staged check: nginx accepts the new configuration." in dry["comment"]
+    assert tree(str(real)) == before
 
 
 # -- 5. a rollback leaves nginx serving the files on disk ---------------------
