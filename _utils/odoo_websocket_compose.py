@@ -330,10 +330,34 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
     if not edits and not inserts:
         return text
     result = _apply(lines, edits, inserts)
+    _refuse_twins(text, result, service, bind_address)
     unbound = _unbound(result, service, wanted, bind_address, variables)
     if unbound:  # a bug here must fail loudly, not publish ports
         raise ComposeError(f"internal error: ports {unbound} left unbound")
     return result
+
+
+def _refuse_twins(original, text, service, bind_address):
+    """Two entries the rebinding made the same (``[::]:8069`` beside
+    ``0.0.0.0:8069`` with a bind address that has no IPv6 twin): docker
+    refuses the file, so the run stops here, saying what to do. Entries the
+    file already repeated are its own business."""
+    families = {}
+    for entry in published_ports(original, service):
+        family = 6 if ":" in str(entry["host_ip"] or "") else 4
+        families.setdefault((entry["target"], entry["protocol"] or "tcp"), set()).add(family)
+    seen = set()
+    for entry in published_ports(text, service):
+        pair = (entry["target"], entry["protocol"] or "tcp")
+        key = (entry["host_ip"], entry["published"], *pair)
+        if key in seen and families.get(pair) == {4, 6}:
+            raise ComposeError(
+                f"service {service!r} publishes port {entry['target']} on IPv4 and IPv6 (dual "
+                f"stack): bound to {bind_address} both would be the same entry, which docker "
+                "refuses. Remove the [::] entry, or set compose:bind_address to 127.0.0.1 "
+                "(the IPv6 one then gets [::1])"
+            )
+        seen.add(key)
 
 
 def _unbound(text, service, wanted, bind_address, variables=None):

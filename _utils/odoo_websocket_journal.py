@@ -133,9 +133,11 @@ def recovered(found):
     if found["untrusted"]:
         note += f" Not restored, not a path the formula manages: {', '.join(found['untrusted'])}."
     if found["kept"]:
+        # The journal is gone after this: the set is the way back for these.
         note += (
-            f" Left as they are, changed since that run: {', '.join(found['kept'])} (recover "
-            "force=True puts them back too)."
+            f" Left as they are, changed since that run: {', '.join(found['kept'])} (their "
+            f"versions from before it are in backup {journal['backup']}: odoo_websocket.restore "
+            f"{journal['backup']} puts the whole set back)."
         )
     return note
 

@@ -61,7 +61,8 @@ def _shadows(payload, site):
     found = []
     for block in blocks:
         for address, port in sorted(block["sockets"] - own):
-            if address not in ("*", "[::]") and ("*", port) in own:
+            wildcard = "[::]" if address.startswith("[") else "*"  # its own family's
+            if address not in ("*", "[::]") and (wildcard, port) in own:
                 found.append(
                     f"{block['file']}:{block['line']} listens on {address}:{port}: nginx hands "
                     f"connections to {address}:{port} to the server blocks listening there, so "

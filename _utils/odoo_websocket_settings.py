@@ -188,9 +188,10 @@ def _derive_commands(result):
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
 
 
-# The names compose finds by itself in its project folder (with the
-# override beside them, and .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME).
-_DISCOVERED = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+# The names both composes find by themselves in a project folder (with the
+# override beside them, and .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME):
+# docker-compose 1.x does not look for compose.yaml.
+_DISCOVERED = ("docker-compose.yml", "docker-compose.yaml")
 
 
 def _compose_command(compose_file, arguments):

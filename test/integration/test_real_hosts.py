@@ -517,3 +517,12 @@ def test_a_site_listening_on_one_address_of_the_formulas_port_is_found(sandbox, 
         settings["nginx"]["listen_addresses"].append(name)
     dry = odoo_websocket_changes.apply(settings, PARTS, test=True)
     assert f"listens on 10.9.9.9:{sandbox.http_port}" not in dry["comment"], dry["comment"]
+
+
+def test_an_ipv6_listen_shadows_only_an_ipv6_wildcard(sandbox, planner):
+    """The formula's site listens on IPv4's wildcard (listen 80): a block on
+    [::1]:80 takes IPv6 connections, which never reached it anyway."""
+    intranet_site(sandbox, "[::1]")
+    dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert "listens on [::1]" not in dry["comment"], dry["comment"]
+    assert dry["result"] is None, dry["comment"]

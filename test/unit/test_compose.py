@@ -382,3 +382,9 @@ def test_project_variables_read_the_env_file_under_the_environment(tmp_path, mon
     found = odoo_websocket_compose_project.project_variables(str(tmp_path / "docker-compose.yml"))
     assert found["WEB_PORT"] == "18069" and found["NAME"] == "shop"
     assert found["SHELL_WINS"] == "shell"
+
+
+def test_dual_stack_entries_with_an_address_that_has_no_ipv6_twin_are_refused():
+    text = compose_with('"0.0.0.0:8069:8069"', '"[::]:8069:8069"', '"8072:8072"')
+    with pytest.raises(odoo_compose.ComposeError, match="dual stack"):
+        odoo_compose.bind_ports(text, "odoo", PORTS, "172.17.0.1")

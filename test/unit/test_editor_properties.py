@@ -473,7 +473,17 @@ def compose_cases(draw):
 def test_compose_edit_properties(case):
     text, service, ports, bind = case
     wanted = wanted_map(ports)
-    once = odoo_compose.bind_ports(text, service, ports, bind)
+    try:
+        once = odoo_compose.bind_ports(text, service, ports, bind)
+    except odoo_compose.ComposeError as exc:
+        # The one refusal a generated file may earn: an IPv4 and an IPv6
+        # entry for one port that the bind address would make one entry.
+        assert "dual stack" in str(exc), exc
+        families = {(e["target"], ":" in str(e["host_ip"] or ""))
+                    for e in odoo_compose.published_ports(text, service)}  # fmt: skip
+        assert any((target, True) in families and (target, False) in families
+                   for target, _ in families), text  # fmt: skip
+        return
     # Idempotent.
     assert odoo_compose.bind_ports(once, service, ports, bind) == once
     # Every line but the service's port entries (and an added 'ports:') stays.
