@@ -203,9 +203,11 @@ def planned(plan, path):
     return read(path)
 
 
-def add(plan, concern, path, data, shown):
+def add(plan, concern, path, data, shown, expect=None):
     """One change per path: a path the plan already changes gets the new
-    DATA (planned from the earlier one), SHOWN being from the disk's content."""
+    DATA (planned from the earlier one), SHOWN being from the disk's content.
+    EXPECT: what the path was (:py:func:`state`) when the planner read the
+    text DATA was made from; now by default."""
     real = os.path.realpath(path)
     for change in plan["changes"]:
         if change["kind"] == "file" and os.path.realpath(change["path"]) == real:
@@ -215,7 +217,7 @@ def add(plan, concern, path, data, shown):
     else:
         # What the path is as the plan read it: the engine replaces only that.
         plan["changes"].append({"concern": concern, "path": path, "kind": "file", "data": data,
-                                "expect": state(path)})  # fmt: skip
+                                "expect": expect or state(path)})  # fmt: skip
     plan["diffs"][path] = dict(shown, concern=concern)
 
 

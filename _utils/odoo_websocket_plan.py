@@ -108,6 +108,7 @@ def _compose(settings, part, plan, saltenv):
     path, service = _target(compose["file"], "compose:file", plan), compose["service"]
     if path is None:
         return
+    expect = odoo_websocket_files.state(path)  # before the read: an edit since is caught
     disk, current = odoo_websocket_files.read(path), odoo_websocket_files.planned(plan, path)
     if current is None:
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
@@ -130,7 +131,7 @@ def _compose(settings, part, plan, saltenv):
         )
         return
     shown = {"diff": odoo_websocket_files.masked_diff(disk, wanted, path)}
-    odoo_websocket_files.add(plan, "compose", path, wanted, shown)
+    odoo_websocket_files.add(plan, "compose", path, wanted, shown, expect)
 
 
 def _masked_options(old, new, secret_keys):
@@ -163,6 +164,7 @@ def _odoo_conf(settings, part, plan, saltenv):
     path = _target(config["file"], "odoo:config:file", plan)
     if path is None:
         return
+    expect = odoo_websocket_files.state(path)  # before the read: an edit since is caught
     disk, current = odoo_websocket_files.read(path), odoo_websocket_files.planned(plan, path)
     if current is None:
         plan["errors"].append(
@@ -188,4 +190,4 @@ def _odoo_conf(settings, part, plan, saltenv):
         "options": _masked_options(read(disk), read(wanted), keys),
         "diff": odoo_websocket_files.masked_diff(disk, wanted, path, keys),
     }
-    odoo_websocket_files.add(plan, "odoo_conf", path, wanted, shown)
+    odoo_websocket_files.add(plan, "odoo_conf", path, wanted, shown, expect)

@@ -673,11 +673,12 @@ def test_candidate_rejected_by_nginx_is_rolled_back(formula, sandbox, host):
     assert not os.path.exists(os.path.join(sandbox.backup_dir, "journal.json"))
 
 
-def test_change_rejected_live_is_rolled_back(formula, sandbox, host, tmp_path):
-    # A map drop-in outside nginx's folder cannot be staged, and nginx.conf
+def test_change_rejected_live_is_rolled_back(formula, sandbox, host):
+    # A map drop-in in a folder holding nginx's own (etc/) cannot be staged
+    # (a private copy of etc/ is no copy of nginx's folder), and nginx.conf
     # does not include it: only the live check can catch the unknown variable.
-    outside_map = str(tmp_path / "elsewhere" / "odoo_websocket_map.conf")
-    os.makedirs(os.path.dirname(outside_map))
+    # (A folder beside nginx's is staged: test_real_hosts.py.)
+    outside_map = os.path.join(sandbox.root, "etc", "odoo_websocket_map.conf")
     before = sandbox.fingerprint()
     pillar = sandbox.pillar(
         nginx={"map_file": outside_map},

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 import odoo_websocket_changes
+import odoo_websocket_compose_project
 import odoo_websocket_concerns
 import odoo_websocket_files
 import odoo_websocket_journal
@@ -526,3 +527,23 @@ def test_an_ipv6_listen_shadows_only_an_ipv6_wildcard(sandbox, planner):
     dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
     assert "listens on [::1]" not in dry["comment"], dry["comment"]
     assert dry["result"] is None, dry["comment"]
+
+
+def test_an_edit_while_the_plan_is_made_is_never_overwritten(sandbox, planner, monkeypatch):
+    """The planner reads the compose file, then docker-compose checks the
+    edited text (up to a minute): an operator's edit in between must stop
+    the run, not be overwritten by text made from the older file."""
+    validate = odoo_websocket_compose_project.validate
+    edit = "# the operator's edit, made while compose checked the formula's\n"
+
+    def operator_edits_meanwhile(text, path):
+        with open(sandbox.compose_file, "a", encoding="utf-8") as handle:
+            handle.write(edit)
+        return validate(text, path)
+
+    monkeypatch.setattr(odoo_websocket_compose_project, "validate", operator_edits_meanwhile)
+    ret = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS)
+    assert ret["result"] is False, ret
+    assert f"{sandbox.compose_file} changed under the run" in ret["comment"], ret["comment"]
+    with open(sandbox.compose_file, encoding="utf-8") as handle:
+        assert handle.read().endswith(edit)
