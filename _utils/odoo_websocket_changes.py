@@ -94,7 +94,10 @@ class Transaction:
             except CommandExecutionError as exc:
                 if not note:
                     raise  # nothing was touched: the caller says so
-                return dict(self.ret, result=False, comment=f"{note} {exc}")  # what recovery did
+                if restarted:  # what recovery did, and what is left to do
+                    named = odoo_websocket_activation.restarts_named(restarted)
+                    note += f" The interrupted run had restarted {named}: restart it again."
+                return dict(self.ret, result=False, comment=f"{note} {exc}")
             ret = self._run()
         ret["comment"] = f"{note} {ret['comment']}".strip()
         return ret

@@ -119,7 +119,11 @@ def unsafe_path(path):
         try:
             found = os.lstat(step)
         except OSError:
-            return None  # not there yet: made by root in a folder found safe
+            # Not there yet: made by root, unless anyone may make it first
+            # (a link planted in a world-writable folder like /tmp).
+            if os.stat(current).st_mode & 0o002:
+                return f"{step} does not exist yet in {current}, where anyone may create it"
+            return None
         if stat_mode.S_ISLNK(found.st_mode):
             if found.st_uid not in trusted:
                 return f"{step} is a link owned by uid {found.st_uid}"

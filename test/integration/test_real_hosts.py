@@ -547,3 +547,12 @@ def test_an_edit_while_the_plan_is_made_is_never_overwritten(sandbox, planner, m
     assert f"{sandbox.compose_file} changed under the run" in ret["comment"], ret["comment"]
     with open(sandbox.compose_file, encoding="utf-8") as handle:
         assert handle.read().endswith(edit)
+
+
+def test_a_new_file_in_a_folder_anyone_may_write_is_refused(sandbox, tmp_path):
+    """Anyone could plant the name as a link before root writes it."""
+    public = tmp_path / "public"
+    public.mkdir()
+    os.chmod(public, 0o1777)
+    ret = write_odoo_conf(sandbox, public / "new" / "odoo.conf")
+    assert ret["result"] is False and "where anyone may create it" in ret["comment"], ret
