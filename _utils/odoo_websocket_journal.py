@@ -97,6 +97,9 @@ class Journal:
         planned = left.get("paths", {})
         for change in reversed(saved):
             path, expected = change["path"], planned.get(change["path"], {})
+            if odoo_websocket_files.unsafe_path(path):  # another user could redirect it now
+                found["untrusted"].append(path)
+                continue
             held = odoo_websocket_files.fingerprint(path)
             if path in outside:
                 # No longer in the pillar (or a foreign journal): put back only
