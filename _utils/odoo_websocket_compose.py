@@ -338,10 +338,8 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
 
 
 def _refuse_twins(original, text, service, bind_address):
-    """Two entries the rebinding made the same (``[::]:8069`` beside
-    ``0.0.0.0:8069`` with a bind address that has no IPv6 twin): docker
-    refuses the file, so the run stops here, saying what to do. Entries the
-    file already repeated are its own business."""
+    """Refuse two entries the rebinding made one (``[::]:8069`` beside
+    ``0.0.0.0:8069``, a bind address with no IPv6 twin): docker would."""
     families = {}
     for entry in published_ports(original, service):
         family = 6 if ":" in str(entry["host_ip"] or "") else 4
