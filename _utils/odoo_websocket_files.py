@@ -255,6 +255,22 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def _copy_xattrs(path, fd):
+    """PATH's extended attributes (POSIX ACLs, an SELinux label, user.*)
+    onto the new file: a replaced file keeps everything but its bytes."""
+    if not os.path.isfile(path) or os.path.islink(path):
+        return
+    try:
+        names = os.listxattr(path)
+    except OSError:  # a file system without them
+        return
+    for name in names:
+        try:
+            os.setxattr(fd, name, os.getxattr(path, name))
+        except OSError:
+            continue  # one the file system here refuses: the others still count
+
+
 def replace_file(path, data, mode, uid, gid, expect=None):
     """A temporary file in the same folder, fsynced, given its mode and owner
     on the descriptor, then renamed over PATH: the old file or the new one,
@@ -267,6 +283,7 @@ def replace_file(path, data, mode, uid, gid, expect=None):
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
+            _copy_xattrs(path, handle.fileno())
             if uid is not None or gid is not None:
                 os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
             os.fsync(handle.fileno())

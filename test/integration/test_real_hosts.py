@@ -556,3 +556,19 @@ def test_a_new_file_in_a_folder_anyone_may_write_is_refused(sandbox, tmp_path):
     os.chmod(public, 0o1777)
     ret = write_odoo_conf(sandbox, public / "new" / "odoo.conf")
     assert ret["result"] is False and "where anyone may create it" in ret["comment"], ret
+
+
+def test_a_replaced_file_keeps_its_extended_attributes(sandbox):
+    """ACLs, an SELinux label, a backup tool's user.* mark: everything about
+    the file but its bytes stays, through the run and through a restore."""
+    conf = sandbox.odoo_conf
+    try:
+        os.setxattr(conf, "user.backup-tool", b"keep me")
+    except OSError:
+        pytest.skip("no user extended attributes on this file system")
+    ret = engine_apply(conf_change(sandbox, "[options]\nproxy_mode = True\n"),
+                       backup_dir=sandbox.backup_dir)  # fmt: skip
+    assert ret["result"] is True, ret
+    assert os.getxattr(conf, "user.backup-tool") == b"keep me"
+    odoo_websocket_restore.restore(ret["backup"], sandbox.backup_dir)
+    assert os.getxattr(conf, "user.backup-tool") == b"keep me"
