@@ -305,18 +305,19 @@ class BackupStore:
                 continue
             if path not in found.get("after", {}):
                 return False
-            before = odoo_websocket_files.fingerprint(_saved(entry))
+            before = _fingerprint(entry)
             if known is not None and before not in known:
                 return True
             known = {before, found["after"][path]}  # a rolled-back run left "before"
         return known is not None and odoo_websocket_files.fingerprint(path) not in known
 
 
-def _saved(entry):
-    """A manifest entry as fingerprint() reads a change (a file by its sha256)."""
+def _fingerprint(entry):
+    """A manifest entry's fingerprint, as odoo_websocket_files.fingerprint
+    gives a path's (a file by the sha256 the manifest recorded)."""
     if entry["kind"] == "file":
-        return {"kind": "sha256", "sha256": entry["sha256"]}
-    return entry
+        return "sha256:" + entry["sha256"]
+    return odoo_websocket_files.fingerprint(entry)
 
 
 def _edited(change, secret_keys):

@@ -50,8 +50,6 @@ def fingerprint(change_or_path):
     if isinstance(change_or_path, str):
         change_or_path = snapshot(change_or_path)
     kind = change_or_path["kind"]
-    if kind == "sha256":  # a backup's entry: the digest it recorded
-        return "sha256:" + change_or_path["sha256"]
     if kind == "file":
         data = change_or_path["data"]
         data = data.encode("utf-8") if isinstance(data, str) else data
