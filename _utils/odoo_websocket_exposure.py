@@ -16,9 +16,9 @@ def as_list(value):
     return list(value)
 
 
-def host_addresses():
-    """This host's addresses a remote browser could use: not loopback, and not
-    IPv6 link-local (unusable without a scope)."""
+def _interface_addresses():
+    """Every address of this host's interfaces but IPv6 link-local ones
+    (unusable without a scope), loopback included."""
     # One `ip addr` for both families (network.ip_addrs and ip_addrs6 run one each).
     interfaces = salt.utils.network.interfaces().values()
     found = [
@@ -33,11 +33,37 @@ def host_addresses():
             ip = ipaddress.ip_address(text)
         except ValueError:
             continue
-        if ip.is_loopback or (ip.version == 6 and ip.is_link_local):
-            continue
-        if text not in addresses:
+        if not (ip.version == 6 and ip.is_link_local) and text not in addresses:
             addresses.append(text)
     return addresses
+
+
+def host_addresses():
+    """This host's addresses a remote browser could use: not loopback, and not
+    IPv6 link-local (unusable without a scope)."""
+    return [text for text in _interface_addresses() if not ipaddress.ip_address(text).is_loopback]
+
+
+def local(addresses):
+    """Those of ADDRESSES a connection to stays on this host: loopback, or an
+    address of one of its interfaces (nginx may listen on an address the
+    host does not have, with ip_nonlocal_bind: never knocked on)."""
+    mine = set(_interface_addresses())
+    return [
+        text
+        for text in addresses
+        if text in mine or (ipaddress.ip_address(text).is_loopback and ":" not in text)
+    ]
+
+
+def ipv6_available():
+    """Whether this host's kernel has IPv6 (not booted with ipv6.disable=1),
+    so nginx can listen on [::] as Debian's default site does."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
 
 
 def _accepts(address, port, timeout):

@@ -193,6 +193,26 @@ def answering(payload, names, ports):
     ]
 
 
+def addresses_served(payload, name, port):
+    """
+    The listen addresses on PORT where nginx may pick a different server
+    block for NAME: each wildcard (IPv4's "*", IPv6's "[::]") and each
+    address a block serving NAME listens on, and each address another block
+    listens on within those wildcards (nginx hands that address's
+    connections to the blocks listening there first). A browser at any
+    other address of the host gets what one of these gets. Wildcards first.
+    """
+    blocks = server_blocks(payload)
+    own = {a for b in blocks if name.lower() in b["names"] for a, p in b["sockets"] if p == port}
+    wildcards = own & {"*", "[::]"}
+    found = set(own)
+    for block in blocks:
+        for address, listened in block["sockets"]:
+            if listened == port and ("[::]" if address.startswith("[") else "*") in wildcards:
+                found.add(address)
+    return sorted(found, key=lambda address: (address not in ("*", "[::]"), address))
+
+
 def loaded_files(payload):
     """Real paths of every file the tree loads."""
     return {config.get("real") or os.path.realpath(config["file"]) for config in payload["config"]}

@@ -63,11 +63,13 @@ def _shadows(payload, site):
         for address, port in sorted(block["sockets"] - own):
             wildcard = "[::]" if address.startswith("[") else "*"  # its own family's
             if address not in ("*", "[::]") and (wildcard, port) in own:
+                every = " and ".join(name for wild, name in (("*", "0.0.0.0"), ("[::]", "[::]"))
+                                     if (wild, port) in own)  # fmt: skip
                 found.append(
                     f"{block['file']}:{block['line']} listens on {address}:{port}: nginx hands "
                     f"connections to {address}:{port} to the server blocks listening there, so "
                     "browsers reaching Odoo at that address get that site, not the formula's: "
-                    f"add {address} to nginx:listen_addresses (with 0.0.0.0, to go on listening "
+                    f"add {address} to nginx:listen_addresses (with {every}, to go on listening "
                     "on every address), or move that site off the address"
                 )
     return found

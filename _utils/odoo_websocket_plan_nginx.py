@@ -16,6 +16,7 @@ import odoo_websocket_adopt
 import odoo_websocket_adopt_location
 import odoo_websocket_capacity
 import odoo_websocket_concerns
+import odoo_websocket_exposure
 import odoo_websocket_files
 import odoo_websocket_minion
 import odoo_websocket_nginx
@@ -51,8 +52,9 @@ def live_verify(settings):
 def plan(settings, part, plan, saltenv):
     nginx, instances = settings["nginx"], odoo_websocket_concerns.instances(settings)
     try:
+        ipv6 = odoo_websocket_exposure.ipv6_available()
         texts = {
-            name: _render(part["site_source"], {"settings": instance}, saltenv)
+            name: _render(part["site_source"], {"settings": instance, "ipv6": ipv6}, saltenv)
             for name, instance in instances.items()
         }
         map_text = _render(part["map_source"], {"settings": settings}, saltenv)

@@ -245,3 +245,5 @@ def _derive_verify(result):
     verify["server_name"] = next(filter(usable, names), names[0])
     verify["realtime_path"] = result["odoo"]["realtime_path"]
     verify["odoo_ports"] = sorted({nginx["upstream_http_port"], nginx["upstream_evented_port"]})
+    # The live tree the check reads for the other addresses it must knock on.
+    verify["conf_file"] = nginx["conf_file"]

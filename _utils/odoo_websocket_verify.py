@@ -24,6 +24,7 @@ except ImportError:  # odoo_websocket_minion.missing_message says so
 from salt.exceptions import SaltInvocationError
 
 import odoo_websocket_exposure
+import odoo_websocket_nginx
 
 # Odoo does not always answer a subscribe with no channels: silence this long is OK.
 SUBSCRIBE_WAIT = 1.0
@@ -259,12 +260,55 @@ def _https_port(server_name, page):
     return int(moved.group(2) or 443)
 
 
+def _knocked(listen_address, primary):
+    """Where the check connects for one of nginx's listen addresses: a
+    wildcard's own family's loopback (or PRIMARY, of that family)."""
+    if listen_address == "*":
+        return primary if ":" not in primary else "127.0.0.1"
+    if listen_address == "[::]":
+        return primary if ":" in primary else "::1"
+    return listen_address.strip("[]")
+
+
+def other_addresses(conf_file, server_name, address, port):
+    """The addresses besides ADDRESS where nginx (the live tree of CONF_FILE)
+    may hand SERVER_NAME's connections on PORT to another server block (see
+    ``odoo_websocket_nginx.addresses_served``), those a connection to stays
+    on this host; [] when the tree cannot be read (the check says so)."""
+    if not conf_file:
+        return []
+    try:
+        served = odoo_websocket_nginx.addresses_served(
+            odoo_websocket_nginx.tree(conf_file), server_name, int(port)
+        )
+    except (OSError, ValueError, KeyError, NameError):
+        return []
+    knocked = dict.fromkeys(_knocked(listen, address) for listen in served)
+    return odoo_websocket_exposure.local([a for a in knocked if a != address])
+
+
+def _elsewhere(server_name, addresses, port, tls, realtime_path, timeout):
+    """The real-time channel's check at each of ADDRESSES: a browser reaching
+    the site there must get it too."""
+    found = []
+    for address in addresses:
+        item = handshake(server_name, address, port, tls, realtime_path, timeout)
+        detail = item["detail"]
+        if not item["ok"]:
+            detail = (f"at {address}:{port}: {detail} (nginx hands connections there to "
+                      "another server block? see nginx:listen_addresses)")  # fmt: skip
+        found.append({"name": f"{item['check']} at {address}", "ok": item["ok"], "detail": detail})
+    return found
+
+
 def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/websocket",
-          odoo_ports=(8069, 8072), addresses=None, timeout=5):  # fmt: skip
+          odoo_ports=(8069, 8072), addresses=None, timeout=5, conf_file=None):  # fmt: skip
     """
     The verdict: the handshake through nginx (see ``handshake``), Odoo's
-    login page through nginx (answered below 400), and one failed check per
-    Odoo port that answers on one of the host's addresses.
+    login page through nginx (answered below 400), the handshake again at
+    every other address where nginx's live tree (CONF_FILE, when given) may
+    pick another server block for the site, and one failed check per Odoo
+    port that answers on one of the host's addresses.
 
     Returns ``{"ok", "checks": [{"name", "ok", "detail"}, ...], "latency_ms"}``.
     """
@@ -279,13 +323,16 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
     if moved:
         detail = f"http://{server_name} redirects browsers to https on port {port}"
         checks.append({"name": "redirect", "ok": True, "detail": detail})
+    elsewhere = other_addresses(conf_file, server_name, address, port)
+    checks += _elsewhere(server_name, elsewhere, port, tls, realtime_path, timeout)
     checks += odoo_websocket_exposure.checks(odoo_ports, addresses, timeout=min(timeout, 1))
     ok = all(item["ok"] for item in checks)
     return {"ok": ok, "checks": checks, "latency_ms": shake["latency_ms"]}
 
 
 def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/websocket",
-         odoo_ports=(8069, 8072), addresses=None, timeout=5, deadline=60):  # fmt: skip
+         odoo_ports=(8069, 8072), addresses=None, timeout=5, deadline=60,
+         conf_file=None):  # fmt: skip
     """
     Repeat ``check`` every half second until it passes or DEADLINE seconds
     have passed (Odoo takes a moment to listen again after a restart). Returns
@@ -296,9 +343,8 @@ def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/w
         left = deadline - (time.monotonic() - started)
         # A slow attempt must not carry the wait far past the deadline.
         attempt = max(RETRY_EVERY, min(timeout, left))
-        verdict = check(
-            server_name, address, port, tls, realtime_path, odoo_ports, addresses, attempt
-        )
+        verdict = check(server_name, address, port, tls, realtime_path, odoo_ports,
+                        addresses, attempt, conf_file)  # fmt: skip
         left = deadline - (time.monotonic() - started)
         if verdict["ok"] or left <= 0:
             break
@@ -308,7 +354,12 @@ def wait(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/w
 
 
 # What the check needs of each instance (settings: verify:targets).
-TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports")
+TARGET_KEYS = ("server_name", "address", "port", "tls", "realtime_path", "odoo_ports", "conf_file")
+
+
+def _arguments(target):
+    # conf_file: absent from the targets a beacon read before it was added.
+    return {key: target[key] for key in TARGET_KEYS if key != "conf_file" or key in target}
 
 
 def _combined(targets, run):
@@ -317,7 +368,7 @@ def _combined(targets, run):
     ok when all are, each check named after its instance, the slowest
     latency, the verdicts under ``instances``."""
     verdicts = {
-        target.get("instance", str(number)): run(**{key: target[key] for key in TARGET_KEYS})
+        target.get("instance", str(number)): run(**_arguments(target))
         for number, target in enumerate(targets, 1)
     }
     if len(verdicts) == 1:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -521,12 +522,51 @@ def test_a_site_listening_on_one_address_of_the_formulas_port_is_found(sandbox, 
 
 
 def test_an_ipv6_listen_shadows_only_an_ipv6_wildcard(sandbox, planner):
-    """The formula's site listens on IPv4's wildcard (listen 80): a block on
-    [::1]:80 takes IPv6 connections, which never reached it anyway."""
+    """The formula's site listens on both wildcards where the host has IPv6
+    (listen 80 and [::]:80, as Debian's default site): a block on [::1]:80
+    takes that address's browsers. With listen_addresses IPv4's wildcard
+    only, [::1] never reached the site: no shadow."""
     intranet_site(sandbox, "[::1]")
     dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert f"listens on [::1]:{sandbox.http_port}" in dry["comment"], dry["comment"]
+    assert "(with 0.0.0.0 and [::], to go on listening on every address)" in dry["comment"]
+    settings = sandbox_settings(sandbox, {})
+    settings["nginx"]["listen_addresses"] = ["0.0.0.0"]
+    dry = odoo_websocket_changes.apply(settings, PARTS, test=True)
     assert "listens on [::1]" not in dry["comment"], dry["comment"]
     assert dry["result"] is None, dry["comment"]
+
+
+def test_verify_proves_the_site_on_every_address_browsers_reach(rig):
+    """On a namespace host with Debian's default site (listen 80 and [::]:80,
+    default_server): the formula's site listens on IPv6 too, so the check
+    proves the handshake on [::1] as on 127.0.0.1. A site the operator adds
+    later on the host's own address takes that address's browsers: the
+    check (what the beacon runs) fails, naming the address."""
+    host = rig.odoo_host()
+    code, result = host.apply_formula(host.sandbox.pillar())
+    failed = {s["__id__"]: s["comment"] for s in result.values() if not s["result"]}
+    assert code == 0 and not failed, failed
+    code, verdict = host.salt_call("odoo_websocket.verify")
+    checks = {item["name"]: item for item in verdict["checks"]}
+    assert verdict["ok"] is True, verdict["summary"]
+    assert checks["websocket handshake at ::1"]["ok"] is True, checks
+    with open(os.path.join(host.root, "etc/nginx/sites-enabled/intranet"), "w") as handle:
+        handle.write(f"server {{\n    listen {host.address}:80 default_server;\n"
+                     "    server_name intranet.example.com;\n    return 204;\n}\n")  # fmt: skip
+    reload = host.exec("nginx", "-s", "reload")
+    assert reload.returncode == 0, reload.stderr
+    deadline = time.monotonic() + 10
+    while True:
+        code, verdict = host.salt_call("odoo_websocket.verify")
+        if verdict["ok"] is False or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the reload's new workers
+    shadowed = {item["name"]: item for item in verdict["checks"]}[
+        f"websocket handshake at {host.address}"
+    ]
+    assert shadowed["ok"] is False and "HTTP 204" in shadowed["detail"], verdict["summary"]
+    assert host.address in verdict["summary"]
 
 
 def test_an_edit_while_the_plan_is_made_is_never_overwritten(sandbox, planner, monkeypatch):

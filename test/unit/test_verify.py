@@ -447,3 +447,68 @@ def test_wait_gives_up_at_the_deadline():
     assert verdict["ok"] is False
     assert verdict["checks"][0]["detail"] == f"connection refused by 127.0.0.1:{port}"
     assert 3 <= verdict["waited_s"] <= 4
+
+
+# -- every address nginx may hand the site to another block (issue 23, 11) --
+
+PROXIED = """server {{
+    listen {port}; listen [::]:{port};
+    server_name odoo.example.com;
+    location / {{
+        proxy_pass http://127.0.0.1:{odoo};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_site(odoo, tmp_path):
+    """A real nginx (the sandbox's Debian tree) proxying odoo.example.com on
+    every address to the stand-in Odoo: (sandbox, port)."""
+    from rig.sandbox import Sandbox
+
+    box = Sandbox(str(tmp_path / "box"), http_port=free_port()).create()
+    site = PROXIED.format(port=box.http_port, odoo=odoo(workers=0).http_port)
+    box.write(os.path.join(box.nginx_dir, "sites-enabled", "odoo"), site)
+    yield box
+    subprocess.run(["nginx", "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
+
+
+def test_check_knocks_wherever_nginx_may_hand_the_site_to_another_block(nginx_site):
+    """nginx hands connections to 127.0.0.2 to the block listening there
+    first: a browser reaching the host at that address gets the intranet's
+    204, never Odoo. The check at 127.0.0.1 alone passes; with the live tree
+    it knocks there, and on IPv6's loopback for the [::] listen, and fails."""
+    box, port = nginx_site, nginx_site.http_port
+    box.write(os.path.join(box.nginx_dir, "sites-enabled", "intranet"),
+              f"server {{ listen 127.0.0.2:{port} default_server; return 204; }}\n")  # fmt: skip
+    subprocess.run(["nginx", "-c", box.conf_file], check=True)
+    args = {"port": port, "odoo_ports": [free_port()], "addresses": ["127.0.0.1"], "timeout": 2}
+    assert verify.check(SITE, **args)["ok"] is True  # the blind spot
+    verdict = verify.check(SITE, conf_file=box.conf_file, **args)
+    assert verdict["ok"] is False
+    checks = {item["name"]: item for item in verdict["checks"]}
+    assert checks["websocket handshake"]["ok"] is True
+    if "::1" in odoo_websocket_exposure.local(["::1"]):
+        assert checks["websocket handshake at ::1"]["ok"] is True
+    shadowed = checks["websocket handshake at 127.0.0.2"]
+    assert shadowed["ok"] is False
+    assert shadowed["detail"].startswith(f"at 127.0.0.2:{port}: HTTP 204"), shadowed
+    assert "nginx:listen_addresses" in shadowed["detail"]
+    assert "127.0.0.2" in verify.summary(verdict)
+
+
+def test_check_never_knocks_on_an_address_the_host_does_not_have(nginx_site):
+    """An address nginx may listen on without having it (ip_nonlocal_bind):
+    a connection there would leave the machine, so it is never made."""
+    box = nginx_site
+    box.write(os.path.join(box.nginx_dir, "sites-enabled", "elsewhere"),
+              f"server {{ listen 192.0.2.77:{box.http_port}; return 204; }}\n")  # fmt: skip
+    # Only IPv6's loopback (for the [::] listen) is knocked on besides 127.0.0.1.
+    assert verify.other_addresses(box.conf_file, SITE, "127.0.0.1", box.http_port) == (
+        odoo_websocket_exposure.local(["::1"])
+    )
