@@ -85,12 +85,16 @@ def due_restarts(plan, changes):
         for change in changes
         for instance in change.get("instances") or [change.get("instance")]
     }
-    return [
+    due = [
         r
         for r in plan.get("restarts", [])
         if (r["concern"], r.get("instance")) in touched
         and not (r.get("unless") and (r["unless"], r.get("instance")) in touched)
     ]
+    # One command once: a restore that puts back a compose file and its
+    # override recreates the container once.
+    once = {(r.get("cmd"), r.get("cwd"), r.get("instance")): r for r in reversed(due)}
+    return [r for r in due if once[(r.get("cmd"), r.get("cwd"), r.get("instance"))] is r]
 
 
 def restarted_again(plan, restarted):

@@ -21,6 +21,7 @@ from salt.exceptions import CommandExecutionError
 
 import odoo_websocket_audit_nginx
 import odoo_websocket_compose
+import odoo_websocket_compose_project
 import odoo_websocket_concerns
 import odoo_websocket_nginx
 import odoo_websocket_odoo_conf
@@ -91,6 +92,7 @@ def read_host(settings):
         "nginx_version": nginx_version(nginx["binary"]),
         "odoo_conf": _read(settings["odoo"]["config"]["file"]),
         "compose": _read(settings["compose"]["file"]) if deployment == "docker" else None,
+        "compose_overrides": _compose_overrides(settings) if deployment == "docker" else {},
         "listening": listening(),
     }
 
@@ -206,13 +208,25 @@ def _entry_line(text, port):
     return None
 
 
-def _compose_findings(settings, text):
-    """The Odoo service's HTTP and evented ports published on every interface."""
+def _compose_overrides(settings):
+    """{path: text} of the compose project's other files (its override), which
+    compose adds ports from."""
+    compose_file = settings["compose"]["file"]
+    listed = odoo_websocket_compose_project.project_files(compose_file)
+    return {path: _read(path) for path in listed
+            if os.path.realpath(path) != os.path.realpath(compose_file)}  # fmt: skip
+
+
+def _compose_findings(settings, text, path=None):
+    """The Odoo service's HTTP and evented ports published on every interface
+    by the compose file (or PATH, another file of its project, TEXT)."""
     compose = settings["compose"]
-    path = compose["file"]
+    override, path = path is not None, path or compose["file"]
     try:
         if text is None:
             raise CommandExecutionError("cannot be read")
+        if override and compose["service"] not in (odoo_websocket_compose.services(text)):
+            return [], set()
         entries = odoo_websocket_compose.published_ports(text, compose["service"])
     except CommandExecutionError as exc:
         why = f"the compose file {exc}: the ports docker publishes are unchecked"
@@ -241,6 +255,9 @@ def _exposure_findings(settings, host, options):
     """Odoo reachable without nginx: by its configuration, or by a socket."""
     if settings["deployment"] == "docker":
         found, covered = _compose_findings(settings, host["compose"])
+        for path, text in host.get("compose_overrides", {}).items():
+            more, also = _compose_findings(settings, text, path)
+            found, covered = found + more, covered | also
     else:
         found, covered = _interface_findings(settings, options)
     nginx = settings["nginx"]

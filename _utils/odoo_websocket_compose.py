@@ -15,26 +15,11 @@ import json
 import math
 import re
 
-try:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-except ImportError:  # odoo_websocket_minion.missing_message says so
-    pass
-
-
 import odoo_websocket_compose_ports as port_entries
-from odoo_websocket_compose_ports import ComposeError
+from odoo_websocket_compose_ports import ComposeError, load, published_ports, service_of, services
 
 # What to do when the ports are not the service's own text.
 _OWN = "write its ports out in its own 'ports:' list (no alias, no merge key)"
-
-
-def load(text):
-    yaml = YAML()  # round-trip mode: keeps line and column of every node
-    try:
-        return yaml.load(text)
-    except YAMLError as exc:
-        raise ComposeError(f"not valid YAML: {exc}") from exc
 
 
 def _scalar_span(line, col, flow=False):
@@ -67,18 +52,6 @@ def _scalar_span(line, col, flow=False):
 def _quoted_like(old, text):
     """TEXT quoted the way OLD was (double quotes when OLD was plain)."""
     return f"'{text}'" if old.startswith("'") else f'"{text}"'
-
-
-def _service(document, service):
-    if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
-        raise ComposeError("no 'services' mapping: not a compose file")
-    definition = document["services"].get(service)
-    if definition is None:
-        known = ", ".join(str(name) for name in document["services"]) or "none"
-        raise ComposeError(f"no service {service!r} (services: {known})")
-    if not isinstance(definition, dict) or not definition:
-        raise ComposeError(f"service {service!r} is not a mapping")
-    return definition
 
 
 def _bind_long(entry, service, wanted, bind_address, lines, edits, inserts, ipv4, variables):
@@ -259,9 +232,10 @@ def _own_ports(services, service, lines):
     return _apply(lines, [(line, alias.start(1), alias.end(1), f"[{', '.join(items)}]")], [])
 
 
-def _queue(document, service, wanted, bind_address, lines, variables):
+def _queue(document, service, wanted, bind_address, lines, variables, add_missing=True):
     """The (line, start, end, text) edits and (before line, [lines]) inserts
-    that bind SERVICE's WANTED ports."""
+    that bind SERVICE's WANTED ports (and, with ADD_MISSING, publish those
+    it does not publish yet)."""
     services = document["services"]
     entries = services[service].get("ports") or []
     _check_span(document, service, [entries.lc.item(index) for index in range(len(entries))])
@@ -280,7 +254,7 @@ def _queue(document, service, wanted, bind_address, lines, variables):
             raise ComposeError(f"service {service!r}: port entry {entry!r} not understood")
     bound = port_entries.format_ip(bind_address)
     missing = [f'"{bound}:{wanted[port]}:{port}"' for port in wanted if port not in covered]
-    if missing:
+    if missing and add_missing:
         _add_missing(services, service, missing, lines, edits, inserts)
     # An insert before line N is text after the end of line N - 1.
     places = [(line, start) for line, start, _, _ in edits]
@@ -288,7 +262,7 @@ def _queue(document, service, wanted, bind_address, lines, variables):
     return edits, inserts
 
 
-def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
+def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None, override=False):
     """
     Return compose file TEXT with SERVICE's PORTS published on BIND_ADDRESS
     only. PORTS lists container ports (published on the same number) or
@@ -301,11 +275,16 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
     quoting, indentation, other services) stays as it was. Ports merged in
     (``<<: *x``) or aliased (``ports: *x``) become SERVICE's own list.
     VARIABLES: what compose substitutes in ``${VAR}`` (the project's .env
-    under the environment).
+    under the environment). OVERRIDE: TEXT is another file of the project
+    (docker-compose.override.yml), whose entries compose adds to the main
+    file's: only its entries are rebound, nothing is added, and a file
+    without SERVICE is left as it is.
     """
     wanted = port_entries.wanted_ports(ports)
     document = load(text)
-    definition = _service(document, service)
+    if override and service not in services(text):
+        return text
+    definition = service_of(document, service)
     if str(definition.get("network_mode", "")) == "host":
         raise ComposeError(
             f"service {service!r} uses network_mode: host: docker publishes no port then, "
@@ -320,18 +299,19 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None):
     if entries is not None and not isinstance(entries, list):
         raise ComposeError(f"service {service!r}: 'ports' is not a list")
     if entries is not None and not _written_in(definition, "ports"):
-        if not _unbound(text, service, wanted, bind_address, variables):
+        if not _unbound(text, service, wanted, bind_address, variables, override):
             return text
         text = _own_ports(document["services"], service, text.splitlines(keepends=True))
         document = load(text)
     _refuse_shared(document["services"], service)
     lines = text.splitlines(keepends=True)
-    edits, inserts = _queue(document, service, wanted, bind_address, lines, variables)
+    edits, inserts = _queue(document, service, wanted, bind_address, lines, variables,
+                            add_missing=not override)  # fmt: skip
     if not edits and not inserts:
         return text
     result = _apply(lines, edits, inserts)
     _refuse_twins(text, result, service, bind_address)
-    unbound = _unbound(result, service, wanted, bind_address, variables)
+    unbound = _unbound(result, service, wanted, bind_address, variables, override)
     if unbound:  # a bug here must fail loudly, not publish ports
         raise ComposeError(f"internal error: ports {unbound} left unbound")
     return result
@@ -358,9 +338,10 @@ def _refuse_twins(original, text, service, bind_address):
         seen.add(key)
 
 
-def _unbound(text, service, wanted, bind_address, variables=None):
+def _unbound(text, service, wanted, bind_address, variables=None, override=False):
     """SERVICE's entries for WANTED ports not on BIND_ADDRESS at the wanted
-    host port, then the WANTED ports it does not publish at all."""
+    host port, then (unless TEXT is an OVERRIDE file, whose main file
+    publishes them) the WANTED ports it does not publish at all."""
     wrong, covered, entries = [], set(), published_ports(text, service)
     ipv4 = port_entries.ipv4_targets(entries)
     for entry in entries:
@@ -372,28 +353,4 @@ def _unbound(text, service, wanted, bind_address, variables=None):
             address = port_entries.entry_address(entry, bind_address, ipv4)
             if entry["host_ip"] != address or entry["published"] != expected:
                 wrong.append(entry)
-    return wrong + [port for port in wanted if port not in covered]
-
-
-def published_ports(text, service):
-    """
-    Return SERVICE's port entries as dicts with host_ip, published, target and
-    protocol, for checks and reports.
-    """
-    entries = _service(load(text), service).get("ports") or []
-    result = []
-    for entry in entries:
-        if isinstance(entry, dict):
-            result.append(
-                {
-                    "host_ip": entry.get("host_ip"),
-                    "published": None
-                    if entry.get("published") is None
-                    else str(entry["published"]),
-                    "target": str(entry.get("target")),
-                    "protocol": entry.get("protocol"),
-                }
-            )
-        else:
-            result.append(port_entries.parse_short_port(entry))
-    return result
+    return wrong + ([] if override else [port for port in wanted if port not in covered])

@@ -1,13 +1,22 @@
 """
 The port entries of a compose file: the short syntax (``"127.0.0.1:8069:8069"``,
 ranges, ``${VAR}`` parts, IPv6 in brackets) read as docker reads it, which
-entries cover which container ports, and one entry rebound to an address.
-Pure; odoo_websocket_compose edits the file with it.
+entries cover which container ports, and one entry rebound to an address;
+the file loaded (ruamel.yaml's round trip), its services and one service's
+published ports. Pure; odoo_websocket_compose edits the file with it.
+
+:depends: ruamel.yaml
 """
 
 import re
 
 from salt.exceptions import CommandExecutionError
+
+try:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+except ImportError:  # odoo_websocket_minion.missing_message says so
+    pass
 
 
 class ComposeError(CommandExecutionError):
@@ -151,3 +160,56 @@ def rebind_short(entry, wanted, bind_address, ipv4=frozenset(), variables=None):
     if parsed["protocol"]:
         text += f"/{parsed['protocol']}"
     return text
+
+
+def load(text):
+    yaml = YAML()  # round-trip mode: keeps line and column of every node
+    try:
+        return yaml.load(text)
+    except YAMLError as exc:
+        raise ComposeError(f"not valid YAML: {exc}") from exc
+
+
+def service_of(document, service):
+    """SERVICE's definition in a loaded compose DOCUMENT; ComposeError when
+    it has none."""
+    if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
+        raise ComposeError("no 'services' mapping: not a compose file")
+    definition = document["services"].get(service)
+    if definition is None:
+        known = ", ".join(str(name) for name in document["services"]) or "none"
+        raise ComposeError(f"no service {service!r} (services: {known})")
+    if not isinstance(definition, dict) or not definition:
+        raise ComposeError(f"service {service!r} is not a mapping")
+    return definition
+
+
+def services(text):
+    """The service names of compose file TEXT (none when it has no services)."""
+    document = load(text)
+    found = document.get("services") if isinstance(document, dict) else None
+    return list(found) if isinstance(found, dict) else []
+
+
+def published_ports(text, service):
+    """
+    Return SERVICE's port entries as dicts with host_ip, published, target and
+    protocol, for checks and reports.
+    """
+    entries = service_of(load(text), service).get("ports") or []
+    result = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            result.append(
+                {
+                    "host_ip": entry.get("host_ip"),
+                    "published": None
+                    if entry.get("published") is None
+                    else str(entry["published"]),
+                    "target": str(entry.get("target")),
+                    "protocol": entry.get("protocol"),
+                }
+            )
+        else:
+            result.append(parse_short_port(entry))
+    return result

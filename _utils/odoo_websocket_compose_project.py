@@ -28,31 +28,64 @@ def project_variables(compose_file):
     return {**found, **os.environ}
 
 
-def validate(text, compose_file):
+def project_files(compose_file):
+    """
+    The files compose reads for the project when run in COMPOSE_FILE's
+    folder, as the formula's commands run it, in order: COMPOSE_FILE from the
+    environment or the project's .env (COMPOSE_PATH_SEPARATOR between them),
+    else the file and the override file beside it (its entries, ports among
+    them, are added to the file's).
+    """
+    folder = os.path.dirname(os.path.abspath(compose_file))
+    variables = project_variables(compose_file)
+    listed = variables.get("COMPOSE_FILE")
+    if listed:
+        separator = variables.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+        files = [os.path.join(folder, name) for name in listed.split(separator) if name]
+        return list(dict.fromkeys(os.path.normpath(path) for path in files))
+    stem = "compose" if os.path.basename(compose_file).startswith("compose.") else "docker-compose"
+    overrides = [os.path.join(folder, f"{stem}.override.{ext}") for ext in ("yml", "yaml")]
+    return [os.path.abspath(compose_file)] + [p for p in overrides if os.path.isfile(p)][:1]
+
+
+def validate(text, compose_file, project=None):
     """
     Check compose TEXT as the compose file at COMPOSE_FILE would be read:
     with ``docker-compose config`` (Debian's docker-compose validates offline)
-    when it is installed, otherwise by parsing it. Returns
+    when it is installed, otherwise by parsing it. PROJECT: ``{path: text}``
+    of every file the project reads (``project_files``, TEXT as COMPOSE_FILE's),
+    checked together as compose merges them. Returns
     ``{"ok": bool, "by": ..., "message": ...}``.
     """
+    project = project or {compose_file: text}
     try:
-        odoo_websocket_compose.load(text)
+        for each in project.values():
+            odoo_websocket_compose.load(each)
     except odoo_websocket_compose.ComposeError as exc:
         return {"ok": False, "by": "parser", "message": str(exc)}
     tool = shutil.which("docker-compose")
     if not tool:
         return {"ok": True, "by": "parser", "message": ""}
-    # A sibling file, so relative paths in it resolve as in the real one.
+    # Sibling files, so relative paths in them resolve as in the real ones.
     folder = os.path.dirname(os.path.abspath(compose_file))
-    fd, candidate = tempfile.mkstemp(prefix=".odoo_websocket.", suffix=".yml", dir=folder)
+    candidates, args = {}, [tool]
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        for path, each in project.items():
+            fd, candidate = tempfile.mkstemp(
+                prefix=".odoo_websocket.", suffix=".yml", dir=os.path.dirname(path) or folder
+            )
+            candidates[candidate] = path
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(each)
+            args += ["-f", candidate]
         proc = subprocess.run(
-            [tool, "-f", candidate, "config", "-q"],
+            [*args, "config", "-q"],
             capture_output=True, text=True, timeout=60, check=False, cwd=folder,
         )  # fmt: skip
     finally:
-        os.unlink(candidate)
-    message = (proc.stderr + proc.stdout).strip().replace(candidate, compose_file)
+        for candidate in candidates:
+            os.unlink(candidate)
+    message = (proc.stderr + proc.stdout).strip()
+    for candidate, path in candidates.items():
+        message = message.replace(candidate, path)
     return {"ok": proc.returncode == 0, "by": "docker-compose config", "message": message}

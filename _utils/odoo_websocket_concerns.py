@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import NamedTuple
 
+import odoo_websocket_compose_project
 import odoo_websocket_nginx
 
 
@@ -33,6 +34,13 @@ def _and_target(path):
     return [path, os.path.realpath(path)]
 
 
+def _compose_paths(settings):
+    # The project's other files (its override) are rebound too.
+    compose_file = settings["compose"]["file"]
+    listed = odoo_websocket_compose_project.project_files(compose_file)
+    return [path for each in dict.fromkeys([compose_file, *listed]) for path in _and_target(each)]
+
+
 def _odoo_unless(settings):
     # Recreating the container reads odoo.conf too: no second restart.
     return "compose" if settings["deployment"] == "docker" else None
@@ -44,7 +52,7 @@ CONCERNS = {
         state_id="odoo_websocket-compose-ports-planned",
         enabled=lambda s: s["compose"]["enabled"],
         file=lambda s: s["compose"]["file"],
-        paths=lambda s: _and_target(s["compose"]["file"]),
+        paths=_compose_paths,
         check="docker-compose config on the edited file (the YAML parser without it)",
         restart=lambda s: {
             "what": f"recreate {s['compose']['service']}",
@@ -139,9 +147,11 @@ def restarts_by_path(settings, covered=False):
             entry = restart(name, instance)
             if entry is None or not concern.file(instance):
                 continue
-            unless, entry["path"] = entry.pop("unless"), os.path.realpath(concern.file(instance))
+            unless = entry.pop("unless")
             del entry["concern"]
             if covered and unless:
                 entry["unless"] = os.path.realpath(CONCERNS[unless].file(instance))
-            found.append(entry)
+            # Each file of the concern (a compose project's override too).
+            for path in dict.fromkeys(map(os.path.realpath, filter(None, concern.paths(instance)))):
+                found.append(dict(entry, path=path))
     return found

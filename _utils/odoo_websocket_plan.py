@@ -113,25 +113,61 @@ def _compose(settings, part, plan, saltenv):
     if current is None:
         plan["errors"].append(f"{path} does not exist: point compose:file at the Odoo compose file")
         return
+    variables = odoo_websocket_compose_project.project_variables(compose["file"])
+    args = (service, compose["ports"], compose["bind_address"], variables)
     try:
-        variables = odoo_websocket_compose_project.project_variables(compose["file"])
-        wanted = odoo_websocket_compose.bind_ports(
-            current, service, compose["ports"], compose["bind_address"], variables
-        )
+        wanted = odoo_websocket_compose.bind_ports(current, *args)
     except CommandExecutionError as exc:
         plan["errors"].append(f"{path} left unchanged: {exc}")
         return
-    plan["restarts"].append(odoo_websocket_concerns.restart("compose", settings))
-    if wanted == current:
+    overrides = _compose_overrides(compose["file"], path, args, plan)
+    if overrides is None:
         return
-    checked = odoo_websocket_compose_project.validate(wanted, path)
+    plan["restarts"].append(odoo_websocket_concerns.restart("compose", settings))
+    edited = {p: o for p, o in overrides.items() if o["wanted"] != o["current"]}
+    if wanted == current and not edited:
+        return
+    project = {path: wanted, **{p: o["wanted"] for p, o in overrides.items()}}
+    checked = odoo_websocket_compose_project.validate(wanted, path, project)
     if not checked["ok"]:
         plan["errors"].append(
             f"{path}: {checked['by']} refuses the edited file: {checked['message']}"
         )
         return
-    shown = {"diff": odoo_websocket_files.masked_diff(disk, wanted, path)}
-    odoo_websocket_files.add(plan, "compose", path, wanted, shown, expect)
+    if wanted != current:
+        shown = {"diff": odoo_websocket_files.masked_diff(disk, wanted, path)}
+        odoo_websocket_files.add(plan, "compose", path, wanted, shown, expect)
+    for other, override in edited.items():
+        shown = {"diff": odoo_websocket_files.masked_diff(override["disk"], override["wanted"],
+                                                          other)}  # fmt: skip
+        odoo_websocket_files.add(plan, "compose", other, override["wanted"], shown,
+                                 override["expect"])  # fmt: skip
+
+
+def _compose_overrides(compose_file, path, args, plan):
+    """The project's other files (docker-compose.override.yml, COMPOSE_FILE's
+    list: odoo_websocket_compose_project.project_files) with the service's
+    entries in them rebound too: ``{path: {expect, disk, current, wanted}}``,
+    None (the plan's errors say why) when one cannot be."""
+    found = {}
+    for listed in odoo_websocket_compose_project.project_files(compose_file):
+        other = _target(listed, f"the compose project's {os.path.basename(listed)}", plan)
+        if other is None:
+            return None
+        if os.path.realpath(other) == os.path.realpath(path) or not os.path.isfile(other):
+            continue
+        expect = odoo_websocket_files.state(other)
+        disk, current = odoo_websocket_files.read(other), odoo_websocket_files.planned(plan, other)
+        if current is None:
+            plan["errors"].append(f"{other} (read with {path}) cannot be read as text")
+            return None
+        try:
+            wanted = odoo_websocket_compose.bind_ports(current, *args, override=True)
+        except CommandExecutionError as exc:
+            plan["errors"].append(f"{other} (read with {path}) left unchanged: {exc}")
+            return None
+        found[other] = {"expect": expect, "disk": disk, "current": current, "wanted": wanted}
+    return found
 
 
 def _masked_options(old, new, secret_keys):

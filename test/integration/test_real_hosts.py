@@ -388,6 +388,39 @@ def test_the_recreate_command_reads_the_override_and_the_projects_env(tmp_path):
     assert "from-compose-file" in done.stdout  # .env read: its project name too
 
 
+PUBLISHING_OVERRIDE = """# the developer's override, left on the server
+services:
+  odoo:
+    ports:
+      - "8069:8069"  # debug from the LAN
+"""
+
+
+def test_an_override_that_publishes_odoos_port_is_rebound_and_restored(sandbox, planner):
+    """compose adds docker-compose.override.yml's ports to the file's: its
+    8069 entry would keep Odoo public after the run. The run binds it as it
+    binds the file's (the real docker-compose checks the project as it merges
+    it); a restore through the operator's command puts both files back."""
+    folder = os.path.dirname(sandbox.compose_file)
+    override = os.path.join(folder, "docker-compose.override.yml")
+    sandbox.write(override, PUBLISHING_OVERRIDE)
+    before = sandbox.fingerprint()
+    ret = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS)
+    assert ret["result"] is True, ret["comment"]
+    assert override in ret["changed"] and sandbox.compose_file in ret["changed"]
+    with open(override, encoding="utf-8") as handle:
+        assert handle.read() == PUBLISHING_OVERRIDE.replace('"8069:8069"', '"127.0.0.1:8069:8069"')
+    merged = subprocess.run(["docker-compose", "config"], cwd=folder, capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    published = [line.strip() for line in merged.splitlines() if ":80" in line and "- " in line]
+    assert published and all(entry.startswith("- 127.0.0.1:") for entry in published), merged
+    minion = commands(TEMPLATE_FUNCTIONS, sandbox.pillar())
+    restored = minion.restore(ret["backup"], conf_file=sandbox.conf_file, start=False)
+    assert restored["result"] is True, restored["comment"]
+    assert sandbox.fingerprint() == before
+    assert os.path.exists(sandbox.marker("compose-recreated"))
+
+
 # -- 3. clean never reverts an operator's later edit ---------------------------
 
 

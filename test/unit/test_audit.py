@@ -475,3 +475,18 @@ def test_the_table_the_cli_prints(host):
     assert lines[3].lstrip().startswith("why: Upgrade is hop-by-hop")
     assert all(len(line) <= 100 for line in lines if line.startswith(" " * 12))
     assert "odoo2: no findings" in lines and "    Minion did not return." in lines
+
+
+def test_an_override_that_publishes_odoos_port_is_a_finding(host):
+    """compose adds docker-compose.override.yml's ports to the file's: an
+    override publishing 8069 on every interface is found there, by line; one
+    that binds it, or names other services only, is not."""
+    folder = os.path.dirname(host.box.compose_file)
+    override = os.path.join(folder, "docker-compose.override.yml")
+    host.box.write(override, "services:\n  odoo:\n    ports:\n      - '8069:8069'\n")
+    found = [f for f in host.findings() if f["id"] == "compose-port-public"]
+    assert [(f["file"], line_of(f)) for f in found] == [(override, "      - '8069:8069'")]
+    host.box.write(override, "services:\n  odoo:\n    ports:\n      - '127.0.0.1:8069:8069'\n")
+    assert "compose-port-public" not in [f["id"] for f in host.findings()]
+    host.box.write(override, "services:\n  db:\n    ports:\n      - '5432:5432'\n")
+    assert "compose-port-public" not in [f["id"] for f in host.findings()]

@@ -388,3 +388,72 @@ def test_dual_stack_entries_with_an_address_that_has_no_ipv6_twin_are_refused():
     text = compose_with('"0.0.0.0:8069:8069"', '"[::]:8069:8069"', '"8072:8072"')
     with pytest.raises(odoo_compose.ComposeError, match="dual stack"):
         odoo_compose.bind_ports(text, "odoo", PORTS, "172.17.0.1")
+
+
+# -- the project's other files (docker-compose.override.yml) ---------------
+
+OVERRIDE = """# the developer's override
+services:
+  odoo:
+    ports:
+      - "8069:8069"  # debug from the LAN
+    environment:
+      - DEBUG=1
+"""
+
+
+def test_an_override_has_its_entries_rebound_and_nothing_added():
+    """compose adds an override's ports to the main file's: its entry must be
+    bound too, and the ports only the main file lists stay there alone."""
+    out = odoo_compose.bind_ports(OVERRIDE, "odoo", PORTS, override=True)
+    assert service_ports(out) == ["127.0.0.1:8069:8069"]
+    assert out == OVERRIDE.replace('"8069:8069"', '"127.0.0.1:8069:8069"')
+    # The main file with the same ports gets what it lacks.
+    assert len(service_ports(odoo_compose.bind_ports(OVERRIDE, "odoo", PORTS))) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "services:\n  db:\n    image: postgres:15\n",  # no odoo service there
+        "services:\n  odoo:\n    environment:\n      - DEBUG=1\n",  # no ports
+        "services:\n  odoo:\n    ports:\n      - '127.0.0.1:8069:8069'\n",  # bound already
+    ],
+)
+def test_an_override_that_publishes_nothing_unbound_is_left_as_it_is(text):
+    assert odoo_compose.bind_ports(text, "odoo", PORTS, override=True) == text
+
+
+def test_an_override_with_network_mode_host_is_refused():
+    text = "services:\n  odoo:\n    network_mode: host\n"
+    with pytest.raises(odoo_compose.ComposeError, match="network_mode: host"):
+        odoo_compose.bind_ports(text, "odoo", PORTS, override=True)
+
+
+def test_project_files_are_the_file_and_its_override_or_compose_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPOSE_FILE", raising=False)
+    monkeypatch.delenv("COMPOSE_PATH_SEPARATOR", raising=False)
+    main = str(tmp_path / "docker-compose.yml")
+    files = odoo_websocket_compose_project.project_files
+    assert files(main) == [main]
+    (tmp_path / "docker-compose.override.yml").write_text(OVERRIDE)
+    assert files(main) == [main, str(tmp_path / "docker-compose.override.yml")]
+    # COMPOSE_FILE in the project's .env decides, relative to the folder.
+    (tmp_path / ".env").write_text("COMPOSE_FILE=docker-compose.yml;prod/ports.yml\n"
+                                   "COMPOSE_PATH_SEPARATOR=;\n")  # fmt: skip
+    assert files(main) == [main, str(tmp_path / "prod" / "ports.yml")]
+
+
+def test_validate_reads_the_project_as_compose_merges_it(tmp_path):
+    """An override alone is no valid compose file (no image): the project is
+    checked as a whole, each file's planned text in its place."""
+    main, override = str(tmp_path / "docker-compose.yml"), str(tmp_path / "o.yml")
+    text = "services:\n  odoo:\n    image: odoo:17\n"
+    project = {main: text, override: OVERRIDE}
+    assert odoo_websocket_compose_project.validate(text, main, project)["ok"] is True
+    alone = odoo_websocket_compose_project.validate(OVERRIDE, override)
+    assert alone["ok"] is False and "image" in alone["message"], alone
+    bad = {main: text, override: OVERRIDE.replace('\n      - "8069:8069"', " 5")}
+    refused = odoo_websocket_compose_project.validate(text, main, bad)
+    assert refused["ok"] is False and override in refused["message"], refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no candidate left
