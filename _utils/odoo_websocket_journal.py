@@ -93,7 +93,8 @@ class Journal:
             return {"unusable": f"unusable ({exc})"}
         paths = [change["path"] for change in saved]
         outside = [] if managed is None else odoo_websocket_files.outside(paths, managed)
-        found = {"journal": left, "changes": [], "kept": [], "untrusted": [], "unmanaged": []}
+        found = {"journal": left, "changes": [], "kept": [], "untrusted": [], "unmanaged": [],
+             "left": []}  # fmt: skip
         planned = left.get("paths", {})
         for change in reversed(saved):
             path, expected = change["path"], planned.get(change["path"], {})
@@ -141,6 +142,11 @@ def recovered(found):
             f" Left as they are, changed since that run: {', '.join(found['kept'])} (their "
             f"versions from before it are in backup {journal['backup']}: odoo_websocket.restore "
             f"{journal['backup']} puts the whole set back)."
+        )
+    if found.get("left"):
+        note += (
+            f" Also left as that run wrote them, because the edits above were made on top of "
+            f"them and nginx refuses its configuration without them: {', '.join(found['left'])}."
         )
     return note
 

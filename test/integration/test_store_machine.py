@@ -6,18 +6,25 @@ real files. Invariants after every step: no byte an operator wrote is lost
 in a set), and no run leaves a half-written file (every path holds a
 version someone wrote)."""
 
+import http.client
 import os
+import re
 import shutil
+import subprocess
 import tempfile
+import time
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import odoo_websocket_changes
+import odoo_websocket_journal
 import odoo_websocket_restore
 from engine import engine_apply
+from helpers import NGINX, free_port, nginx_of
 from odoo_websocket_backups import BackupStore
+from rig.sandbox import Sandbox
 
 STEPS = ["backup", "journal", "write-0", "write-1"]
 TEXTS = st.text(alphabet="abcxyz=\n ", min_size=1, max_size=12)
@@ -160,3 +167,173 @@ StoreMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_store_machine = StoreMachine.TestCase
+
+
+# -- with a running nginx: its tree valid, and serving what is on disk -------
+
+NGINX_STEPS = STEPS + ["validated", "activated"]
+VARIABLES = st.sampled_from(["a", "b", "c"])
+WORDS = st.text(alphabet="abcxyz", min_size=1, max_size=8)
+MAP = 'map $uri $marker_{var} {{ default "{text}"; }}\n'
+SITE = ('server {{ listen {port}; server_name marker.test; '
+        'location / {{ return 200 "$marker_{var}|{text}"; }} }}\n')  # fmt: skip
+MAP_READ = re.compile(r'\$marker_(\w+) \{ default "(\w*)"; \}')
+SITE_READ = re.compile(r'return 200 "\$marker_(\w+)\|(\w*)"')
+
+
+class NginxMachine(RuleBasedStateMachine):
+    """A map drop-in and a site that uses its variable: written half, the
+    tree is invalid (the site names a variable no map defines). The
+    formula's runs (some killed at a step), an operator's edits (the text
+    only, then their own reload), recover, restore and clean, in any order,
+    on a real running nginx. Whenever no killed run awaits recovery: nginx -t
+    passes, and what nginx serves is what the files on disk say."""
+
+    def __init__(self):
+        super().__init__()
+        self.root = tempfile.mkdtemp(prefix="ow-nginx-machine.")
+        self.box = Sandbox(os.path.join(self.root, "host"), http_port=free_port()).create()
+        self.backup_dir = os.path.join(self.root, "backups")
+        self.paths = [os.path.join(self.box.nginx_dir, "conf.d", "marker.conf"),
+                      os.path.join(self.box.nginx_dir, "sites-enabled", "marker")]  # fmt: skip
+        for path, data in zip(self.paths, self._texts("a", "original"), strict=True):
+            self.box.write(path, data.decode())
+        subprocess.run([NGINX, "-c", self.box.conf_file], check=True)
+        self.nginx = nginx_of(self.box)
+
+    def teardown(self):
+        subprocess.run([NGINX, "-c", self.box.conf_file, "-s", "stop"], check=False,
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _texts(self, var, text):
+        return [MAP.format(var=var, text=text).encode(),
+                SITE.format(port=self.box.http_port, var=var, text=text).encode()]  # fmt: skip
+
+    def _changes(self, var, text):
+        return [{"path": path, "kind": "file", "data": data, "concern": "nginx"}
+                for path, data in zip(self.paths, self._texts(var, text), strict=True)]  # fmt: skip
+
+    def _run(self, var, text, seam=None):
+        """A run of the formula's, as ``apply`` makes it: its transaction
+        knows nginx (recovery reloads it)."""
+        plan = {"changes": self._changes(var, text), "nginx": self.nginx, "secret_keys": [],
+                "restarts": [], "verify": None}  # fmt: skip
+        transaction = odoo_websocket_changes.Transaction(
+            BackupStore(self.backup_dir), lambda: plan, 1000, label="odoo_websocket: nginx",
+            nginx=self.nginx,
+        )
+        transaction.fault_seam = seam
+        try:
+            transaction.run()
+        except Killed:
+            pass
+
+    @rule(var=VARIABLES, text=WORDS)
+    def formula_run(self, var, text):
+        self._run(var, text)
+
+    @rule(var=VARIABLES, text=WORDS, step=st.sampled_from(NGINX_STEPS))
+    def formula_run_killed(self, var, text, step):
+        def seam(at):
+            if at == step:
+                raise Killed
+
+        self._run(var, text, seam)
+
+    @rule(index=st.integers(0, 1), text=WORDS)
+    def operator_edits_and_reloads(self, index, text):
+        """The operator changes a file's text (keeping the variable it names)
+        and reloads nginx, as operators do (refused when the tree is not valid)."""
+        path = self.paths[index]
+        with open(path, encoding="utf-8") as handle:
+            current = handle.read()
+        pattern = MAP_READ if index == 0 else SITE_READ
+        var = pattern.search(current).group(1)
+        self.box.write(path, self._texts(var, text)[index].decode())
+        subprocess.run([NGINX, "-c", self.box.conf_file, "-s", "reload"], check=False,
+                       capture_output=True)  # fmt: skip
+
+    @rule()
+    def recover(self):
+        odoo_websocket_restore.recover(self.backup_dir, conf_file=self.box.conf_file,
+                                       binary=NGINX)  # fmt: skip
+
+    @rule(which=st.integers(0, 50))
+    def restore(self, which):
+        sets = BackupStore(self.backup_dir).sets()
+        if sets:
+            odoo_websocket_restore.restore(sets[which % len(sets)], self.backup_dir, keep=1000,
+                                           conf_file=self.box.conf_file, binary=NGINX,
+                                           start=False)  # fmt: skip
+
+    @rule()
+    def clean(self):
+        odoo_websocket_restore.clean(self.backup_dir, conf_file=self.box.conf_file,
+                                     binary=NGINX, start=False)  # fmt: skip
+
+    def _settled(self):
+        """No killed run awaits recovery (its journal)."""
+        return odoo_websocket_journal.Journal(BackupStore(self.backup_dir)).read() is None
+
+    def _on_disk(self):
+        texts = []
+        for path in self.paths:
+            with open(path, encoding="utf-8") as handle:
+                texts.append(handle.read())
+        return MAP_READ.search(texts[0]).groups(), SITE_READ.search(texts[1]).groups()
+
+    def _served(self):
+        connection = http.client.HTTPConnection("127.0.0.1", self.box.http_port, timeout=5)
+        try:
+            connection.request("GET", "/", headers={"Host": "marker.test"})
+            return connection.getresponse().read().decode()
+        finally:
+            connection.close()
+
+    @invariant()
+    def nginx_accepts_its_tree(self):
+        if self._settled():
+            test = subprocess.run([NGINX, "-t", "-c", self.box.conf_file], capture_output=True,
+                                  text=True, check=False)  # fmt: skip
+            assert test.returncode == 0, (test.stderr, self._on_disk())
+
+    @invariant()
+    def nginx_serves_what_is_on_disk(self):
+        if not self._settled():
+            return
+        (_, map_text), (_, site_text) = self._on_disk()
+        wanted, deadline = f"{map_text}|{site_text}", time.monotonic() + 5
+        while (served := self._served()) != wanted and time.monotonic() < deadline:
+            time.sleep(0.05)  # a graceful reload's old workers finish first
+        assert served == wanted, (served, self._on_disk())
+
+
+NginxMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_nginx_machine = NginxMachine.TestCase
+
+
+def test_recovery_keeps_the_run_files_an_edit_was_made_on_top_of():
+    """What the machine found: a run killed after writing the map and the
+    site, then the site hotfixed by the operator (it names the run's map
+    variable). Putting back the map alone would make nginx refuse its tree:
+    recovery leaves the run's map, keeps the edit, and says so."""
+    machine = NginxMachine()
+    try:
+        machine.formula_run("c", "first")
+        machine.formula_run_killed("a", "second", "validated")
+        machine.operator_edits_and_reloads(1, "hotfix")
+        note = odoo_websocket_restore.recover(machine.backup_dir, conf_file=machine.box.conf_file,
+                                              binary=NGINX)  # fmt: skip
+        assert machine._on_disk() == (("a", "second"), ("a", "hotfix"))
+        assert f"{machine.paths[0]}." in note and "nginx refuses its configuration" in note
+        machine.nginx_accepts_its_tree()
+        machine.nginx_serves_what_is_on_disk()
+    finally:
+        machine.teardown()
