@@ -219,9 +219,9 @@ class NginxMachine(RuleBasedStateMachine):
         knows nginx (recovery reloads it)."""
         plan = {"changes": self._changes(var, text), "nginx": self.nginx, "secret_keys": [],
                 "restarts": [], "verify": None}  # fmt: skip
+        store, label = BackupStore(self.backup_dir), "odoo_websocket: nginx"
         transaction = odoo_websocket_changes.Transaction(
-            BackupStore(self.backup_dir), lambda: plan, 1000, label="odoo_websocket: nginx",
-            nginx=self.nginx,
+            store, lambda: plan, 1000, label=label, nginx=self.nginx
         )
         transaction.fault_seam = seam
         try:
