@@ -202,8 +202,16 @@ class NginxMachine(RuleBasedStateMachine):
         self.nginx = nginx_of(self.box)
 
     def teardown(self):
-        subprocess.run([NGINX, "-c", self.box.conf_file, "-s", "stop"], check=False,
-                       capture_output=True)  # fmt: skip
+        conf = self.box.conf_file
+        subprocess.run([NGINX, "-c", conf, "-s", "stop"], check=False, capture_output=True)
+        # Whatever became of its pid file, no nginx of this machine outlives it.
+        for signal_name in ("TERM", "KILL"):
+            deadline = time.monotonic() + 5
+            while subprocess.run(["pgrep", "-f", conf], capture_output=True).returncode == 0:
+                if time.monotonic() > deadline:
+                    subprocess.run(["pkill", f"-{signal_name}", "-f", conf], check=False)
+                    break
+                time.sleep(0.05)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _texts(self, var, text):
