@@ -127,7 +127,8 @@ def verify(saltenv="base", target=None, timeout=5):
     Prove, from this host, that a browser can use Odoo's real-time channel as
     the pillar configures it: a websocket handshake through nginx (Host: the
     first server name, Origin as a browser sends it) and a subscribe, or a long
-    poll before 16.0; and Odoo's ports refused on non-loopback addresses.
+    poll before 16.0, at every address where nginx may hand the site to
+    another server block; and Odoo's ports refused on non-loopback addresses.
     TARGET: where to knock, as ``check_target`` returns it (the beacon passes
     the one it read); ``check_target``'s by default. TIMEOUT: seconds per
     step. Changes nothing.
