@@ -1,5 +1,5 @@
 # The two commands a new user needs; both install what is missing first.
-.PHONY: demo test setup
+.PHONY: demo test test-matrix setup
 
 setup:
 	bin/setup
@@ -9,3 +9,7 @@ demo: setup
 
 test: setup
 	bin/test
+
+# The integration core under each Salt line, and a mixed pair (noxfile.py).
+test-matrix: setup
+	.venv/bin/nox -s core mixed

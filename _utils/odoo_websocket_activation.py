@@ -85,12 +85,14 @@ def due_restarts(plan, changes):
         for change in changes
         for instance in change.get("instances") or [change.get("instance")]
     }
-    due = [
-        r
-        for r in plan.get("restarts", [])
-        if (r["concern"], r.get("instance")) in touched
-        and not (r.get("unless") and (r["unless"], r.get("instance")) in touched)
-    ]
+
+    def covered(restart):  # UNLESS: a concern, or a restore's list of paths
+        unless = restart.get("unless") or []
+        return any((u, restart.get("instance")) in touched
+                   for u in ([unless] if isinstance(unless, str) else unless))  # fmt: skip
+
+    due = [r for r in plan.get("restarts", [])
+           if (r["concern"], r.get("instance")) in touched and not covered(r)]  # fmt: skip
     # One command once: a restore that puts back a compose file and its
     # override recreates the container once.
     once = {(r.get("cmd"), r.get("cwd"), r.get("instance")): r for r in reversed(due)}

@@ -225,7 +225,7 @@ def _compose_findings(settings, text, path=None):
     try:
         if text is None:
             raise CommandExecutionError("cannot be read")
-        if override and compose["service"] not in (odoo_websocket_compose.services(text)):
+        if override and not odoo_websocket_compose.publishes(text, compose["service"]):
             return [], set()
         entries = odoo_websocket_compose.published_ports(text, compose["service"])
     except CommandExecutionError as exc:

@@ -28,9 +28,9 @@ import odoo_websocket_concerns
 import odoo_websocket_files
 import odoo_websocket_journal
 import odoo_websocket_lock
-import odoo_websocket_nginx
 import odoo_websocket_nginx_service
 import odoo_websocket_plan
+import odoo_websocket_recovery
 from odoo_websocket_backups import BackupStore
 
 
@@ -115,47 +115,8 @@ class Transaction:
             return self._recover(force)
 
     def _recover(self, force=False):
-        if self.journal.read() is None:  # the common case: nothing to recover
-            return "", []
         managed = self.managed() if callable(self.managed) else self.managed
-        found = self.journal.recovery(force=force, managed=managed)
-        if found is None:
-            return "", []
-        if "unusable" in found:
-            return self.journal.set_aside(found["unusable"]), []
-        nginx = self.nginx
-        valid = bool(nginx and found["kept"]) and self._nginx_accepts()
-        replaced = []
-        for change in found["changes"]:
-            before = odoo_websocket_files.snapshot(change["path"])
-            try:
-                odoo_websocket_files.apply_change(change, change["expect"])
-            except odoo_websocket_files.ChangedUnderRun:  # edited since it was judged
-                found["kept"].append(change["path"])
-            else:
-                replaced.append((before, odoo_websocket_files.state(change["path"])))
-        if valid and not self._nginx_accepts():
-            # An edit kept on top of the run's files needs the rest of them.
-            self._undo_recovery(replaced, found)
-        if nginx and odoo_websocket_nginx_service.pid(nginx["conf_file"]) is not None:
-            odoo_websocket_activation.reload(nginx, old=True)
-        self.journal.drop()
-        return odoo_websocket_journal.recovered(found), found["journal"].get("restarted", [])
-
-    def _nginx_accepts(self):
-        nginx = self.nginx
-        return odoo_websocket_nginx.configtest(nginx["conf_file"], nginx["binary"])["ok"]
-
-    def _undo_recovery(self, replaced, found):
-        """Leave the killed run's files where putting back all but the edited
-        ones (KEPT) would make nginx refuse its tree: each put-back path gets
-        what it held before, while it still holds what recovery wrote."""
-        for before, wrote in reversed(replaced):
-            try:
-                odoo_websocket_files.apply_change(before, wrote)
-            except odoo_websocket_files.ChangedUnderRun:
-                continue
-            found["left"].append(before["path"])
+        return odoo_websocket_recovery.recover(self.journal, self.nginx, managed, force)
 
     def _step(self, step):
         if self.fault_seam is not None:

@@ -16,7 +16,7 @@ import math
 import re
 
 import odoo_websocket_compose_ports as port_entries
-from odoo_websocket_compose_ports import ComposeError, load, published_ports, service_of, services
+from odoo_websocket_compose_ports import ComposeError, load, published_ports, service_of
 
 # What to do when the ports are not the service's own text.
 _OWN = "write its ports out in its own 'ports:' list (no alias, no merge key)"
@@ -232,6 +232,19 @@ def _own_ports(services, service, lines):
     return _apply(lines, [(line, alias.start(1), alias.end(1), f"[{', '.join(items)}]")], [])
 
 
+def _publishes(document, service):
+    """Whether an override DOCUMENT gives SERVICE ports (or host networking)."""
+    found = document.get("services") if isinstance(document, dict) else None
+    definition = found.get(service) if isinstance(found, dict) else None
+    return isinstance(definition, dict) and ("ports" in definition or "network_mode" in definition)
+
+
+def publishes(text, service):
+    """Whether compose file TEXT (another file of the project, an override)
+    gives SERVICE ports or host networking: one that does not is left alone."""
+    return _publishes(load(text), service)
+
+
 def _queue(document, service, wanted, bind_address, lines, variables, add_missing=True):
     """The (line, start, end, text) edits and (before line, [lines]) inserts
     that bind SERVICE's WANTED ports (and, with ADD_MISSING, publish those
@@ -282,7 +295,7 @@ def bind_ports(text, service, ports, bind_address="127.0.0.1", variables=None, o
     """
     wanted = port_entries.wanted_ports(ports)
     document = load(text)
-    if override and service not in services(text):
+    if override and not _publishes(document, service):
         return text
     definition = service_of(document, service)
     if str(definition.get("network_mode", "")) == "host":

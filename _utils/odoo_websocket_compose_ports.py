@@ -184,13 +184,6 @@ def service_of(document, service):
     return definition
 
 
-def services(text):
-    """The service names of compose file TEXT (none when it has no services)."""
-    document = load(text)
-    found = document.get("services") if isinstance(document, dict) else None
-    return list(found) if isinstance(found, dict) else []
-
-
 def published_ports(text, service):
     """
     Return SERVICE's port entries as dicts with host_ip, published, target and

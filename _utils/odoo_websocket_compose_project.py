@@ -28,23 +28,31 @@ def project_variables(compose_file):
     return {**found, **os.environ}
 
 
+# The names both composes find by themselves in a project folder (with the
+# override beside them, and .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME):
+# docker-compose 1.x does not look for compose.yaml.
+DISCOVERED = ("docker-compose.yml", "docker-compose.yaml")
+
+
 def project_files(compose_file):
     """
-    The files compose reads for the project when run in COMPOSE_FILE's
-    folder, as the formula's commands run it, in order: COMPOSE_FILE from the
-    environment or the project's .env (COMPOSE_PATH_SEPARATOR between them),
-    else the file and the override file beside it (its entries, ports among
-    them, are added to the file's).
+    The files compose reads for the project as the formula's commands run
+    it (``odoo_websocket_settings``: in COMPOSE_FILE's folder, naming the file
+    with ``-f`` only when compose would not find it by itself), in order:
+    then only the file; else COMPOSE_FILE from the environment or the
+    project's .env (COMPOSE_PATH_SEPARATOR between them), or the file and
+    the override beside it (whose entries, ports among them, compose adds).
     """
-    folder = os.path.dirname(os.path.abspath(compose_file))
+    folder, name = os.path.split(os.path.abspath(compose_file))
+    if name not in DISCOVERED:
+        return [os.path.abspath(compose_file)]
     variables = project_variables(compose_file)
     listed = variables.get("COMPOSE_FILE")
     if listed:
         separator = variables.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
         files = [os.path.join(folder, name) for name in listed.split(separator) if name]
         return list(dict.fromkeys(os.path.normpath(path) for path in files))
-    stem = "compose" if os.path.basename(compose_file).startswith("compose.") else "docker-compose"
-    overrides = [os.path.join(folder, f"{stem}.override.{ext}") for ext in ("yml", "yaml")]
+    overrides = [os.path.join(folder, f"docker-compose.override.{ext}") for ext in ("yml", "yaml")]
     return [os.path.abspath(compose_file)] + [p for p in overrides if os.path.isfile(p)][:1]
 
 

@@ -139,7 +139,7 @@ def restarts_by_path(settings, covered=False):
     ``[{"path", "what", "cmd", "cwd"}]``, whether or not the concern is
     enabled now (as :py:func:`managed_paths`: a set of an earlier pillar may
     name its file). COVERED: a restart another one makes unnecessary (Odoo's,
-    when its container is recreated) names that one's path as ``unless``.
+    when its container is recreated) names that one's paths as ``unless``.
     """
     found = []
     for instance in instances(settings).values():
@@ -149,8 +149,9 @@ def restarts_by_path(settings, covered=False):
                 continue
             unless = entry.pop("unless")
             del entry["concern"]
-            if covered and unless:
-                entry["unless"] = os.path.realpath(CONCERNS[unless].file(instance))
+            if covered and unless:  # any of its files (a compose file's override too)
+                paths = filter(None, CONCERNS[unless].paths(instance))
+                entry["unless"] = list(dict.fromkeys(map(os.path.realpath, paths)))
             # Each file of the concern (a compose project's override too).
             for path in dict.fromkeys(map(os.path.realpath, filter(None, concern.paths(instance)))):
                 found.append(dict(entry, path=path))

@@ -45,15 +45,20 @@ def host_addresses():
 
 
 def local(addresses):
-    """Those of ADDRESSES a connection to stays on this host: loopback, or an
-    address of one of its interfaces (nginx may listen on an address the
-    host does not have, with ip_nonlocal_bind: never knocked on)."""
-    mine = set(_interface_addresses())
-    return [
-        text
-        for text in addresses
-        if text in mine or (ipaddress.ip_address(text).is_loopback and ":" not in text)
-    ]
+    """Those of ADDRESSES a connection to stays on this host: an IPv4
+    loopback address, or an address of one of its interfaces (nginx may
+    listen on an address the host does not have, with ip_nonlocal_bind, or
+    on a host name: never knocked on)."""
+    mine = {ipaddress.ip_address(text) for text in _interface_addresses()}
+    found = []
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if ip in mine or (ip.is_loopback and ip.version == 4):
+            found.append(text)
+    return found
 
 
 def ipv6_available():

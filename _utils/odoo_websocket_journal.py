@@ -148,6 +148,8 @@ def recovered(found):
             f" Also left as that run wrote them, because the edits above were made on top of "
             f"them and nginx refuses its configuration without them: {', '.join(found['left'])}."
         )
+    if found.get("refused"):
+        note += " nginx still refuses its configuration (nginx -t): fix it, or restore that set."
     return note
 
 

@@ -19,6 +19,8 @@ import importlib.util
 import os
 import sys
 
+import salt.version
+
 # The Python packages the library needs beyond Salt's, as
 # odoo_websocket.dependencies installs them (defaults.yaml: dependencies).
 PACKAGES = {"crossplane": "crossplane==0.5.8", "ruamel.yaml": "ruamel.yaml==0.19.1",
@@ -67,8 +69,29 @@ def missing_packages():
     return [pin for name, pin in PACKAGES.items() if importlib.util.find_spec(name) is None]
 
 
+# The oldest Salt line the matrix tests (noxfile.py, FORMULA's minimum_version).
+MINIMUM_SALT = (3006, 0)
+
+
+def unsupported_salt(version=None):
+    """Why this minion's Salt (VERSION: its ``(major, minor)``) is too old
+    for the formula, or None."""
+    if version is None:
+        version = salt.version.__saltstack_version__.info[:2]
+    if tuple(version) >= MINIMUM_SALT:
+        return None
+    found = ".".join(map(str, version))
+    return (
+        f"odoo_websocket needs Salt {MINIMUM_SALT[0]} or newer on the minion (3006, 3007 "
+        f"and 3008 are tested); this one runs {found}: upgrade it"
+    )
+
+
 def missing_message():
     """Why the formula's Salt modules cannot load here, or None."""
+    too_old = unsupported_salt()
+    if too_old:
+        return too_old
     missing = missing_packages()
     if not missing:
         return None

@@ -193,24 +193,18 @@ def answering(payload, names, ports):
     ]
 
 
-def addresses_served(payload, name, port):
+def listeners(payload, name, port):
     """
-    The listen addresses on PORT where nginx may pick a different server
-    block for NAME: each wildcard (IPv4's "*", IPv6's "[::]") and each
-    address a block serving NAME listens on, and each address another block
-    listens on within those wildcards (nginx hands that address's
-    connections to the blocks listening there first). A browser at any
-    other address of the host gets what one of these gets. Wildcards first.
+    The listen addresses on PORT (``"*"``, ``"[::]"``, ``"10.0.0.5"``,
+    ``"[::1]"``) of the server blocks serving NAME, and of the others: nginx
+    hands a connection to the blocks listening on its exact address first,
+    then to those on its family's wildcard. ``(own, others)``, two sets.
     """
-    blocks = server_blocks(payload)
-    own = {a for b in blocks if name.lower() in b["names"] for a, p in b["sockets"] if p == port}
-    wildcards = own & {"*", "[::]"}
-    found = set(own)
-    for block in blocks:
-        for address, listened in block["sockets"]:
-            if listened == port and ("[::]" if address.startswith("[") else "*") in wildcards:
-                found.add(address)
-    return sorted(found, key=lambda address: (address not in ("*", "[::]"), address))
+    own, others = set(), set()
+    for block in server_blocks(payload):
+        found = {address for address, listened in block["sockets"] if listened == port}
+        (own if name.lower() in block["names"] else others).update(found)
+    return own, others
 
 
 def loaded_files(payload):

@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import odoo_websocket_nginx
+from odoo_websocket_check_addresses import loopback
 
 
 def site_problems(nginx, payload):
@@ -62,7 +63,8 @@ def _shadows(payload, site):
     for block in blocks:
         for address, port in sorted(block["sockets"] - own):
             wildcard = "[::]" if address.startswith("[") else "*"  # its own family's
-            if address not in ("*", "[::]") and (wildcard, port) in own:
+            # A loopback address (a status page on 127.0.0.1) no browser reaches.
+            if address not in ("*", "[::]") and (wildcard, port) in own and not loopback(address):
                 every = " and ".join(name for wild, name in (("*", "0.0.0.0"), ("[::]", "[::]"))
                                      if (wild, port) in own)  # fmt: skip
                 found.append(

@@ -151,11 +151,11 @@ def _compose_overrides(compose_file, path, args, plan):
     None (the plan's errors say why) when one cannot be."""
     found = {}
     for listed in odoo_websocket_compose_project.project_files(compose_file):
+        if os.path.realpath(listed) == os.path.realpath(path) or not os.path.isfile(listed):
+            continue  # the file itself, or one compose would miss as well
         other = _target(listed, f"the compose project's {os.path.basename(listed)}", plan)
         if other is None:
             return None
-        if os.path.realpath(other) == os.path.realpath(path) or not os.path.isfile(other):
-            continue
         expect = odoo_websocket_files.state(other)
         disk, current = odoo_websocket_files.read(other), odoo_websocket_files.planned(plan, other)
         if current is None:

@@ -19,6 +19,7 @@ import salt.utils.dictupdate
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
+import odoo_websocket_compose_project
 import odoo_websocket_instances
 import odoo_websocket_minion
 import odoo_websocket_names
@@ -188,12 +189,6 @@ def _derive_commands(result):
     compose["enabled"] = compose["enabled"] and result["deployment"] == "docker"
 
 
-# The names both composes find by themselves in a project folder (with the
-# override beside them, and .env's COMPOSE_FILE and COMPOSE_PROJECT_NAME):
-# docker-compose 1.x does not look for compose.yaml.
-_DISCOVERED = ("docker-compose.yml", "docker-compose.yaml")
-
-
 def _compose_command(compose_file, arguments):
     """A shell command running compose ARGUMENTS on COMPOSE_FILE's project as
     the operator's own ``docker compose`` does there: from its folder (.env,
@@ -203,7 +198,8 @@ def _compose_command(compose_file, arguments):
     when it answers, else the standalone `docker-compose` (Debian 12's
     package). The choice is made when the command runs, on the minion."""
     folder, name = os.path.split(compose_file)
-    tail = arguments if name in _DISCOVERED else f"-f {shlex.quote(compose_file)} {arguments}"
+    found = name in odoo_websocket_compose_project.DISCOVERED
+    tail = arguments if found else f"-f {shlex.quote(compose_file)} {arguments}"
     return (
         f"cd {shlex.quote(folder or '.')} && if docker compose version >/dev/null 2>&1; "
         f"then docker compose {tail}; else docker-compose {tail}; fi"

@@ -23,8 +23,8 @@ except ImportError:  # odoo_websocket_minion.missing_message says so
 
 from salt.exceptions import SaltInvocationError
 
+import odoo_websocket_check_addresses
 import odoo_websocket_exposure
-import odoo_websocket_nginx
 
 # Odoo does not always answer a subscribe with no channels: silence this long is OK.
 SUBSCRIBE_WAIT = 1.0
@@ -260,33 +260,6 @@ def _https_port(server_name, page):
     return int(moved.group(2) or 443)
 
 
-def _knocked(listen_address, primary):
-    """Where the check connects for one of nginx's listen addresses: a
-    wildcard's own family's loopback (or PRIMARY, of that family)."""
-    if listen_address == "*":
-        return primary if ":" not in primary else "127.0.0.1"
-    if listen_address == "[::]":
-        return primary if ":" in primary else "::1"
-    return listen_address.strip("[]")
-
-
-def other_addresses(conf_file, server_name, address, port):
-    """The addresses besides ADDRESS where nginx (the live tree of CONF_FILE)
-    may hand SERVER_NAME's connections on PORT to another server block (see
-    ``odoo_websocket_nginx.addresses_served``), those a connection to stays
-    on this host; [] when the tree cannot be read (the check says so)."""
-    if not conf_file:
-        return []
-    try:
-        served = odoo_websocket_nginx.addresses_served(
-            odoo_websocket_nginx.tree(conf_file), server_name, int(port)
-        )
-    except (OSError, ValueError, KeyError, NameError):
-        return []
-    knocked = dict.fromkeys(_knocked(listen, address) for listen in served)
-    return odoo_websocket_exposure.local([a for a in knocked if a != address])
-
-
 def _elsewhere(server_name, addresses, port, tls, realtime_path, timeout):
     """The real-time channel's check at each of ADDRESSES: a browser reaching
     the site there must get it too."""
@@ -307,24 +280,30 @@ def check(server_name, address="127.0.0.1", port=80, tls=False, realtime_path="/
     The verdict: the handshake through nginx (see ``handshake``), Odoo's
     login page through nginx (answered below 400), the handshake again at
     every other address where nginx's live tree (CONF_FILE, when given) may
-    pick another server block for the site, and one failed check per Odoo
-    port that answers on one of the host's addresses.
+    answer the site by another rule (``odoo_websocket_check_addresses``), and
+    one failed check per Odoo port that answers on one of the host's
+    addresses.
 
     Returns ``{"ok", "checks": [{"name", "ok", "detail"}, ...], "latency_ms"}``.
     """
-    page = _page(server_name, address, port, tls, timeout)
+    tree = odoo_websocket_check_addresses.Tree(conf_file)
+    main, more = tree.knock(server_name, address, port)
+    page = _page(server_name, main, port, tls, timeout)
     moved = None if tls else _https_port(server_name, page)
     if moved:  # the site sends browsers to https: their websocket goes there
         port, tls = moved, True
-        page = _page(server_name, address, port, tls, timeout)
-    shake = handshake(server_name, address, port, tls, realtime_path, timeout)
+        main, more = tree.knock(server_name, address, port)
+        page = _page(server_name, main, port, tls, timeout)
+    shake = handshake(server_name, main, port, tls, realtime_path, timeout)
     checks = [{"name": item["check"], "ok": item["ok"], "detail": item["detail"]}
               for item in (shake, page)]  # fmt: skip
     if moved:
         detail = f"http://{server_name} redirects browsers to https on port {port}"
         checks.append({"name": "redirect", "ok": True, "detail": detail})
-    elsewhere = other_addresses(conf_file, server_name, address, port)
-    checks += _elsewhere(server_name, elsewhere, port, tls, realtime_path, timeout)
+    checks += _elsewhere(server_name, more, port, tls, realtime_path, timeout)
+    if tree.unread:
+        detail = f"other addresses not checked: {tree.unread}"
+        checks.append({"name": "other addresses", "ok": True, "detail": detail})
     checks += odoo_websocket_exposure.checks(odoo_ports, addresses, timeout=min(timeout, 1))
     ok = all(item["ok"] for item in checks)
     return {"ok": ok, "checks": checks, "latency_ms": shake["latency_ms"]}

@@ -74,9 +74,16 @@ def salt_master(salt_factories, pillar_dir, tofs_root):
         yield factory
 
 
+def minion_options():
+    """The minion's Python when it runs another Salt than the master (the
+    matrix's mixed pair: noxfile.py sets ODOO_WEBSOCKET_MINION_PYTHON)."""
+    python = os.environ.get("ODOO_WEBSOCKET_MINION_PYTHON")
+    return {"python_executable": python} if python else {}
+
+
 @pytest.fixture(scope="session")
 def salt_minion(salt_master):
-    factory = salt_master.salt_minion_daemon("odoo-ws-minion")
+    factory = salt_master.salt_minion_daemon("odoo-ws-minion", **minion_options())
     with factory.started():
         cli = salt_master.salt_cli(timeout=120)
         ret = cli.run("saltutil.sync_all", minion_tgt=factory.id)

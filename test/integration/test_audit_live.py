@@ -79,6 +79,7 @@ def test_broken_host_table_then_no_finding_once_the_formula_ran(rig):
     assert table.strip() == "local: no findings"
 
 
+@pytest.mark.core
 def test_salt_prints_the_table_and_json_gives_the_findings(formula, salt_master, sandbox):
     """Through the master: the outputter synced with saltutil.sync_output."""
     pillar = sandbox.pillar()

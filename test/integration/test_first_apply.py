@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from conftest import minion_options
 from helpers import Formula, states
 
 SYNC_ID = "odoo_websocket-dependencies-modules-synced"
@@ -16,11 +17,12 @@ TRANSACTION_ID = "odoo_websocket-host-transaction-applied"
 
 @pytest.fixture
 def fresh_minion(salt_master):
-    factory = salt_master.salt_minion_daemon("odoo-ws-fresh")
+    factory = salt_master.salt_minion_daemon("odoo-ws-fresh", **minion_options())
     with factory.started():
         yield factory
 
 
+@pytest.mark.core
 def test_first_apply_on_a_minion_that_never_synced(salt_master, fresh_minion, pillar_dir, sandbox):
     extmods = fresh_minion.config["extension_modules"]
     synced = [os.path.join(extmods, "modules", "odoo_websocket.py"),

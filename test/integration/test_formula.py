@@ -17,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import salt.version
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,6 +86,7 @@ def headers(location):
     return {args[0]: args[1] for args in directives(location, "proxy_set_header")}
 
 
+@pytest.mark.core
 def test_pillar_example_applies_validates_and_is_idempotent(formula, sandbox, host):
     first = formula.apply(sandbox.pillar())
     assert first.returncode == 0, first.stdout
@@ -114,6 +116,7 @@ def test_pillar_example_applies_validates_and_is_idempotent(formula, sandbox, ho
     assert not os.path.exists(sandbox.marker("compose-recreated"))
 
 
+@pytest.mark.core
 def test_test_mode_reports_and_changes_nothing(formula, sandbox):
     before = sandbox.fingerprint()
     result = formula.apply(sandbox.pillar(), test=True)
@@ -589,6 +592,28 @@ def assert_rolled_back(result, box, before, why):
     assert why in tx["comment"]
     assert "Every file of the run was restored from backup" in tx["comment"]
     assert box.fingerprint() == before
+
+
+@pytest.mark.core
+def test_the_minion_runs_the_salt_of_its_line(formula):
+    """The matrix's sessions name the release their minion must run (the
+    mixed pair's is older than its master's); by default the tests' own."""
+    wanted = os.environ.get("ODOO_WEBSOCKET_MINION_SALT", salt.version.__version__)
+    ret = formula.cli.run("test.version", minion_tgt=formula.minion.id)
+    assert ret.data == wanted, ret.stdout
+
+
+@pytest.mark.core
+def test_a_failing_websocket_check_rolls_the_run_back(formula, running_nginx):
+    """No Odoo answers behind the running nginx: the websocket check after
+    the reload fails, and the run puts every file back and says why."""
+    box = running_nginx
+    before = box.fingerprint()
+    pillar = box.pillar(verify={"enabled": True, "timeout": 2},
+                        nginx={"listen_addresses": ["127.0.0.1"]})  # fmt: skip
+    result = formula.apply(pillar)
+    assert_rolled_back(result, box, before, "websocket check FAILED")
+    assert status_of(box.http_port, "/websocket") == 404  # the old site still serves
 
 
 def test_reload_that_nginx_refuses_is_rolled_back(formula, running_nginx):

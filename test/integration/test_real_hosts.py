@@ -414,11 +414,12 @@ def test_an_override_that_publishes_odoos_port_is_rebound_and_restored(sandbox, 
                             text=True, check=True).stdout  # fmt: skip
     published = [line.strip() for line in merged.splitlines() if ":80" in line and "- " in line]
     assert published and all(entry.startswith("- 127.0.0.1:") for entry in published), merged
+    os.unlink(sandbox.marker("compose-recreated"))
     minion = commands(TEMPLATE_FUNCTIONS, sandbox.pillar())
     restored = minion.restore(ret["backup"], conf_file=sandbox.conf_file, start=False)
     assert restored["result"] is True, restored["comment"]
     assert sandbox.fingerprint() == before
-    assert os.path.exists(sandbox.marker("compose-recreated"))
+    assert os.path.exists(sandbox.marker("compose-recreated"))  # the restore recreated it
 
 
 # -- 3. clean never reverts an operator's later edit ---------------------------
@@ -528,11 +529,12 @@ def test_the_staged_check_judges_a_candidate_outside_nginxs_folder(sandbox, tmp_
 # -- 11. a server block that shadows the formula's on one address -------------
 
 
-def intranet_site(box, address):
-    """Another site of the host's, listening on one address of the host."""
+def intranet_site(box, *addresses):
+    """Another site of the host's, listening on ADDRESSES of the host."""
+    listens = "".join(f"    listen {a}:{box.http_port} default_server;\n" for a in addresses)
     box.write(os.path.join(box.nginx_dir, "sites-enabled", "intranet"),
-              f"server {{\n    listen {address}:{box.http_port} default_server;\n"
-              "    server_name intranet.example.com;\n    return 204;\n}\n")  # fmt: skip
+              f"server {{\n{listens}    server_name intranet.example.com;\n"
+              "    return 204;\n}\n")  # fmt: skip
 
 
 def test_a_site_listening_on_one_address_of_the_formulas_port_is_found(sandbox, planner):
@@ -556,18 +558,26 @@ def test_a_site_listening_on_one_address_of_the_formulas_port_is_found(sandbox, 
 
 def test_an_ipv6_listen_shadows_only_an_ipv6_wildcard(sandbox, planner):
     """The formula's site listens on both wildcards where the host has IPv6
-    (listen 80 and [::]:80, as Debian's default site): a block on [::1]:80
+    (listen 80 and [::]:80, as Debian's default site): a block on [fd00::9]:80
     takes that address's browsers. With listen_addresses IPv4's wildcard
-    only, [::1] never reached the site: no shadow."""
-    intranet_site(sandbox, "[::1]")
+    only, [fd00::9] never reached the site: no shadow."""
+    intranet_site(sandbox, "[fd00::9]")
     dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
-    assert f"listens on [::1]:{sandbox.http_port}" in dry["comment"], dry["comment"]
+    assert f"listens on [fd00::9]:{sandbox.http_port}" in dry["comment"], dry["comment"]
     assert "(with 0.0.0.0 and [::], to go on listening on every address)" in dry["comment"]
     settings = sandbox_settings(sandbox, {})
     settings["nginx"]["listen_addresses"] = ["0.0.0.0"]
     dry = odoo_websocket_changes.apply(settings, PARTS, test=True)
-    assert "listens on [::1]" not in dry["comment"], dry["comment"]
+    assert "listens on [fd00::9]" not in dry["comment"], dry["comment"]
     assert dry["result"] is None, dry["comment"]
+
+
+def test_a_status_page_on_a_loopback_address_is_no_shadow(sandbox, planner):
+    """nginx's stub_status on 127.0.0.1 and [::1]: local clients only, no
+    browser reaches those addresses, so the run goes on."""
+    intranet_site(sandbox, "127.0.0.1", "[::1]")
+    dry = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS, test=True)
+    assert "listens on" not in dry["comment"] and dry["result"] is None, dry["comment"]
 
 
 def test_verify_proves_the_site_on_every_address_browsers_reach(rig):
@@ -609,10 +619,10 @@ def test_an_edit_while_the_plan_is_made_is_never_overwritten(sandbox, planner, m
     validate = odoo_websocket_compose_project.validate
     edit = "# the operator's edit, made while compose checked the formula's\n"
 
-    def operator_edits_meanwhile(text, path):
+    def operator_edits_meanwhile(text, path, *project):
         with open(sandbox.compose_file, "a", encoding="utf-8") as handle:
             handle.write(edit)
-        return validate(text, path)
+        return validate(text, path, *project)
 
     monkeypatch.setattr(odoo_websocket_compose_project, "validate", operator_edits_meanwhile)
     ret = odoo_websocket_changes.apply(sandbox_settings(sandbox, {}), PARTS)

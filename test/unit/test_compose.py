@@ -418,6 +418,8 @@ def test_an_override_has_its_entries_rebound_and_nothing_added():
         "services:\n  db:\n    image: postgres:15\n",  # no odoo service there
         "services:\n  odoo:\n    environment:\n      - DEBUG=1\n",  # no ports
         "services:\n  odoo:\n    ports:\n      - '127.0.0.1:8069:8069'\n",  # bound already
+        "services:\n  odoo:\n",  # an empty service
+        "services:\n  odoo: {}\n",
     ],
 )
 def test_an_override_that_publishes_nothing_unbound_is_left_as_it_is(text):
@@ -442,6 +444,8 @@ def test_project_files_are_the_file_and_its_override_or_compose_file(tmp_path, m
     (tmp_path / ".env").write_text("COMPOSE_FILE=docker-compose.yml;prod/ports.yml\n"
                                    "COMPOSE_PATH_SEPARATOR=;\n")  # fmt: skip
     assert files(main) == [main, str(tmp_path / "prod" / "ports.yml")]
+    # A file compose would not find by itself is named with -f: it alone counts.
+    assert files(str(tmp_path / "odoo.yml")) == [str(tmp_path / "odoo.yml")]
 
 
 def test_validate_reads_the_project_as_compose_merges_it(tmp_path):

@@ -41,7 +41,7 @@ def test_restarts_and_managed_paths_come_from_the_table():
     by_path = odoo_websocket_concerns.restarts_by_path(settings, covered=True)
     assert [r["path"] for r in by_path] == [os.path.realpath(compose["file"]),
                                             os.path.realpath(odoo["file"])]  # fmt: skip
-    assert by_path[1]["unless"] == os.path.realpath(compose["file"])
+    assert by_path[1]["unless"] == [os.path.realpath(compose["file"])]
     assert "unless" not in odoo_websocket_concerns.restarts_by_path(settings)[1]
     managed = odoo_websocket_concerns.managed_paths(settings)
     nginx = settings["nginx"]

@@ -78,3 +78,11 @@ def test_the_library_reads_what_the_salt_module_bound():
         assert minion.grains["os_family"] == "Debian"
     with pytest.raises(RuntimeError, match="outside a Salt call"):
         odoo_websocket_minion.current()
+
+
+def test_a_minion_older_than_the_tested_lines_is_refused_with_a_message():
+    assert odoo_websocket_minion.unsupported_salt() is None  # the tests' own Salt
+    assert odoo_websocket_minion.unsupported_salt((3006, 0)) is None
+    message = odoo_websocket_minion.unsupported_salt((3005, 5))
+    assert message.startswith("odoo_websocket needs Salt 3006 or newer on the minion")
+    assert "this one runs 3005.5" in message

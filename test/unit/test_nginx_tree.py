@@ -99,27 +99,16 @@ OTHER = "server { %s server_name intranet.example.com; }"
 
 
 @pytest.mark.parametrize(
-    "odoo, other, served",
+    "odoo, other, own, others",
     [
-        # Every address, both families: the other site's own address is where
-        # nginx picks among the blocks listening on it alone.
-        ("listen 80; listen [::]:80;", "listen 10.9.9.9:80;", ["*", "[::]", "10.9.9.9"]),
-        ("listen 80; listen [::]:80;", "listen [fd00::9]:80;", ["*", "[::]", "[fd00::9]"]),
-        # IPv4 only: an IPv6 address of another site never took the site's browsers.
-        ("listen 80;", "listen [::1]:80 default_server;", ["*"]),
-        # Another port is another choice altogether.
-        ("listen 80; listen [::]:80;", "listen 10.9.9.9:8080;", ["*", "[::]"]),
-        # The site on one address only: another address never served it.
-        ("listen 127.0.0.1:80;", "listen 10.9.9.9:80;", ["127.0.0.1"]),
-        # No listen is *:80 (the wildcard, as nginx takes it).
-        ("", "listen 0.0.0.0:80; listen 10.9.9.9:80;", ["*", "10.9.9.9"]),
+        ("listen 80; listen [::]:80;", "listen 10.9.9.9:80;", {"*", "[::]"}, {"10.9.9.9"}),
+        ("listen 127.0.0.1:80;", "listen [::1]:80 default_server; listen 8080;",
+         {"127.0.0.1"}, {"[::1]"}),
+        # No listen is *:80, as nginx takes it; 0.0.0.0 is the wildcard too.
+        ("", "listen 0.0.0.0:80; listen localhost:80;", {"*"}, {"*", "localhost"}),
     ],
-)
-def test_addresses_served_are_where_nginx_may_pick_another_block(tmp_path, odoo, other, served):
+)  # fmt: skip
+def test_listeners_are_the_sites_listen_addresses_and_the_others(tmp_path, odoo, other, own,
+                                                                 others):  # fmt: skip
     payload = _tree(tmp_path, ODOO % odoo, OTHER % other)
-    assert nginx.addresses_served(payload, "Odoo.Example.com", 80) == served
-
-
-def test_addresses_served_is_empty_when_no_block_serves_the_name(tmp_path):
-    payload = _tree(tmp_path, OTHER % "listen 80; listen 10.9.9.9:80;")
-    assert nginx.addresses_served(payload, "odoo.example.com", 80) == []
+    assert nginx.listeners(payload, "Odoo.Example.com", 80) == (own, others)

@@ -15,6 +15,7 @@ import time
 import pytest
 from websockets.sync.server import serve
 
+import odoo_websocket_check_addresses
 import odoo_websocket_exposure
 import odoo_websocket_verify as verify
 from rig.sandbox import REPO
@@ -478,37 +479,80 @@ def nginx_site(odoo, tmp_path):
     subprocess.run(["nginx", "-c", box.conf_file, "-s", "stop"], capture_output=True, check=False)
 
 
-def test_check_knocks_wherever_nginx_may_hand_the_site_to_another_block(nginx_site):
-    """nginx hands connections to 127.0.0.2 to the block listening there
-    first: a browser reaching the host at that address gets the intranet's
-    204, never Odoo. The check at 127.0.0.1 alone passes; with the live tree
-    it knocks there, and on IPv6's loopback for the [::] listen, and fails."""
+def test_check_knocks_at_each_wildcard_the_site_listens_on(nginx_site):
+    """The site listens on IPv4's and IPv6's wildcards: the check proves the
+    handshake at a loopback address of each (a namespace host proves one on
+    its own address: test_real_hosts.py). Without the tree, IPv4's alone."""
     box, port = nginx_site, nginx_site.http_port
-    box.write(os.path.join(box.nginx_dir, "sites-enabled", "intranet"),
-              f"server {{ listen 127.0.0.2:{port} default_server; return 204; }}\n")  # fmt: skip
     subprocess.run(["nginx", "-c", box.conf_file], check=True)
     args = {"port": port, "odoo_ports": [free_port()], "addresses": ["127.0.0.1"], "timeout": 2}
-    assert verify.check(SITE, **args)["ok"] is True  # the blind spot
+    names = [item["name"] for item in verify.check(SITE, **args)["checks"]]
+    assert not [name for name in names if " at " in name]
     verdict = verify.check(SITE, conf_file=box.conf_file, **args)
-    assert verdict["ok"] is False
-    checks = {item["name"]: item for item in verdict["checks"]}
-    assert checks["websocket handshake"]["ok"] is True
-    if "::1" in odoo_websocket_exposure.local(["::1"]):
-        assert checks["websocket handshake at ::1"]["ok"] is True
-    shadowed = checks["websocket handshake at 127.0.0.2"]
-    assert shadowed["ok"] is False
-    assert shadowed["detail"].startswith(f"at 127.0.0.2:{port}: HTTP 204"), shadowed
-    assert "nginx:listen_addresses" in shadowed["detail"]
-    assert "127.0.0.2" in verify.summary(verdict)
+    assert verdict["ok"] is True, verify.summary(verdict)
+    knocked = [item for item in verdict["checks"] if item["name"].startswith("websocket handshake")]
+    ipv6 = odoo_websocket_exposure.local(["::1"])
+    wanted = ["websocket handshake"] + [f"websocket handshake at {a}" for a in ipv6]
+    assert [item["name"] for item in knocked] == wanted
+    assert all(item["detail"].startswith("101 Switching Protocols") for item in knocked)
 
 
 def test_check_never_knocks_on_an_address_the_host_does_not_have(nginx_site):
-    """An address nginx may listen on without having it (ip_nonlocal_bind):
-    a connection there would leave the machine, so it is never made."""
+    """An address nginx may listen on without having it (ip_nonlocal_bind),
+    or a host name: a connection there would leave the machine (or go where
+    a resolver says), so it is never made."""
     box = nginx_site
     box.write(os.path.join(box.nginx_dir, "sites-enabled", "elsewhere"),
-              f"server {{ listen 192.0.2.77:{box.http_port}; return 204; }}\n")  # fmt: skip
+              f"server {{ listen 192.0.2.77:{box.http_port}; listen localhost:{box.http_port}; "
+              "return 204; }\n")  # fmt: skip
+    tree = odoo_websocket_check_addresses.Tree(box.conf_file)
     # Only IPv6's loopback (for the [::] listen) is knocked on besides 127.0.0.1.
-    assert verify.other_addresses(box.conf_file, SITE, "127.0.0.1", box.http_port) == (
-        odoo_websocket_exposure.local(["::1"])
+    assert tree.knock(SITE, "127.0.0.1", box.http_port) == (
+        "127.0.0.1",
+        odoo_websocket_exposure.local(["::1"]),
     )
+
+
+def test_a_status_page_on_the_loopback_address_is_no_shadow(nginx_site):
+    """A status page on 127.0.0.1 (and [::1]) takes local connections only:
+    the check knocks at another loopback address, where nginx answers as
+    for a browser, and passes."""
+    box, port = nginx_site, nginx_site.http_port
+    status = f"server {{ listen 127.0.0.1:{port}; listen [::1]:{port}; return 204; }}\n"
+    box.write(os.path.join(box.nginx_dir, "sites-enabled", "status"), status)
+    subprocess.run(["nginx", "-c", box.conf_file], check=True)
+    args = {"port": port, "odoo_ports": [free_port()], "addresses": ["127.0.0.1"], "timeout": 2}
+    assert verify.check(SITE, **args)["ok"] is False  # 127.0.0.1 is the status page's
+    verdict = verify.check(SITE, conf_file=box.conf_file, **args)
+    assert verdict["ok"] is True, verify.summary(verdict)
+    assert "via 127.0.0.2:" in verdict["checks"][0]["detail"]
+
+
+def test_a_tree_that_cannot_be_read_is_said(tmp_path, nginx_site):
+    box = nginx_site
+    subprocess.run(["nginx", "-c", box.conf_file], check=True)
+    args = {"port": box.http_port, "odoo_ports": [free_port()], "addresses": ["127.0.0.1"]}
+    verdict = verify.check(SITE, conf_file=str(tmp_path / "missing.conf"), **args)
+    said = {item["name"]: item for item in verdict["checks"]}["other addresses"]
+    assert said["detail"].startswith("other addresses not checked: nginx's tree"), said
+
+
+@pytest.mark.parametrize(
+    "own, others, address, main, more",
+    [
+        # Every address: each wildcard once, and another site's own address.
+        ({"*", "[::]"}, {"10.9.9.9"}, "127.0.0.1", "127.0.0.1", ["::1", "10.9.9.9"]),
+        # Status pages on both loopback addresses: another IPv4 one, no IPv6 one.
+        ({"*", "[::]"}, {"127.0.0.1", "[::1]"}, "127.0.0.1", "127.0.0.2", []),
+        # The site on IPv4 only: IPv6 addresses never reached it.
+        ({"*"}, {"[::1]", "[fd00::9]"}, "127.0.0.1", "127.0.0.1", []),
+        # The site on one address only: another address never served it.
+        ({"127.0.0.1"}, {"10.9.9.9", "*"}, "127.0.0.1", "127.0.0.1", []),
+        ({"10.0.0.5", "[::]"}, {"*"}, "10.0.0.5", "10.0.0.5", ["::1"]),
+        # A host name: kept here, never knocked at (Tree.knock keeps local ones).
+        ({"*"}, {"localhost"}, "127.0.0.1", "127.0.0.1", ["localhost"]),
+    ],
+)
+def test_where_the_check_knocks(own, others, address, main, more):
+    assert odoo_websocket_check_addresses.where(own, others, address) == (main, more)
+    assert odoo_websocket_exposure.local(["localhost", "127.0.0.2"]) == ["127.0.0.2"]
