@@ -10,6 +10,7 @@ demo: setup
 test: setup
 	bin/test
 
-# The integration core under each Salt line, and a mixed pair (noxfile.py).
+# The integration core under the Salt lines `make test` does not run
+# (noxfile.py; `nox -s mixed` runs a 3008 master with a 3006 minion).
 test-matrix: setup
-	.venv/bin/nox -s core mixed
+	.venv/bin/nox -s "core(line='3006')" "core(line='3007')"

@@ -75,10 +75,21 @@ def salt_master(salt_factories, pillar_dir, tofs_root):
 
 
 def minion_options():
-    """The minion's Python when it runs another Salt than the master (the
-    matrix's mixed pair: noxfile.py sets ODOO_WEBSOCKET_MINION_PYTHON)."""
+    """A minion daemon run by another Python, with another Salt, than the
+    master's (the matrix's mixed pair: noxfile.py sets
+    ODOO_WEBSOCKET_MINION_PYTHON); {} otherwise."""
     python = os.environ.get("ODOO_WEBSOCKET_MINION_PYTHON")
-    return {"python_executable": python} if python else {}
+    if not python:
+        return {}
+    from saltfactories.daemons.minion import SaltMinion
+
+    class OtherPythonMinion(SaltMinion):
+        # The factories manager gives every daemon its own Python: not this one.
+        def __attrs_post_init__(self):
+            self.python_executable = python
+            super().__attrs_post_init__()
+
+    return {"factory_class": OtherPythonMinion}
 
 
 @pytest.fixture(scope="session")
