@@ -34,6 +34,21 @@ class Killed(BaseException):
     """The run dies there (as by SIGKILL): nothing of it catches this."""
 
 
+def run_killable(backup_dir, changes, label, seam, nginx=None):
+    """A run of the formula's on CHANGES through its transaction, SEAM called
+    at each step (a Killed run ends there); with NGINX, its transaction knows
+    nginx (recovery reloads it), as ``apply`` makes it."""
+    plan = {"changes": changes, "nginx": nginx, "secret_keys": [], "restarts": [], "verify": None}
+    transaction = odoo_websocket_changes.Transaction(
+        BackupStore(backup_dir), lambda: plan, 1000, label=label, nginx=nginx
+    )
+    transaction.fault_seam = seam
+    try:
+        transaction.run()
+    except Killed:
+        pass
+
+
 class StoreMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -70,16 +85,7 @@ class StoreMachine(RuleBasedStateMachine):
                      label="odoo_websocket: odoo_conf")  # fmt: skip
 
     def _run_with(self, text, seam):
-        plan = {"changes": self._changes(text), "nginx": None, "secret_keys": [],
-                "restarts": [], "verify": None}  # fmt: skip
-        store = BackupStore(self.backup_dir)
-        label = "odoo_websocket: odoo_conf"
-        transaction = odoo_websocket_changes.Transaction(store, lambda: plan, 1000, label=label)
-        transaction.fault_seam = seam
-        try:
-            transaction.run()
-        except Killed:
-            pass
+        run_killable(self.backup_dir, self._changes(text), "odoo_websocket: odoo_conf", seam)
 
     @rule(text=TEXTS, step=st.sampled_from(STEPS))
     def formula_run_killed(self, text, step):
@@ -225,17 +231,8 @@ class NginxMachine(RuleBasedStateMachine):
     def _run(self, var, text, seam=None):
         """A run of the formula's, as ``apply`` makes it: its transaction
         knows nginx (recovery reloads it)."""
-        plan = {"changes": self._changes(var, text), "nginx": self.nginx, "secret_keys": [],
-                "restarts": [], "verify": None}  # fmt: skip
-        store, label = BackupStore(self.backup_dir), "odoo_websocket: nginx"
-        transaction = odoo_websocket_changes.Transaction(
-            store, lambda: plan, 1000, label=label, nginx=self.nginx
-        )
-        transaction.fault_seam = seam
-        try:
-            transaction.run()
-        except Killed:
-            pass
+        run_killable(self.backup_dir, self._changes(var, text), "odoo_websocket: nginx", seam,
+                     self.nginx)  # fmt: skip
 
     @rule(var=VARIABLES, text=WORDS)
     def formula_run(self, var, text):
