@@ -10,7 +10,7 @@ demo: setup
 test: setup
 	bin/test
 
-# The integration core under the Salt lines `make test` does not run
-# (noxfile.py; `nox -s mixed` runs a 3008 master with a 3006 minion).
+# The integration core under the Salt lines `make test` does not run, and
+# a 3008 master with a 3006 minion (noxfile.py).
 test-matrix: setup
-	.venv/bin/nox -s "core(line='3006')" "core(line='3007')"
+	.venv/bin/nox -s "core(line='3006')" "core(line='3007')" mixed

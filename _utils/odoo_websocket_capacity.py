@@ -9,11 +9,14 @@ workers hold ``max_sessions`` websockets and the HTTP traffic around them:
 - connections: ``worker_connections`` x workers >= 2 x max_sessions, plus a
   quarter of that for the pages, assets and reloads the same browsers cause,
   plus a fixed 512 for the listening sockets, a burst of requests and
-  workers that take unequal shares of new connections (HEADROOM_*);
-- open files: ``worker_rlimit_nofile`` >= 2 x ``worker_connections`` (a
-  connection may need a file besides its socket: a buffered upload, a
-  cached answer); when absent, a worker has the soft limit it inherits,
-  1024 where systemd or a login starts nginx;
+  workers that take unequal shares of new connections (HEADROOM_*); plus,
+  in each worker, the idle upstream connections every ``keepalive N`` of an
+  upstream block in the tree lets it keep;
+- open files: ``worker_rlimit_nofile`` >= a socket per connection, one file
+  more for each connection that is not a websocket's (a buffered upload or
+  answer on disk; an upgraded connection never opens one), and FIXED_FILES
+  (logs, listening sockets); when absent, a worker has the soft limit it
+  inherits, 1024 where systemd or a login starts nginx;
 - nginx's master must be able to give its workers that many files: its hard
   limit (``ulimit -Hn``), unless it may raise it (CAP_SYS_RESOURCE, as root
   under systemd), up to the kernel's ``fs.nr_open``.
@@ -42,6 +45,7 @@ HEADROOM_FIXED = 512
 # The open files a worker has when nginx.conf sets no worker_rlimit_nofile.
 INHERITED_NOFILE = 1024
 NGINX_DEFAULT_CONNECTIONS = 512  # worker_connections when events sets none
+FIXED_FILES = 64  # a worker's files besides its connections: logs, listening sockets
 _CAP_SYS_RESOURCE = 24
 _NUMBER = re.compile(r"[0-9]{1,9}")
 
@@ -49,6 +53,30 @@ _NUMBER = re.compile(r"[0-9]{1,9}")
 def connections_for(sessions):
     """Connections nginx needs in all for SESSIONS websockets and their traffic."""
     return math.ceil(2 * sessions * (1 + HEADROOM_SHARE)) + HEADROOM_FIXED
+
+
+def files_for(connections, sessions, workers):
+    """Open files a worker with CONNECTIONS needs while SESSIONS websockets
+    are spread over WORKERS (module docstring); an even share of the
+    websockets counts as theirs, so a worker with more has fewer files."""
+    websockets = min(connections, math.ceil(2 * sessions / workers))
+    return 2 * connections - websockets + FIXED_FILES
+
+
+def keepalive(payload):
+    """The idle upstream connections a worker may keep: the sum of every
+    upstream block's ``keepalive N`` in the parsed tree PAYLOAD."""
+    total = 0
+    for config in payload["config"]:
+        stack = list(config.get("parsed", []))
+        while stack:
+            directive = stack.pop()
+            block = directive.get("block", [])
+            if directive["directive"] == "upstream":
+                total += sum(int(_value(d)) for d in block if d["directive"] == "keepalive")
+            else:
+                stack.extend(block)
+    return total
 
 
 def sessions_for(connections):
@@ -86,8 +114,9 @@ def directives(payload):
     Where the capacity directives of a parsed tree (crossplane, as
     ``odoo_websocket_nginx.tree`` gives it) are: ``{"processes", "rlimit",
     "events", "connections"}`` (directives of nginx.conf, or None when
-    absent), and ``"elsewhere"``: the first included file that holds one of
-    them (then nginx.conf is left alone), or None.
+    absent), ``"elsewhere"``: the first included file that holds one of
+    them (then nginx.conf is left alone), or None, and ``"keepalive"``: the
+    idle upstream connections a worker may keep (:py:func:`keepalive`).
     """
     configs = payload["config"]
     main = configs[0]["parsed"]
@@ -98,6 +127,7 @@ def directives(payload):
         "events": _one(main, "events", "nginx.conf"),
         "connections": None,
         "elsewhere": None,
+        "keepalive": keepalive(payload),
     }
     for include in (d for d in main if d["directive"] == "include"):
         for index in include.get("includes", []):
@@ -174,8 +204,8 @@ def _insert_rlimit(lines, found, value):
 
 def sizing(found, cpus):
     """
-    What nginx.conf gives now: ``{"workers", "connections", "rlimit"}``
-    (rlimit None when nginx.conf sets none). FOUND: :py:func:`directives`;
+    What nginx.conf gives now: ``{"workers", "connections", "rlimit",
+    "keepalive"}`` (rlimit None when nginx.conf sets none). FOUND: :py:func:`directives`;
     CPUS: what ``worker_processes auto`` starts. Raises on a bad value.
     """
     processes = found["processes"]
@@ -187,7 +217,8 @@ def sizing(found, cpus):
     if found["connections"] is not None:
         connections = int(_value(found["connections"]))
     rlimit = int(_value(found["rlimit"])) if found["rlimit"] is not None else None
-    return {"workers": workers, "connections": connections, "rlimit": rlimit}
+    return {"workers": workers, "connections": connections, "rlimit": rlimit,
+            "keepalive": found.get("keepalive", 0)}  # fmt: skip
 
 
 def edit(text, found, max_sessions, cpus, ceiling=None):
@@ -204,19 +235,24 @@ def edit(text, found, max_sessions, cpus, ceiling=None):
     if found["events"] is None:
         raise CommandExecutionError("nginx.conf has no events block: nginx.conf left unchanged")
     workers = now["workers"]
-    needed = math.ceil(connections_for(max_sessions) / workers)
-    if ceiling is not None and 2 * needed > ceiling:
+    idle = found.get("keepalive", 0)
+    needed = math.ceil(connections_for(max_sessions) / workers) + idle
+    least = files_for(needed, max_sessions, workers)
+    if ceiling is not None and least > ceiling:
+        kept = f", {idle} of them idle upstream keepalive" if idle else ""
         raise CommandExecutionError(
-            f"nginx:max_sessions {max_sessions} needs worker_rlimit_nofile {2 * needed} "
-            f"({workers} workers x {needed} connections), but nginx's master can give its "
-            f"workers at most {ceiling} open files (its hard limit, ulimit -Hn): raise it "
+            f"nginx:max_sessions {max_sessions} needs worker_rlimit_nofile {least} "
+            f"({workers} workers x {needed} connections{kept}), but nginx's master can give "
+            f"its workers at most {ceiling} open files (its hard limit, ulimit -Hn): raise it "
             "(LimitNOFILE= in nginx's systemd unit, or ulimit -Hn where nginx starts) or "
             "lower nginx:max_sessions. nginx.conf left unchanged"
         )
     connections = max(now["connections"], needed)
-    # Two files per connection; for an operator's larger worker_connections,
-    # as many as the master can give (never less than the sessions need).
-    wanted = 2 * connections if ceiling is None else max(min(2 * connections, ceiling), 2 * needed)
+    # For an operator's larger worker_connections, as many files as they may
+    # need, up to what the master can give (never less than the sessions need).
+    wanted = files_for(connections, max_sessions, workers)
+    if ceiling is not None:
+        wanted = max(min(wanted, ceiling), least)
     had = now["rlimit"] if now["rlimit"] is not None else INHERITED_NOFILE
     lines = text.split("\n")
     if connections > now["connections"] and found["connections"] is not None:
@@ -232,18 +268,19 @@ def edit(text, found, max_sessions, cpus, ceiling=None):
     eol = "\r" if "\r\n" in text else ""  # a CRLF file gets CRLF lines
     for index, line in sorted(filter(None, inserts), reverse=True):
         lines.insert(index, line + eol)
-    sized = {"workers": workers, "connections": connections, "rlimit": max(wanted, had)}
+    sized = {"workers": workers, "connections": connections, "rlimit": max(wanted, had),
+             "keepalive": idle}  # fmt: skip
     return dict(sized, text="\n".join(lines), sessions=held(sized))
 
 
 def held(sized):
     """
     The websocket sessions nginx holds with SIZED (``{"workers",
-    "connections", "rlimit"}``; rlimit None: the inherited 1024) and the
-    headroom of :py:func:`connections_for`.
+    "connections", "rlimit", "keepalive"}``; rlimit None: the inherited
+    1024) and the headroom of :py:func:`connections_for`.
     """
     per_worker = min(sized["connections"], sized.get("rlimit") or INHERITED_NOFILE)
-    return sessions_for(sized["workers"] * per_worker)
+    return sessions_for(sized["workers"] * max(0, per_worker - sized.get("keepalive", 0)))
 
 
 def _limits(pid):
@@ -288,6 +325,8 @@ def _report(sized, max_sessions):
         f"{sized['connections']} connections, "
         + (f"{sized['rlimit']} open files each" if sized["rlimit"] else
            f"open files as inherited, {INHERITED_NOFILE} assumed")
+        + (f", {sized['keepalive']} idle upstream keepalive each" if sized.get("keepalive")
+           else "")
         + (f" (nginx:max_sessions {max_sessions})." if max_sessions else
            " (nginx:max_sessions 0: not managed).")
     )  # fmt: skip

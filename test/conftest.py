@@ -11,7 +11,7 @@ import pytest
 import odoo_websocket_minion
 import odoo_websocket_plan
 from helpers import NGINX, TEMPLATE_FUNCTIONS, Formula, free_port
-from rig.sandbox import REPO, Sandbox
+from rig.sandbox import REPO, Sandbox, formula_roots
 
 
 @pytest.fixture
@@ -64,9 +64,10 @@ def tofs_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_dir, tofs_root):
+def salt_master(salt_factories, pillar_dir, tofs_root, tmp_path_factory):
+    roots = formula_roots(str(tmp_path_factory.mktemp("formula_roots")))
     overrides = {
-        "file_roots": {"base": [REPO, str(tofs_root)]},
+        "file_roots": {"base": [roots, str(tofs_root)]},
         "pillar_roots": {"base": [str(pillar_dir)]},
     }
     factory = salt_factories.salt_master_daemon("odoo-ws-master", overrides=overrides)
@@ -84,10 +85,15 @@ def minion_options():
     from saltfactories.daemons.minion import SaltMinion
 
     class OtherPythonMinion(SaltMinion):
-        # The factories manager gives every daemon its own Python: not this one.
+        # The factories manager gives every daemon this Python and a script
+        # that puts this environment's site-packages (its Salt) first: the
+        # minion runs the other environment's own salt-minion instead.
         def __attrs_post_init__(self):
             self.python_executable = python
             super().__attrs_post_init__()
+
+        def get_script_path(self):
+            return os.path.join(os.path.dirname(python), "salt-minion")
 
     return {"factory_class": OtherPythonMinion}
 

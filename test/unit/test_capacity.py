@@ -48,17 +48,18 @@ def changed_lines(old, new):
 def test_debian_stock_on_two_cores_changes_two_directives_in_place(tmp_path):
     text = stock(tmp_path)
     result = edited(tmp_path, text)
-    # 2 x 2000 connections + 25% + 512 = 5512, over two workers.
-    assert (result["workers"], result["connections"], result["rlimit"]) == (2, 2756, 5512)
+    # 2 x 2000 connections + 25% + 512 = 5512, over two workers; files: a
+    # socket each, one more for each of the 756 that are not websockets, 64.
+    assert (result["workers"], result["connections"], result["rlimit"]) == (2, 2756, 3576)
     assert result["sessions"] == 2000
     removed, added = changed_lines(text, result["text"])
     assert removed == ["\tworker_connections 768;"]
-    assert added == ["worker_rlimit_nofile 5512;", "\tworker_connections 2756;"]
+    assert added == ["worker_rlimit_nofile 3576;", "\tworker_connections 2756;"]
     # Inserted right after worker_processes, in the main context.
-    assert "worker_processes auto;\nworker_rlimit_nofile 5512;\npid " in result["text"]
+    assert "worker_processes auto;\nworker_rlimit_nofile 3576;\npid " in result["text"]
     # The comments, tabs and blank lines are all still there.
     assert "# Dropping SSLv3, ref: POODLE" in result["text"]
-    assert len(result["text"]) == len(text) + len("worker_rlimit_nofile 5512;\n") + 1
+    assert len(result["text"]) == len(text) + len("worker_rlimit_nofile 3576;\n") + 1
 
 
 def test_edit_is_stable_and_nginx_parses_the_same_tree(tmp_path):
@@ -96,7 +97,7 @@ def test_comments_quotes_and_crlf_are_kept(tmp_path):
     assert result["text"] == (
         "# sized by hand\r\n"
         'worker_processes  "4" ;  # four cores\r\n'
-        "worker_rlimit_nofile 2756; # too low\r\n"
+        "worker_rlimit_nofile 1820; # too low\r\n"
         "events {\r\n"
         "    worker_connections 1378 ; # was 256 # twice\r\n"
         "    multi_accept on;\r\n"
@@ -109,7 +110,7 @@ def test_lines_inserted_into_a_crlf_file_end_in_crlf(tmp_path):
     result = edited(tmp_path, text, sessions=2000, cpus=2)
     assert result["text"] == (
         "worker_processes 2;\r\n"
-        "worker_rlimit_nofile 5512;\r\n"
+        "worker_rlimit_nofile 3576;\r\n"
         "events {\r\n"
         "    worker_connections 2756;\r\n"
         "    multi_accept on;\r\n"
@@ -128,14 +129,14 @@ def test_larger_values_are_never_lowered(tmp_path):
 
 
 def test_enough_connections_and_the_inherited_limit_need_no_change(tmp_path):
-    # 8 x 768 connections hold 2000 sessions; 2 x 768 open files fit the 1024
-    # a worker inherits? No: 1536 > 1024, so only worker_rlimit_nofile comes.
+    # 8 x 768 connections hold 2000 sessions; do their 768 + 268 + 64 open
+    # files fit the 1024 a worker inherits? No, so only worker_rlimit_nofile comes.
     text = "worker_processes 8;\nevents {\n    worker_connections 768;\n}\n"
     result = edited(tmp_path, text)
     assert result["connections"] == 768
-    assert result["text"] == text.replace("8;\n", "8;\nworker_rlimit_nofile 1536;\n", 1)
+    assert result["text"] == text.replace("8;\n", "8;\nworker_rlimit_nofile 1100;\n", 1)
     small = "worker_processes 16;\nevents {\n    worker_connections 400;\n}\n"
-    assert edited(tmp_path, small, sessions=100)["text"] == small  # 800 files <= 1024
+    assert edited(tmp_path, small, sessions=100)["text"] == small  # 851 files <= 1024
 
 
 @pytest.mark.parametrize(
@@ -143,16 +144,16 @@ def test_enough_connections_and_the_inherited_limit_need_no_change(tmp_path):
     [
         # Absent worker_connections (nginx's default 512): first in the block.
         ("worker_processes 1;\nevents {\n}\n",
-         "worker_processes 1;\nworker_rlimit_nofile 11024;\nevents {\n    "
+         "worker_processes 1;\nworker_rlimit_nofile 7088;\nevents {\n    "
          "worker_connections 5512;\n}\n"),
         ("events {}\nhttp {}\n",
-         "worker_rlimit_nofile 11024;\nevents { worker_connections 5512;}\nhttp {}\n"),
+         "worker_rlimit_nofile 7088;\nevents { worker_connections 5512;}\nhttp {}\n"),
         ("\tevents { # tuned below\n\t\tuse epoll;\n\t}\n",
-         "\tworker_rlimit_nofile 11024;\n\tevents { # tuned below\n\t\t"
+         "\tworker_rlimit_nofile 7088;\n\tevents { # tuned below\n\t\t"
          "worker_connections 5512;\n\t\tuse epoll;\n\t}\n"),
         # worker_processes sharing its line: worker_rlimit_nofile goes before events.
         ("worker_processes 1; user x;\nevents {\n}\n",
-         "worker_processes 1; user x;\nworker_rlimit_nofile 11024;\nevents {\n    "
+         "worker_processes 1; user x;\nworker_rlimit_nofile 7088;\nevents {\n    "
          "worker_connections 5512;\n}\n"),
     ],
 )  # fmt: skip
@@ -212,10 +213,10 @@ def test_what_cannot_be_edited_in_place_is_refused(tmp_path, text, message):
 
 def test_a_hard_limit_below_the_need_is_refused_naming_both(tmp_path):
     with pytest.raises(CommandExecutionError) as error:
-        edited(tmp_path, stock(tmp_path), ceiling=4096)
+        edited(tmp_path, stock(tmp_path), ceiling=3500)
     assert str(error.value).startswith(
-        "nginx:max_sessions 2000 needs worker_rlimit_nofile 5512 (2 workers x 2756 "
-        "connections), but nginx's master can give its workers at most 4096 open files"
+        "nginx:max_sessions 2000 needs worker_rlimit_nofile 3576 (2 workers x 2756 "
+        "connections), but nginx's master can give its workers at most 3500 open files"
     )
     # An operator's larger worker_connections: as many files as the master can give.
     text = "events { worker_connections 9000; }\n"
@@ -258,3 +259,29 @@ def test_ceiling_of_an_nginx_gone_since_its_pid_file_is_this_processs():
     proc.wait()
     assert not os.path.exists(f"/proc/{proc.pid}")
     assert capacity.ceiling(proc.pid) == capacity.ceiling()
+
+
+def test_ten_thousand_sessions_fit_a_hard_limit_of_twenty_thousand(tmp_path):
+    # 2 workers x 12756 connections; 10000 of each worker's are websockets'
+    # (no file besides the socket), the other 2756 may each have one more.
+    result = edited(tmp_path, stock(tmp_path), sessions=10000, ceiling=20000)
+    assert (result["connections"], result["rlimit"], result["sessions"]) == (12756, 15576, 10000)
+    with pytest.raises(CommandExecutionError, match="needs worker_rlimit_nofile 15576"):
+        edited(tmp_path, stock(tmp_path), sessions=10000, ceiling=15575)
+
+
+def test_upstream_keepalive_connections_are_sized_in_each_worker(tmp_path):
+    conf = stock(tmp_path).replace(
+        "http {", "http {\n\tupstream a { server 127.0.0.1:1; keepalive 32; }\n"
+        "\tupstream b { server 127.0.0.1:2; keepalive 100; }", 1
+    )  # fmt: skip
+    result = edited(tmp_path, conf)
+    assert result["connections"] == 2756 + 132
+    assert result["sessions"] == 2000  # the idle ones are not the sessions'
+    assert capacity.held({"workers": 2, "connections": 2756, "rlimit": 5000,
+                          "keepalive": 132}) < 2000  # fmt: skip
+    with pytest.raises(CommandExecutionError, match="132 of them idle upstream keepalive"):
+        edited(tmp_path, conf, ceiling=3000)
+    bad = conf.replace("keepalive 32;", "keepalive many;")
+    with pytest.raises(CommandExecutionError, match="keepalive 'many'"):
+        edited(tmp_path, bad)

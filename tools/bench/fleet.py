@@ -19,6 +19,11 @@ the kernel's counts, exited processes included.
 
     tools/bench/fleet --hosts 20 --rounds 5 --json /tmp/fleet20.json
 
+Each round also runs Salt's own floor on every minion (`state.apply floor`:
+one test.succeed_without_changes state, as tools/bench/noop) right after the
+no-op highstate: the target is a no-op highstate's CPU seconds per minion
+within 1.5x of the floor's (the median of the rounds' ratios).
+
 Round 1 is cold (minions just synced); rounds 2.. put every host back in its
 field state (files restored from a snapshot, nginx reloaded, Odoo re-read
 its files) and run the first highstate again. Run as root, under the
@@ -39,6 +44,10 @@ from rig.highstate import (
     check_noop_after_fix,
     check_probes,
 )
+
+# Salt's floor: the cheapest state run there is.
+FLOOR_SLS = "odoo_websocket-bench-floor:\n  test.succeed_without_changes: []\n"
+TARGET = 1.5  # a no-op highstate's CPU per minion / the floor's (issue 25)
 
 
 def summary(run, cores, hosts):
@@ -61,6 +70,33 @@ def summary(run, cores, hosts):
             master_mib_per_minion=master_peak / mib / len(hosts) if master_peak else None,
         )
     return row
+
+
+def check_floor(fleet, run):
+    """Problems of a floor run: every minion ran its one state, unchanged."""
+    problems = []
+    for host in fleet.hosts:
+        states = run["data"].get(host.name) if isinstance(run["data"], dict) else None
+        if not isinstance(states, dict) or not all(
+            isinstance(s, dict) and s.get("result") and not s.get("changes")
+            for s in states.values()
+        ):
+            problems.append(f"{host.name}: floor failed: {str(states)[:300]}")
+    return problems
+
+
+def floor_ratio(rows):
+    """The median over rounds of (no-op highstate CPU per minion / floor CPU
+    per minion), medians over the minions; None without both."""
+    by_label = {row["label"]: row for row in rows}
+    ratios = []
+    for label, row in by_label.items():
+        if not label.startswith("no-op highstate r"):
+            continue
+        floor = by_label.get(label.replace("no-op highstate", "floor"))
+        if floor and floor.get("host_cpu_median") and row.get("host_cpu_median"):
+            ratios.append(row["host_cpu_median"] / floor["host_cpu_median"])
+    return statistics.median(ratios) if ratios else None
 
 
 def _fmt(row):
@@ -114,6 +150,8 @@ def main(argv=None):
             for problem in row["problems"]:
                 print(f"   PROBLEM {problem}", flush=True)
 
+        with open(os.path.join(fleet.top_dir, "floor.sls"), "w", encoding="utf-8") as handle:
+            handle.write(FLOOR_SLS)
         record(fleet.measure("test.ping", "fleet*", "test.ping"))
         record(fleet.measure("saltutil.sync_all", "fleet*", "saltutil.sync_all"))
         for index in range(args.rounds):
@@ -124,6 +162,8 @@ def main(argv=None):
                 fleet.fix_neighbour()
                 record(fleet.highstate("repair highstate (neighbour fixed)"), check_noop_after_fix)
             record(fleet.highstate(f"no-op highstate r{index + 1}"), check_noop)
+            record(fleet.measure(f"floor r{index + 1}", "-t", "300", "fleet*", "state.apply",
+                                 "floor"), check_floor)  # fmt: skip
             record(fleet.measure(f"test.ping r{index + 1}", "fleet*", "test.ping"))
         report["problems"] += check_probes(fleet)
         if args.batch:
@@ -135,6 +175,11 @@ def main(argv=None):
     for row in report["runs"]:
         rows.setdefault(row["label"].split(" r")[0], []).append(row["wall"])
     print("medians:", json.dumps({k: round(statistics.median(v), 2) for k, v in rows.items()}))
+    report["floor_ratio"] = floor_ratio(report["runs"])
+    if report["floor_ratio"] is not None:
+        verdict = "met" if report["floor_ratio"] <= TARGET else "NOT met"
+        print(f"no-op highstate / floor, CPU per minion: {report['floor_ratio']:.2f}x "
+              f"(median of the rounds' ratios; target {TARGET}x: {verdict})")  # fmt: skip
     print("problems:", json.dumps(report["problems"], indent=1))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -4,18 +4,21 @@ The websocket path a browser uses, on a rig host the formula converged
 (Odoo 17, prefork, docker):
 
 - latency: the handshake (TCP connect to 101) and a message round trip
-  (subscribe -> reply) through nginx (127.0.0.1:80) and straight to Odoo's
-  evented port (127.0.0.1:8072), by the same client inside the host,
-  interleaved; with --relays also through the least nginx site that
-  carries a websocket and through socat: what any relay costs here;
+  (subscribe -> reply) through the formula's site (127.0.0.1:80), through
+  the least nginx site that carries a websocket on the same nginx (nginx's
+  bare proxy, 127.0.0.1:81) and straight to Odoo's evented port
+  (127.0.0.1:8072, for reference), by the same client inside the host,
+  interleaved; with --relays also through socat. Target: the formula's
+  round trip within 1.05x of the bare site's (the median of the runs'
+  ratios);
 - hold: a stream of HTTP requests through nginx from another host, SESSIONS
   websockets opened from there and held while an apply changes the site
   (the proxy timeout flips) and nginx reloads: sessions refused, dropped,
   failed requests. nginx.conf is sized by the formula for MAX_SESSIONS
   (nginx:max_sessions); 0 keeps Debian's stock nginx.conf.
 
-    tools/bench/websocket latency --runs 5
-    tools/bench/websocket latency --runs 6 --relays     # + nginx's bare site, socat
+    tools/bench/websocket latency --runs 15
+    tools/bench/websocket latency --runs 15 --relays     # + socat
     tools/bench/websocket hold --runs 5 --sessions 200
     tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
     tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
@@ -39,6 +42,7 @@ from rig.hosts import PYTHON, REPO, Rig
 
 SERVER_NAME = "odoo.example.com"
 PROBE = os.path.join(REPO, "tools/rig/probe.py")
+TARGET = 1.05  # the formula's site's round trip / nginx's bare site's (issue 25)
 SUBSCRIBE = json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": 0}})
 
 
@@ -101,15 +105,16 @@ BARE_SITE = """server {
 BARE_FILE = "/etc/nginx/conf.d/bench-bare-websocket.conf"
 
 
-def relays(host):
+def relays(host, socat=False):
     """The paths measured besides nginx and direct: nginx's bare site, and
-    socat (any user-space relay's floor) when it is installed. Starts what
-    they need inside HOST; returns ([(label, port)], processes to stop)."""
+    with SOCAT socat (any user-space relay's floor) when it is installed.
+    Starts what they need inside HOST; returns ([(label, port)], processes
+    to stop)."""
     paths, started = [("nginx, bare site", 81)], []
     host.exec("sh", "-c", f"cat > {BARE_FILE} <<'EOF'\n{BARE_SITE}EOF", check=True)
     host.exec("nginx", "-s", "reload", check=True)
     time.sleep(1)  # the new workers
-    if host.exec("sh", "-c", "command -v socat").returncode == 0:
+    if socat and host.exec("sh", "-c", "command -v socat").returncode == 0:
         started.append(host.popen(
             "socat", "TCP-LISTEN:82,bind=127.0.0.1,fork,reuseaddr,nodelay",
             "TCP:127.0.0.1:8072,nodelay", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -128,10 +133,8 @@ def latency(args):
         started = []
         try:
             host, _ = converged_host(rig, workdir)
-            paths = [("nginx", 80), ("direct", 8072)]
-            if args.relays:
-                more, started = relays(host)
-                paths += more
+            more, started = relays(host, socat=args.relays)
+            paths = [("nginx", 80), ("direct", 8072), *more]
             for index in range(args.runs):
                 shift = index % len(paths)
                 order = paths[shift:] + paths[:shift]
@@ -170,6 +173,15 @@ def latency(args):
             figures["ratio_round_trip"] = trip / direct["round_trip_ms"]
             figures["added_round_trip_us"] = 1000 * (trip - direct["round_trip_ms"])
             figures["ratio_handshake"] = shake / direct["handshake_ms"]
+    # The target: paired per run, then the median of the runs' ratios.
+    bare = "nginx, bare site"
+    ratio = statistics.median(
+        run["nginx"]["round_trip_ms"] / run[bare]["round_trip_ms"] for run in per_run
+    )
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    result["target"] = {"nginx_vs_bare_round_trip": ratio, "target": TARGET, "verdict": verdict}
+    print(f"the formula's site / nginx's bare site, round trip: {ratio:.3f}x (median of the "
+          f"runs' ratios; target {TARGET}x: {verdict})", flush=True)  # fmt: skip
     return {"runs": per_run, "medians": result}
 
 
@@ -238,7 +250,7 @@ def main(argv=None):
     lat.add_argument(
         "--relays",
         action="store_true",
-        help="also nginx's bare websocket site and socat (if installed): the relays' floor",
+        help="also socat (if installed): a user-space relay's floor",
     )
     keep = sub.add_parser("hold")
     keep.add_argument("--runs", type=int, default=5)

@@ -28,7 +28,7 @@ import time
 
 import yaml
 
-from rig.sandbox import REPO, TOOLS
+from rig.sandbox import TOOLS, formula_roots
 
 BIN = os.path.dirname(sys.executable)
 SERVER_NAME = "odoo.example.com"
@@ -100,7 +100,7 @@ class Master:
             "sock_dir": self.sock_dir,
             "user": "root",
             "auto_accept": True,
-            "file_roots": {"base": [REPO, top_dir]},
+            "file_roots": {"base": [formula_roots(os.path.join(self.workdir, "formula")), top_dir]},
             "pillar_roots": {"base": [pillar_dir]},
             "log_level": "info",  # to master.out
             "worker_threads": 6,

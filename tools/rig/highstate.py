@@ -27,7 +27,7 @@ from rig.field import HARDCODED, ODOO_SAMPLE, site
 from rig.fleet import stop_minion
 from rig.hosts import Rig
 from rig.probe import _run_in
-from rig.sandbox import REPO, _entry
+from rig.sandbox import FORMULA_DIRS, REPO, _entry
 
 BIN = os.path.dirname(sys.executable)
 
@@ -169,13 +169,6 @@ class Cgroup:
                 os.rmdir(path)
             except OSError:
                 pass
-
-
-# What a master's file_roots holds of this repository: the state tree, the
-# Salt modules and their library. The repository itself also holds .venv (14,000 files), and
-# Salt walks the whole of file_roots to list the states of every run (0.4 s
-# per salt-call --local on this machine): benchmarks serve a copy.
-FORMULA_DIRS = ("odoo_websocket", "_modules", "_utils", "_states", "_beacons", "_output")
 
 
 def formula_tree(dest):

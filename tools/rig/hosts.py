@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.dirname(HERE)  # python -m rig.* runs from here
 REPO = os.path.dirname(TOOLS)
 
-from rig.sandbox import Sandbox  # noqa: E402
+from rig.sandbox import Sandbox, formula_roots  # noqa: E402
 
 PYTHON = sys.executable
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
@@ -180,7 +180,7 @@ class Host:
                 "id": self.name,
                 "root_dir": os.path.join(self.root, "saltroot"),
                 "file_client": "local",
-                "file_roots": {"base": [REPO]},
+                "file_roots": {"base": [formula_roots(os.path.join(self.root, "formula"))]},
                 "pillar_roots": {"base": [os.path.join(self.root, "pillar")]},
                 "grains": self.grains,
             }

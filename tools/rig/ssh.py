@@ -23,7 +23,7 @@ import time
 
 import yaml
 
-from rig.sandbox import REPO
+from rig.sandbox import formula_roots
 
 BIN = os.path.dirname(sys.executable)
 SSHD = "/usr/sbin/sshd"
@@ -134,7 +134,7 @@ class SaltSSH:
             handle.write(f"{host.address} {key}\n")
         master = {
             "root_dir": os.path.join(folder, "root"),
-            "file_roots": {"base": [REPO]},
+            "file_roots": {"base": [formula_roots(os.path.join(folder, "formula"))]},
             "pillar_roots": {"base": [pillar_dir]},
             "roster_file": os.path.join(folder, "roster"),
             "known_hosts_file": os.path.join(folder, "known_hosts"),
