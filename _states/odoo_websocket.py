@@ -46,6 +46,7 @@ except ImportError as exc:
 __virtualname__ = "odoo_websocket"
 
 _PARTS = "odoo_websocket.parts"
+_PLANS = "odoo_websocket.plans"  # what each planning state planned: a no-op is not planned again
 _TRANSACTION_ID = "odoo_websocket-host-transaction-applied"
 
 
@@ -85,6 +86,7 @@ def _planned(name, concern, part, saltenv):
         ret.update(result=False, comment="\n".join(plan["errors"] + ["Nothing was changed."]))
         return ret
     __context__.setdefault(_PARTS, {})[concern] = part
+    __context__.setdefault(_PLANS, {})[concern] = plan
     diffs = {path: shown for path, shown in plan["diffs"].items() if _differs(plan, path)}
     notes = plan["notes"]
     if not diffs:
@@ -166,8 +168,9 @@ def host_applied(name, saltenv=None):
     try:
         settings = odoo_websocket_settings.current(saltenv)
         result = odoo_websocket_changes.apply(
-            settings, parts, saltenv=saltenv, test=__opts__["test"]
-        )
+            settings, parts, saltenv=saltenv, test=__opts__["test"],
+            planned=__context__.get(_PLANS),
+        )  # fmt: skip
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"{exc}; nothing was touched.")
         return ret

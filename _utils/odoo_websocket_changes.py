@@ -46,12 +46,16 @@ class Transaction:
     files). NGINX (the caller's settings, never a journal's) is what recovery
     reloads; MANAGED the paths recovery may write (None: any; a callable:
     asked only when there is something to recover). TEST: nothing
-    written, no recovery, the lock not created.
+    written, no recovery, the lock not created. PLANNED: a plan this run
+    made before it took the lock that changes nothing: it serves when
+    recovery put nothing back (a no-op is not planned twice; an edit made
+    since is the next run's).
     """
 
     def __init__(self, store, plan_of, keep, test=False, label="", nginx=None, managed=None,
-                 lock_timeout=60):  # fmt: skip
+                 lock_timeout=60, planned=None):  # fmt: skip
         self.store, self.plan_of, self.keep = store, plan_of, keep
+        self.planned = planned
         self.test, self.label, self.nginx, self.managed = test, label, nginx, managed
         self.lock_timeout = lock_timeout
         self.journal = odoo_websocket_journal.Journal(store)
@@ -87,7 +91,8 @@ class Transaction:
             else:
                 note, restarted = self._recover()
             try:
-                self.plan = self.plan_of()
+                fresh = self.planned is None or note or restarted
+                self.plan = self.plan_of() if fresh else self.planned
                 self.notes = list(self.plan.get("notes", []))
                 # What the killed run had restarted reads the restored files once more.
                 for restart in odoo_websocket_activation.restarted_again(self.plan, restarted):
@@ -115,8 +120,7 @@ class Transaction:
             return self._recover(force)
 
     def _recover(self, force=False):
-        managed = self.managed() if callable(self.managed) else self.managed
-        return odoo_websocket_recovery.recover(self.journal, self.nginx, managed, force)
+        return odoo_websocket_recovery.recover(self.journal, self.nginx, self.managed, force)
 
     def _step(self, step):
         if self.fault_seam is not None:
@@ -346,18 +350,22 @@ class Transaction:
         return "\n".join(lines)
 
 
-def apply(settings, parts, saltenv="base", test=False):
+def apply(settings, parts, saltenv="base", test=False, planned=None):
     """
     Bring the host to what SETTINGS say, as one transaction: the concerns in
     PARTS (``{"compose": {}, "odoo_conf": {}, "nginx": {"site_source": [...],
     "map_source": [...]}}``) are planned by ``odoo_websocket_plan.build``,
     validated together, backed up in one set, written, activated and verified;
     any failure restores the whole set. The states call this; operators run
-    ``state.apply odoo_websocket``.
+    ``state.apply odoo_websocket``. PLANNED: the plans this run's planning
+    states made (``{concern: plan}``); when they cover PARTS and change
+    nothing, the transaction does not plan again (:py:class:`Transaction`).
 
     Returns ``{result, comment, changed, backup, verdict, diffs}``.
     """
     backup = settings["backup"]
+    if not planned or set(planned) != set(parts) or not odoo_websocket_plan.unchanged(planned):
+        planned = None
     transaction = Transaction(
         BackupStore(backup["dir"]),
         functools.partial(odoo_websocket_plan.build, settings, parts, saltenv),
@@ -368,6 +376,7 @@ def apply(settings, parts, saltenv="base", test=False):
         # Read only when a killed run left a journal (it parses nginx's tree).
         managed=functools.partial(odoo_websocket_concerns.managed_paths, settings),
         lock_timeout=backup["lock_timeout"],
+        planned=odoo_websocket_plan.combined(planned) if planned else None,
     )
     ret = transaction.run()
     if not test:  # the formula is applied again: healing may resume

@@ -9,9 +9,11 @@ nginx's master writes its pid. A candidate tree's staged check:
 :depends: crossplane (nginx config parser)
 """
 
+import copy
 import os
 import re
 import subprocess
+import time
 
 import odoo_websocket_nginx_text
 
@@ -88,14 +90,63 @@ def format_errors(errors):
     return "\n".join(lines)
 
 
+# Parsed trees by nginx.conf: (what their files and folders were, the tree).
+# One run reads the same tree for its plan, its checks and its verdict.
+_TREES = {}
+# A file changed this close to (or after) the parse's start may have changed
+# within the same tick of the filesystem's coarse clock: never remembered.
+_SETTLED_NS = 100_000_000
+
+
 def tree(conf_file="/etc/nginx/nginx.conf"):
     """
-    The whole live tree parsed by crossplane, every include followed.
+    The whole live tree parsed by crossplane, every include followed. A
+    tree parsed before is given again (a copy) while every file it holds and
+    every folder they and its includes name are as they were then.
     """
+    known = _TREES.get(conf_file)
+    if known is not None and known[0] == _signature(conf_file, known[1]):
+        return copy.deepcopy(known[1])
+    started = time.time_ns()
     payload = crossplane.parse(conf_file, **_PARSE_OPTIONS)
     for config in payload["config"]:
         config["real"] = os.path.realpath(config["file"])
+    signature = _signature(conf_file, payload)
+    if all(changed < started - _SETTLED_NS for _, changed in signature.values()):
+        _TREES[conf_file] = (signature, copy.deepcopy(payload))
+    else:
+        _TREES.pop(conf_file, None)
     return payload
+
+
+def _signature(conf_file, payload):
+    """{path: (identity, last change in ns)} of the files of PAYLOAD and the
+    folders that hold them or that its includes read (a file added there)."""
+    prefix = os.path.dirname(conf_file)
+    paths = {conf_file}
+    for config in payload["config"]:
+        paths.update((config["file"], config["real"]))
+        for directive in _includes(config.get("parsed", [])):
+            pattern = os.path.join(prefix, directive["args"][0]) if directive["args"] else prefix
+            paths.add(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
+    paths |= {os.path.dirname(path) for path in paths}
+    signature = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            signature[path] = (None, 0)
+            continue
+        identity = (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns, stat.st_mode)
+        signature[path] = (identity, max(stat.st_mtime_ns, stat.st_ctime_ns))
+    return signature
+
+
+def _includes(directives):
+    for directive in directives:
+        if directive["directive"] == "include":
+            yield directive
+        yield from _includes(directive.get("block", []))
 
 
 def tree_files(conf_file="/etc/nginx/nginx.conf"):

@@ -50,6 +50,40 @@ def build(settings, parts, saltenv="base"):
     return plan
 
 
+# build's order of the concerns, and the plan keys each concern adds to.
+ORDER = ("compose", "odoo_conf", "nginx")
+_LISTS = ("changes", "notes", "errors", "restarts")
+
+
+def combined(plans):
+    """
+    What :py:func:`build` gives for all the concerns of PLANS at once
+    (``{concern: the plan build gave for that concern alone}``): the
+    planners are the same, in the same order, so their parts join.
+    """
+    result = None
+    for concern in sorted(plans, key=ORDER.index):
+        plan = plans[concern]
+        if result is None:
+            result = {key: list(v) if key in _LISTS else v for key, v in plan.items()}
+            result["diffs"] = dict(plan["diffs"])
+            continue
+        for key in _LISTS:
+            result[key] += plan[key]
+        result["diffs"].update(plan["diffs"])
+        result["nginx"] = result["nginx"] or plan["nginx"]
+    return result
+
+
+def unchanged(plans):
+    """Whether PLANS (``{concern: plan}``) change nothing on the host now:
+    no file to write, no error. Read only."""
+    return all(
+        not plan["errors"] and not any(odoo_websocket_files.differs(c) for c in plan["changes"])
+        for plan in plans.values()
+    )
+
+
 def _planned_for(name, planner, instance, part, plan, saltenv):
     """PLANNER's changes and restarts for one instance, each tagged with its
     NAME: an instance's restart follows its own files only."""

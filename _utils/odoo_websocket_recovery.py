@@ -20,10 +20,13 @@ def recover(journal, nginx, managed, force=False):
     Roll back what JOURNAL's killed run left (``Journal.recovery``: paths
     outside MANAGED never written, a path edited since kept unless FORCE),
     then reload NGINX (its settings; None: no nginx) onto the result when it
-    runs. Returns a note for a person and the restarts the dead run had done.
+    runs. MANAGED may be a callable, asked only when there is a journal (it
+    parses nginx's tree). Returns a note for a person and the restarts the
+    dead run had done.
     """
     if journal.read() is None:  # the common case: nothing to recover
         return "", []
+    managed = managed() if callable(managed) else managed
     found = journal.recovery(force=force, managed=managed)
     if found is None:
         return "", []

@@ -253,6 +253,51 @@ def test_a_failure_after_recovery_says_what_recovery_did(sandbox):
     assert sandbox.fingerprint() == before
 
 
+def planned_separately(planner, settings):
+    """Each concern's plan, as the planning states make them."""
+    return {concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()}
+
+
+def test_a_no_op_is_planned_once_but_again_after_a_recovery(sandbox, planner):
+    """The planning states' plans serve the transaction when they change
+    nothing (a no-op is not planned twice), and never when recovery has just
+    put a killed run's files back: what they saw is gone then."""
+    settings = sandbox_settings(sandbox, {})
+    separate = {
+        concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()
+    }
+    assert not planner.unchanged(separate)  # the sandbox's broken site
+    assert planner.combined(separate) == planner.build(settings, PARTS)
+    before = sandbox.fingerprint()
+    # A run writes every planned file, then dies: its files are what the
+    # planning states of the next run see.
+    plan = planner.build(settings, PARTS)
+
+    def killed(step):
+        if step == "validated":
+            raise Killed
+
+    transaction = odoo_websocket_changes.Transaction(
+        BackupStore(sandbox.backup_dir), lambda: plan, 10, nginx=nginx_of(sandbox)
+    )
+    transaction.fault_seam = killed
+    with pytest.raises(Killed):
+        transaction.run()
+    separate = {
+        concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()
+    }
+    assert planner.unchanged(separate)
+    assert planner.combined(separate) == planner.build(settings, PARTS)
+    ret = odoo_websocket_changes.apply(settings, PARTS, planned=separate)
+    assert "was rolled back from backup" in ret["comment"], ret["comment"]
+    assert ret["changed"], ret  # planned again after the recovery: the fixes written
+    assert sandbox.fingerprint() != before
+    again = planned_separately(planner, settings)
+    assert planner.unchanged(again)
+    noop = odoo_websocket_changes.apply(settings, PARTS, planned=again)
+    assert noop["result"] is not False and not noop["changed"], noop
+
+
 # -- 7. the beacon never undoes an operator's command -------------------------
 
 

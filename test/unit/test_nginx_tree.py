@@ -112,3 +112,42 @@ def test_listeners_are_the_sites_listen_addresses_and_the_others(tmp_path, odoo,
                                                                  others):  # fmt: skip
     payload = _tree(tmp_path, ODOO % odoo, OTHER % other)
     assert nginx.listeners(payload, "Odoo.Example.com", 80) == (own, others)
+
+
+def test_a_tree_read_again_is_parsed_again_whenever_a_file_or_folder_changed(tmp_path):
+    """A run reads the same tree several times and parses it once; any change
+    to a file, a link, or a folder an include reads is seen at once."""
+    import os
+    import time
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n    include sites/*.conf;\n    include extra/*.conf;\n}\n")
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.conf").write_text("server { server_name a.example.com; }\n")
+    (tmp_path / "shared.conf").write_text("server { server_name s.example.com; }\n")
+    os.symlink(tmp_path / "shared.conf", tmp_path / "sites" / "s.conf")
+
+    def names():
+        payload = nginx.tree(str(conf))
+        return sorted(n for b in nginx.server_blocks(payload) for n in b["names"])
+
+    def settled():  # files written this close to a parse are never remembered
+        time.sleep(nginx._SETTLED_NS / 1e9 + 0.05)
+
+    settled()
+    assert names() == ["a.example.com", "s.example.com"]
+    assert str(conf) in nginx._TREES  # remembered: the next read is a copy
+    nginx.tree(str(conf))["config"].clear()  # a caller's changes stay its own
+    assert names() == ["a.example.com", "s.example.com"]
+    (tmp_path / "sites" / "a.conf").write_text("server { server_name z.example.com; }\n")
+    assert names() == ["s.example.com", "z.example.com"]  # same size, same folder
+    settled()
+    (tmp_path / "shared.conf").write_text("server { server_name t.example.com; }\n")
+    assert names() == ["t.example.com", "z.example.com"]  # through the link
+    settled()
+    (tmp_path / "sites" / "b.conf").write_text("server { server_name b.example.com; }\n")
+    assert names() == ["b.example.com", "t.example.com", "z.example.com"]  # a file added
+    settled()
+    (tmp_path / "extra").mkdir()  # a folder an include names, absent until now
+    (tmp_path / "extra" / "x.conf").write_text("server { server_name x.example.com; }\n")
+    assert "x.example.com" in names()

@@ -14,14 +14,16 @@ The websocket path a browser uses, on a rig host the formula converged
 - hold: a stream of HTTP requests through nginx from another host, SESSIONS
   websockets opened from there and held while an apply changes the site
   (the proxy timeout flips) and nginx reloads: sessions refused, dropped,
-  failed requests. nginx.conf is sized by the formula for MAX_SESSIONS
-  (nginx:max_sessions); 0 keeps Debian's stock nginx.conf.
+  failed requests, and the private memory of nginx's workers per session.
+  nginx.conf is sized by the formula for MAX_SESSIONS (nginx:max_sessions);
+  0 keeps Debian's stock nginx.conf.
 
     tools/bench/websocket latency --runs 15
     tools/bench/websocket latency --runs 15 --relays     # + socat
     tools/bench/websocket hold --runs 5 --sessions 200
     tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 0      # stock nginx.conf
     tools/bench/websocket hold --runs 5 --sessions 2000 --max-sessions 2000
+    tools/bench/websocket hold --runs 3 --sessions 10000 --max-sessions 10000
 
 Run as root, under the machine-wide lock: flock /tmp/ows-test.lock tools/bench/websocket ...
 """
@@ -185,6 +187,18 @@ def latency(args):
     return {"runs": per_run, "medians": result}
 
 
+# The private memory (KiB) of the host's nginx workers: what sessions cost.
+WORKERS_MEMORY = (
+    "for p in $(pgrep -P $(cat /run/nginx.pid)); do "
+    "awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' /proc/$p/smaps_rollup; done"
+)
+
+
+def workers_kib(host):
+    proc = host.exec("sh", "-c", WORKERS_MEMORY, check=True)
+    return sum(int(line) for line in proc.stdout.split())
+
+
 def hold(args):
     """Per run: SESSIONS websockets and an HTTP stream from the outside host,
     an apply that changes the site, then every session asked again."""
@@ -197,6 +211,7 @@ def hold(args):
             for index in range(args.runs):
                 ready = os.path.join(workdir, f"ready{index}")
                 stop = os.path.join(workdir, f"stop{index}")
+                idle_kib = workers_kib(host)
                 holder = outside.popen(
                     PYTHON, PROBE, "hold", "--address", host.address,
                     "--sessions", str(args.sessions), "--ready-file", ready, "--stop-file", stop,
@@ -207,6 +222,7 @@ def hold(args):
                     if holder.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit(f"hold did not start: {holder.communicate()}")
                     time.sleep(0.05)
+                held_kib = workers_kib(host)
                 time.sleep(1)  # a second of the HTTP stream before the change
                 pillar["odoo_websocket"]["nginx"]["proxy_timeout"] = 720 - 120 * (index % 2 == 0)
                 start = time.perf_counter()
@@ -229,8 +245,11 @@ def hold(args):
                     "reloaded": "nginx reloaded" in tx.get("comment", ""),
                     "apply_s": apply_s,
                     "capacity": held.group(0).strip() if held else None,
+                    "nginx_workers_mib": [round(idle_kib / 1024, 1), round(held_kib / 1024, 1)],
                     **seen,
                 }
+                if seen["opened"]:
+                    row["nginx_kib_per_session"] = round((held_kib - idle_kib) / seen["opened"], 2)
                 if not row["apply_ok"]:
                     row["apply_comment"] = tx.get("comment", str(ret))[-600:]
                 runs.append(row)

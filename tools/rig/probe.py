@@ -180,9 +180,14 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
     """A stream of HTTP requests through nginx from the start, SESSIONS bus
     websockets opened (those nginx refuses are counted, not retried) and kept
     open until STOP_FILE appears; then every open session must still answer.
-    Returns counts of what opened, survived and failed."""
+    Returns counts of what opened, survived and failed. The sessions live on
+    one asyncio loop (a thread each would not hold 10,000 of them); the HTTP
+    stream runs in a thread of its own, so a busy loop cannot slow it."""
+    import asyncio
     import threading
     import time
+
+    from websockets.asyncio.client import connect as open_websocket
 
     _open_files(sessions + 256)
     counts = {"http_ok": 0, "http_failed": 0, "http_errors": []}
@@ -198,39 +203,48 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
                 counts["http_errors"].append(str(exc))
             time.sleep(0.01)
 
+    def subscribe(last):
+        return json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": last}})
+
+    async def sessions_held():
+        opened, refused = [], []
+        for _ in range(sessions):
+            try:
+                sock = socket.create_connection((address, 80), timeout=10)
+                sock.setblocking(False)
+                websocket = await asyncio.wait_for(open_websocket(
+                    f"ws://{server_name}/websocket", sock=sock, origin=f"http://{server_name}",
+                    ping_interval=None,  # the bus pings; the stand-in ignores a client's
+                ), 10)  # fmt: skip
+                await websocket.send(subscribe(0))
+                await asyncio.wait_for(websocket.recv(), 10)
+                opened.append(websocket)
+            except Exception as exc:  # noqa: BLE001 - a session nginx or Odoo would not open
+                refused.append(f"{type(exc).__name__}: {exc}")
+        with open(ready_file, "w", encoding="utf-8") as handle:
+            handle.write("ready")
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(stop_file) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        alive = 0
+        for index, websocket in enumerate(opened):
+            try:
+                await websocket.send(subscribe(index))
+                reply = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+                alive += reply[0]["message"]["type"] == "standin/subscribed"
+                await websocket.close()
+            except Exception:  # noqa: BLE001 - any failure means the session was dropped
+                pass
+        return opened, refused, alive
+
     worker = threading.Thread(target=stream)
     worker.start()
-    opened, refused = [], []
-    subscribe = {"event_name": "subscribe", "data": {"channels": [], "last": 0}}
-    for _ in range(sessions):
-        try:
-            sock = socket.create_connection((address, 80), timeout=10)
-            websocket = connect(
-                f"ws://{server_name}/websocket", sock=sock, origin=f"http://{server_name}"
-            )
-            websocket.send(json.dumps(subscribe))
-            websocket.recv(timeout=10)
-            opened.append(websocket)
-        except Exception as exc:  # noqa: BLE001 - a session nginx or Odoo would not open
-            refused.append(f"{type(exc).__name__}: {exc}")
-    with open(ready_file, "w", encoding="utf-8") as handle:
-        handle.write("ready")
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(stop_file) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    worker.join()
-    alive = 0
-    for index, websocket in enumerate(opened):
-        try:
-            websocket.send(
-                json.dumps({"event_name": "subscribe", "data": {"channels": [], "last": index}})
-            )
-            reply = json.loads(websocket.recv(timeout=10))
-            alive += reply[0]["message"]["type"] == "standin/subscribed"
-            websocket.close()
-        except Exception:  # noqa: BLE001 - any failure means the session was dropped
-            pass
+    try:
+        opened, refused, alive = asyncio.run(sessions_held())
+    finally:
+        stop.set()
+        worker.join()
     return {"sessions": sessions, "opened": len(opened), "open_failed": len(refused),
             "open_errors": sorted(set(refused))[:5], "alive": alive,
             "dropped": len(opened) - alive, **counts}  # fmt: skip
