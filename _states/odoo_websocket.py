@@ -47,6 +47,7 @@ __virtualname__ = "odoo_websocket"
 
 _PARTS = "odoo_websocket.parts"
 _PLANS = "odoo_websocket.plans"  # what each planning state planned: a no-op is not planned again
+_INPUTS = "odoo_websocket.inputs"  # what the planner read, before the first plan
 _TRANSACTION_ID = "odoo_websocket-host-transaction-applied"
 
 
@@ -78,6 +79,8 @@ def _planned(name, concern, part, saltenv):
             ret["comment"] = f"{name}: not managed with these settings."
             return ret
         name = ", ".join(odoo_websocket_concerns.files(concern, settings)) or name
+        if _INPUTS not in __context__:  # before this run's first plan reads anything
+            __context__[_INPUTS] = odoo_websocket_plan.inputs(settings)
         plan = odoo_websocket_plan.build(settings, {concern: part}, saltenv)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"Could not plan {concern}: {exc}")
@@ -169,7 +172,7 @@ def host_applied(name, saltenv=None):
         settings = odoo_websocket_settings.current(saltenv)
         result = odoo_websocket_changes.apply(
             settings, parts, saltenv=saltenv, test=__opts__["test"],
-            planned=__context__.get(_PLANS),
+            planned=(__context__[_PLANS], __context__[_INPUTS]) if _PLANS in __context__ else None,
         )  # fmt: skip
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=f"{exc}; nothing was touched.")

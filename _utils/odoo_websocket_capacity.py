@@ -14,9 +14,10 @@ workers hold ``max_sessions`` websockets and the HTTP traffic around them:
   upstream block in the tree lets it keep;
 - open files: ``worker_rlimit_nofile`` >= a socket per connection, one file
   more for each connection that is not a websocket's (a buffered upload or
-  answer on disk; an upgraded connection never opens one), and FIXED_FILES
-  (logs, listening sockets); when absent, a worker has the soft limit it
-  inherits, 1024 where systemd or a login starts nginx;
+  answer on disk; an upgraded connection never opens one; all of them may
+  land in one worker), and FIXED_FILES (logs, listening sockets); when
+  absent, a worker has the soft limit it inherits, 1024 where systemd or a
+  login starts nginx;
 - nginx's master must be able to give its workers that many files: its hard
   limit (``ulimit -Hn``), unless it may raise it (CAP_SYS_RESOURCE, as root
   under systemd), up to the kernel's ``fs.nr_open``.
@@ -57,10 +58,12 @@ def connections_for(sessions):
 
 def files_for(connections, sessions, workers):
     """Open files a worker with CONNECTIONS needs while SESSIONS websockets
-    are spread over WORKERS (module docstring); an even share of the
-    websockets counts as theirs, so a worker with more has fewer files."""
-    websockets = min(connections, math.ceil(2 * sessions / workers))
-    return 2 * connections - websockets + FIXED_FILES
+    are open in WORKERS (module docstring): a socket per connection, and a
+    second file for as many of them as there can be connections that are
+    not a websocket's in all the workers together (any one worker may take
+    them all), plus FIXED_FILES."""
+    others = max(0, workers * connections - 2 * sessions)
+    return connections + min(connections, others) + FIXED_FILES
 
 
 def keepalive(payload):
@@ -279,8 +282,21 @@ def held(sized):
     "connections", "rlimit", "keepalive"}``; rlimit None: the inherited
     1024) and the headroom of :py:func:`connections_for`.
     """
-    per_worker = min(sized["connections"], sized.get("rlimit") or INHERITED_NOFILE)
-    return sessions_for(sized["workers"] * max(0, per_worker - sized.get("keepalive", 0)))
+    workers, idle = sized["workers"], sized.get("keepalive", 0)
+    files = sized.get("rlimit") or INHERITED_NOFILE
+
+    def fits(sessions):
+        needed = math.ceil(connections_for(sessions) / workers) + idle
+        return files_for(needed, sessions, workers) <= files
+
+    # The most sessions the connections hold whose files fit too.
+    low, high = 0, sessions_for(workers * max(0, sized["connections"] - idle))
+    if not fits(low):
+        return 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 def _limits(pid):

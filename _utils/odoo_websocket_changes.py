@@ -46,10 +46,11 @@ class Transaction:
     files). NGINX (the caller's settings, never a journal's) is what recovery
     reloads; MANAGED the paths recovery may write (None: any; a callable:
     asked only when there is something to recover). TEST: nothing
-    written, no recovery, the lock not created. PLANNED: a plan this run
-    made before it took the lock that changes nothing: it serves when
-    recovery put nothing back (a no-op is not planned twice; an edit made
-    since is the next run's).
+    written, no recovery, the lock not created. PLANNED: ``(plan, holds)``,
+    a plan this run made before it took the lock that changes nothing, and
+    a callable saying whether what it read is unchanged: it serves when
+    recovery put nothing back and it still holds (a no-op is not planned
+    twice; anything else is planned again under the lock).
     """
 
     def __init__(self, store, plan_of, keep, test=False, label="", nginx=None, managed=None,
@@ -91,8 +92,8 @@ class Transaction:
             else:
                 note, restarted = self._recover()
             try:
-                fresh = self.planned is None or note or restarted
-                self.plan = self.plan_of() if fresh else self.planned
+                fresh = self.planned is None or note or restarted or not self.planned[1]()
+                self.plan = self.plan_of() if fresh else self.planned[0]
                 self.notes = list(self.plan.get("notes", []))
                 # What the killed run had restarted reads the restored files once more.
                 for restart in odoo_websocket_activation.restarted_again(self.plan, restarted):
@@ -357,15 +358,20 @@ def apply(settings, parts, saltenv="base", test=False, planned=None):
     "map_source": [...]}}``) are planned by ``odoo_websocket_plan.build``,
     validated together, backed up in one set, written, activated and verified;
     any failure restores the whole set. The states call this; operators run
-    ``state.apply odoo_websocket``. PLANNED: the plans this run's planning
-    states made (``{concern: plan}``); when they cover PARTS and change
-    nothing, the transaction does not plan again (:py:class:`Transaction`).
+    ``state.apply odoo_websocket``. PLANNED: ``({concern: plan}, inputs)``,
+    the plans this run's planning states made and what the planner read
+    before them (``odoo_websocket_plan.inputs``); when they cover PARTS,
+    change nothing and the inputs are unchanged under the lock, the
+    transaction does not plan again (:py:class:`Transaction`).
 
     Returns ``{result, comment, changed, backup, verdict, diffs}``.
     """
     backup = settings["backup"]
-    if not planned or set(planned) != set(parts) or not odoo_websocket_plan.unchanged(planned):
-        planned = None
+    reuse = None
+    if planned and set(planned[0]) == set(parts) and odoo_websocket_plan.unchanged(planned[0]):
+        plans, seen = planned
+        reuse = (odoo_websocket_plan.combined(plans),
+                 lambda: odoo_websocket_plan.inputs(settings) == seen)  # fmt: skip
     transaction = Transaction(
         BackupStore(backup["dir"]),
         functools.partial(odoo_websocket_plan.build, settings, parts, saltenv),
@@ -376,7 +382,7 @@ def apply(settings, parts, saltenv="base", test=False, planned=None):
         # Read only when a killed run left a journal (it parses nginx's tree).
         managed=functools.partial(odoo_websocket_concerns.managed_paths, settings),
         lock_timeout=backup["lock_timeout"],
-        planned=odoo_websocket_plan.combined(planned) if planned else None,
+        planned=reuse,
     )
     ret = transaction.run()
     if not test:  # the formula is applied again: healing may resume

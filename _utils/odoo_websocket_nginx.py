@@ -10,6 +10,7 @@ nginx's master writes its pid. A candidate tree's staged check:
 """
 
 import copy
+import glob
 import os
 import re
 import subprocess
@@ -129,6 +130,9 @@ def _signature(conf_file, payload):
         for directive in _includes(config.get("parsed", [])):
             pattern = os.path.join(prefix, directive["args"][0]) if directive["args"] else prefix
             paths.add(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
+            folder = os.path.dirname(pattern)
+            if re.search(r"[*?\[]", folder):  # conf.d/*/site.conf: each folder it reads
+                paths.update(glob.glob(folder))
     paths |= {os.path.dirname(path) for path in paths}
     signature = {}
     for path in paths:

@@ -72,7 +72,22 @@ def combined(plans):
             result[key] += plan[key]
         result["diffs"].update(plan["diffs"])
         result["nginx"] = result["nginx"] or plan["nginx"]
+        result["verify"] = plan["verify"]  # nginx's (last) points it at an adopted site
     return result
+
+
+def inputs(settings):
+    """
+    What the planner reads on this host for SETTINGS, each path's state
+    (``odoo_websocket_files.state``): every path the formula may write
+    (nginx's whole live tree among them) and each compose project's .env.
+    A plan made while these were so still holds while they are.
+    """
+    paths = [p for p in odoo_websocket_concerns.managed_paths(settings) if not p.endswith("/")]
+    for instance in odoo_websocket_concerns.instances(settings).values():
+        compose_file = instance["compose"]["file"]
+        paths.append(os.path.join(os.path.dirname(compose_file), ".env"))
+    return {path: odoo_websocket_files.state(path) for path in sorted(set(paths))}
 
 
 def unchanged(plans):

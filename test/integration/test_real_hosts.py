@@ -17,6 +17,7 @@ import odoo_websocket_compose_project
 import odoo_websocket_concerns
 import odoo_websocket_files
 import odoo_websocket_journal
+import odoo_websocket_plan
 import odoo_websocket_restore
 import odoo_websocket_settings
 from engine import commands, engine_apply
@@ -258,14 +259,16 @@ def planned_separately(planner, settings):
     return {concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()}
 
 
-def test_a_no_op_is_planned_once_but_again_after_a_recovery(sandbox, planner):
+def test_a_no_op_is_planned_once_but_again_after_a_recovery_or_an_edit(
+    sandbox, planner, monkeypatch
+):
     """The planning states' plans serve the transaction when they change
-    nothing (a no-op is not planned twice), and never when recovery has just
-    put a killed run's files back: what they saw is gone then."""
+    nothing and nothing they read changed since (a no-op is not planned
+    twice); never when recovery has just put a killed run's files back, or
+    when a file changed after they planned (another state of the same
+    highstate republishing Odoo's port, say)."""
     settings = sandbox_settings(sandbox, {})
-    separate = {
-        concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()
-    }
+    separate = planned_separately(planner, settings)
     assert not planner.unchanged(separate)  # the sandbox's broken site
     assert planner.combined(separate) == planner.build(settings, PARTS)
     before = sandbox.fingerprint()
@@ -283,19 +286,41 @@ def test_a_no_op_is_planned_once_but_again_after_a_recovery(sandbox, planner):
     transaction.fault_seam = killed
     with pytest.raises(Killed):
         transaction.run()
-    separate = {
-        concern: planner.build(settings, {concern: part}) for concern, part in PARTS.items()
-    }
+    seen = planner.inputs(settings)
+    separate = planned_separately(planner, settings)
     assert planner.unchanged(separate)
     assert planner.combined(separate) == planner.build(settings, PARTS)
-    ret = odoo_websocket_changes.apply(settings, PARTS, planned=separate)
+    ret = odoo_websocket_changes.apply(settings, PARTS, planned=(separate, seen))
     assert "was rolled back from backup" in ret["comment"], ret["comment"]
     assert ret["changed"], ret  # planned again after the recovery: the fixes written
     assert sandbox.fingerprint() != before
+    # Converged. Odoo's port published again after the planning states ran.
+    seen = planner.inputs(settings)
     again = planned_separately(planner, settings)
     assert planner.unchanged(again)
-    noop = odoo_websocket_changes.apply(settings, PARTS, planned=again)
+    with open(sandbox.compose_file, encoding="utf-8") as handle:
+        text = handle.read()
+    sandbox.write(sandbox.compose_file, text.replace('"127.0.0.1:8069:8069"', '"8069:8069"'))
+    ret = odoo_websocket_changes.apply(settings, PARTS, planned=(again, seen))
+    assert ret["changed"] == [sandbox.compose_file], ret
+    # A true no-op: the planning states' plans serve, nothing planned again.
+    seen = planner.inputs(settings)
+    again = planned_separately(planner, settings)
+    builds = []
+    monkeypatch.setattr(planner, "build", lambda *args: builds.append(args))
+    noop = odoo_websocket_changes.apply(settings, PARTS, planned=(again, seen))
     assert noop["result"] is not False and not noop["changed"], noop
+    assert builds == []
+
+
+def test_combined_plans_take_the_check_the_nginx_plan_pointed_at_an_adopted_site():
+    base = {"changes": [], "diffs": {}, "notes": [], "errors": [], "restarts": [],
+            "nginx": None, "verify": {"port": 80}, "secret_keys": []}  # fmt: skip
+    nginx = dict(base, nginx={"conf_file": "x"}, verify={"port": 443, "scheme": "https"},
+                 notes=["adopted"])  # fmt: skip
+    joined = odoo_websocket_plan.combined({"nginx": nginx, "compose": base, "odoo_conf": base})
+    assert joined["verify"] == {"port": 443, "scheme": "https"}
+    assert joined["nginx"] == {"conf_file": "x"} and joined["notes"] == ["adopted"]
 
 
 # -- 7. the beacon never undoes an operator's command -------------------------

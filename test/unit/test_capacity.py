@@ -49,17 +49,18 @@ def test_debian_stock_on_two_cores_changes_two_directives_in_place(tmp_path):
     text = stock(tmp_path)
     result = edited(tmp_path, text)
     # 2 x 2000 connections + 25% + 512 = 5512, over two workers; files: a
-    # socket each, one more for each of the 756 that are not websockets, 64.
-    assert (result["workers"], result["connections"], result["rlimit"]) == (2, 2756, 3576)
+    # socket each, one more for each of the 1512 connections of both workers
+    # that are not websockets' (one worker may take them all), 64.
+    assert (result["workers"], result["connections"], result["rlimit"]) == (2, 2756, 4332)
     assert result["sessions"] == 2000
     removed, added = changed_lines(text, result["text"])
     assert removed == ["\tworker_connections 768;"]
-    assert added == ["worker_rlimit_nofile 3576;", "\tworker_connections 2756;"]
+    assert added == ["worker_rlimit_nofile 4332;", "\tworker_connections 2756;"]
     # Inserted right after worker_processes, in the main context.
-    assert "worker_processes auto;\nworker_rlimit_nofile 3576;\npid " in result["text"]
+    assert "worker_processes auto;\nworker_rlimit_nofile 4332;\npid " in result["text"]
     # The comments, tabs and blank lines are all still there.
     assert "# Dropping SSLv3, ref: POODLE" in result["text"]
-    assert len(result["text"]) == len(text) + len("worker_rlimit_nofile 3576;\n") + 1
+    assert len(result["text"]) == len(text) + len("worker_rlimit_nofile 4332;\n") + 1
 
 
 def test_edit_is_stable_and_nginx_parses_the_same_tree(tmp_path):
@@ -97,7 +98,7 @@ def test_comments_quotes_and_crlf_are_kept(tmp_path):
     assert result["text"] == (
         "# sized by hand\r\n"
         'worker_processes  "4" ;  # four cores\r\n'
-        "worker_rlimit_nofile 1820; # too low\r\n"
+        "worker_rlimit_nofile 2820; # too low\r\n"
         "events {\r\n"
         "    worker_connections 1378 ; # was 256 # twice\r\n"
         "    multi_accept on;\r\n"
@@ -110,7 +111,7 @@ def test_lines_inserted_into_a_crlf_file_end_in_crlf(tmp_path):
     result = edited(tmp_path, text, sessions=2000, cpus=2)
     assert result["text"] == (
         "worker_processes 2;\r\n"
-        "worker_rlimit_nofile 3576;\r\n"
+        "worker_rlimit_nofile 4332;\r\n"
         "events {\r\n"
         "    worker_connections 2756;\r\n"
         "    multi_accept on;\r\n"
@@ -129,14 +130,14 @@ def test_larger_values_are_never_lowered(tmp_path):
 
 
 def test_enough_connections_and_the_inherited_limit_need_no_change(tmp_path):
-    # 8 x 768 connections hold 2000 sessions; do their 768 + 268 + 64 open
+    # 8 x 768 connections hold 2000 sessions; do their 768 + 768 + 64 open
     # files fit the 1024 a worker inherits? No, so only worker_rlimit_nofile comes.
     text = "worker_processes 8;\nevents {\n    worker_connections 768;\n}\n"
     result = edited(tmp_path, text)
     assert result["connections"] == 768
-    assert result["text"] == text.replace("8;\n", "8;\nworker_rlimit_nofile 1100;\n", 1)
+    assert result["text"] == text.replace("8;\n", "8;\nworker_rlimit_nofile 1600;\n", 1)
     small = "worker_processes 16;\nevents {\n    worker_connections 400;\n}\n"
-    assert edited(tmp_path, small, sessions=100)["text"] == small  # 851 files <= 1024
+    assert edited(tmp_path, small, sessions=100)["text"] == small  # 864 files <= 1024
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_plan_reports_capacity_and_zero_leaves_nginx_conf_alone(tmp_path):
     off = capacity.plan({"conf_file": str(conf), "max_sessions": 0}, payload)
     cpus = capacity.cpus()  # worker_processes auto
     held = capacity.held({"workers": cpus, "connections": 768, "rlimit": None})
-    assert held == 409 or cpus != 2
+    assert held == 179 or cpus != 2
     assert off == {
         "text": None,
         "error": None,
@@ -215,7 +216,7 @@ def test_a_hard_limit_below_the_need_is_refused_naming_both(tmp_path):
     with pytest.raises(CommandExecutionError) as error:
         edited(tmp_path, stock(tmp_path), ceiling=3500)
     assert str(error.value).startswith(
-        "nginx:max_sessions 2000 needs worker_rlimit_nofile 3576 (2 workers x 2756 "
+        "nginx:max_sessions 2000 needs worker_rlimit_nofile 4332 (2 workers x 2756 "
         "connections), but nginx's master can give its workers at most 3500 open files"
     )
     # An operator's larger worker_connections: as many files as the master can give.
@@ -228,7 +229,7 @@ def test_capacity_figures_agree():
         connections = capacity.connections_for(sessions)
         assert capacity.sessions_for(connections) == sessions
         assert capacity.sessions_for(connections - 1) == max(0, sessions - 1)
-    assert capacity.held({"workers": 2, "connections": 768, "rlimit": None}) == 409
+    assert capacity.held({"workers": 2, "connections": 768, "rlimit": None}) == 179
 
 
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) missing")
@@ -262,12 +263,12 @@ def test_ceiling_of_an_nginx_gone_since_its_pid_file_is_this_processs():
 
 
 def test_ten_thousand_sessions_fit_a_hard_limit_of_twenty_thousand(tmp_path):
-    # 2 workers x 12756 connections; 10000 of each worker's are websockets'
-    # (no file besides the socket), the other 2756 may each have one more.
+    # 2 workers x 12756 connections; 20000 of the 25512 are websockets' (no
+    # file besides the socket), the other 5512 may each have one more.
     result = edited(tmp_path, stock(tmp_path), sessions=10000, ceiling=20000)
-    assert (result["connections"], result["rlimit"], result["sessions"]) == (12756, 15576, 10000)
-    with pytest.raises(CommandExecutionError, match="needs worker_rlimit_nofile 15576"):
-        edited(tmp_path, stock(tmp_path), sessions=10000, ceiling=15575)
+    assert (result["connections"], result["rlimit"], result["sessions"]) == (12756, 18332, 10000)
+    with pytest.raises(CommandExecutionError, match="needs worker_rlimit_nofile 18332"):
+        edited(tmp_path, stock(tmp_path), sessions=10000, ceiling=18331)
 
 
 def test_upstream_keepalive_connections_are_sized_in_each_worker(tmp_path):

@@ -121,7 +121,9 @@ def test_a_tree_read_again_is_parsed_again_whenever_a_file_or_folder_changed(tmp
     import time
 
     conf = tmp_path / "nginx.conf"
-    conf.write_text("events {}\nhttp {\n    include sites/*.conf;\n    include extra/*.conf;\n}\n")
+    conf.write_text("events {}\nhttp {\n    include sites/*.conf;\n    include extra/*.conf;\n"
+                    "    include apps/*/site.conf;\n}\n")  # fmt: skip
+    (tmp_path / "apps" / "shop").mkdir(parents=True)
     (tmp_path / "sites").mkdir()
     (tmp_path / "sites" / "a.conf").write_text("server { server_name a.example.com; }\n")
     (tmp_path / "shared.conf").write_text("server { server_name s.example.com; }\n")
@@ -131,23 +133,27 @@ def test_a_tree_read_again_is_parsed_again_whenever_a_file_or_folder_changed(tmp
         payload = nginx.tree(str(conf))
         return sorted(n for b in nginx.server_blocks(payload) for n in b["names"])
 
-    def settled():  # files written this close to a parse are never remembered
+    def remembered():  # files written this close to a parse are never remembered
         time.sleep(nginx._SETTLED_NS / 1e9 + 0.05)
+        found = names()
+        assert str(conf) in nginx._TREES  # the next read is a copy of this one
+        return found
 
-    settled()
-    assert names() == ["a.example.com", "s.example.com"]
-    assert str(conf) in nginx._TREES  # remembered: the next read is a copy
+    assert remembered() == ["a.example.com", "s.example.com"]
     nginx.tree(str(conf))["config"].clear()  # a caller's changes stay its own
     assert names() == ["a.example.com", "s.example.com"]
     (tmp_path / "sites" / "a.conf").write_text("server { server_name z.example.com; }\n")
     assert names() == ["s.example.com", "z.example.com"]  # same size, same folder
-    settled()
+    remembered()
     (tmp_path / "shared.conf").write_text("server { server_name t.example.com; }\n")
     assert names() == ["t.example.com", "z.example.com"]  # through the link
-    settled()
+    remembered()
     (tmp_path / "sites" / "b.conf").write_text("server { server_name b.example.com; }\n")
     assert names() == ["b.example.com", "t.example.com", "z.example.com"]  # a file added
-    settled()
+    remembered()
     (tmp_path / "extra").mkdir()  # a folder an include names, absent until now
     (tmp_path / "extra" / "x.conf").write_text("server { server_name x.example.com; }\n")
     assert "x.example.com" in names()
+    remembered()
+    (tmp_path / "apps" / "shop" / "site.conf").write_text("server { server_name y.example.com; }\n")
+    assert "y.example.com" in names()  # a file in a folder the include's glob matches

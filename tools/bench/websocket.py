@@ -311,6 +311,7 @@ def main(argv=None):
             or not r["apply_ok"]
             or not r["changed"]
             or not r["reloaded"]
+            or r.get("timed_out")
         ]
         return 1 if bad else 0
     return 0

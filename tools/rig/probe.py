@@ -209,6 +209,7 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
     async def sessions_held():
         opened, refused = [], []
         for _ in range(sessions):
+            websocket = None
             try:
                 sock = socket.create_connection((address, 80), timeout=10)
                 sock.setblocking(False)
@@ -221,11 +222,14 @@ def hold(address, server_name, sessions, ready_file, stop_file, timeout=120):
                 opened.append(websocket)
             except Exception as exc:  # noqa: BLE001 - a session nginx or Odoo would not open
                 refused.append(f"{type(exc).__name__}: {exc}")
+                if websocket is not None:  # opened, never answered: not held either
+                    websocket.transport.abort()
         with open(ready_file, "w", encoding="utf-8") as handle:
             handle.write("ready")
         deadline = time.monotonic() + timeout
         while not os.path.exists(stop_file) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        counts["timed_out"] = not os.path.exists(stop_file)  # never told the apply was done
         stop.set()
         alive = 0
         for index, websocket in enumerate(opened):
