@@ -9,8 +9,8 @@ nginx's master writes its pid. A candidate tree's staged check:
 :depends: crossplane (nginx config parser)
 """
 
-import copy
 import glob
+import json
 import os
 import re
 import subprocess
@@ -91,8 +91,9 @@ def format_errors(errors):
     return "\n".join(lines)
 
 
-# Parsed trees by nginx.conf: (what their files and folders were, the tree).
-# One run reads the same tree for its plan, its checks and its verdict.
+# Parsed trees by nginx.conf: (the paths that say whether it changed, their
+# state then, the tree as JSON). One run reads the same tree for its plan,
+# its checks and its verdict.
 _TREES = {}
 # A file changed this close to (or after) the parse's start may have changed
 # within the same tick of the filesystem's coarse clock: never remembered.
@@ -106,26 +107,27 @@ def tree(conf_file="/etc/nginx/nginx.conf"):
     every folder they and its includes name are as they were then.
     """
     known = _TREES.get(conf_file)
-    if known is not None and known[0] == _signature(conf_file, known[1]):
-        return copy.deepcopy(known[1])
+    if known is not None and known[1] == _signature(known[0]):
+        return json.loads(known[2])  # a copy of its own (JSON: what crossplane gives)
     started = time.time_ns()
     payload = crossplane.parse(conf_file, **_PARSE_OPTIONS)
     for config in payload["config"]:
         config["real"] = os.path.realpath(config["file"])
-    signature = _signature(conf_file, payload)
+    watched = _watched(conf_file, payload["config"])
+    signature = _signature(watched)
     if all(changed < started - _SETTLED_NS for _, changed in signature.values()):
-        _TREES[conf_file] = (signature, copy.deepcopy(payload))
+        _TREES[conf_file] = (watched, signature, json.dumps(payload))
     else:
         _TREES.pop(conf_file, None)
     return payload
 
 
-def _signature(conf_file, payload):
-    """{path: (identity, last change in ns)} of the files of PAYLOAD and the
-    folders that hold them or that its includes read (a file added there)."""
+def _watched(conf_file, configs):
+    """The files of CONFIGS (a parsed tree's) and the folders that hold them
+    or that their includes read (a file added there)."""
     prefix = os.path.dirname(conf_file)
     paths = {conf_file}
-    for config in payload["config"]:
+    for config in configs:
         paths.update((config["file"], config["real"]))
         for directive in _includes(config.get("parsed", [])):
             pattern = os.path.join(prefix, directive["args"][0]) if directive["args"] else prefix
@@ -133,7 +135,11 @@ def _signature(conf_file, payload):
             folder = os.path.dirname(pattern)
             if re.search(r"[*?\[]", folder):  # conf.d/*/site.conf: each folder it reads
                 paths.update(glob.glob(folder))
-    paths |= {os.path.dirname(path) for path in paths}
+    return sorted(paths | {os.path.dirname(path) for path in paths})
+
+
+def _signature(paths):
+    """{path: (identity, last change in ns)} of PATHS."""
     signature = {}
     for path in paths:
         try:

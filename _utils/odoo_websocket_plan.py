@@ -78,16 +78,28 @@ def combined(plans):
 
 def inputs(settings):
     """
-    What the planner reads on this host for SETTINGS, each path's state
-    (``odoo_websocket_files.state``): every path the formula may write
-    (nginx's whole live tree among them) and each compose project's .env.
-    A plan made while these were so still holds while they are.
+    What the planner reads on this host for SETTINGS, as each path's
+    identity and last change (inode, size, mtime and ctime in ns, mode,
+    owner; a link's target): every path the formula may write (nginx's
+    whole live tree among them) and each compose project's .env. A plan
+    made while these were so still holds while they are (any write moves
+    ctime).
     """
     paths = [p for p in odoo_websocket_concerns.managed_paths(settings) if not p.endswith("/")]
     for instance in odoo_websocket_concerns.instances(settings).values():
         compose_file = instance["compose"]["file"]
         paths.append(os.path.join(os.path.dirname(compose_file), ".env"))
-    return {path: odoo_websocket_files.state(path) for path in sorted(set(paths))}
+    found = {}
+    for path in sorted(set(paths)):
+        try:
+            stat = os.lstat(path)
+        except OSError:
+            found[path] = None
+            continue
+        found[path] = (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                       stat.st_mode, stat.st_uid, stat.st_gid,
+                       os.readlink(path) if os.path.islink(path) else None)  # fmt: skip
+    return found
 
 
 def unchanged(plans):
