@@ -221,7 +221,7 @@ def sizing(found, cpus):
         connections = int(_value(found["connections"]))
     rlimit = int(_value(found["rlimit"])) if found["rlimit"] is not None else None
     return {"workers": workers, "connections": connections, "rlimit": rlimit,
-            "keepalive": found.get("keepalive", 0)}  # fmt: skip
+            "keepalive": found["keepalive"]}  # fmt: skip
 
 
 def edit(text, found, max_sessions, cpus, ceiling=None):
@@ -237,8 +237,7 @@ def edit(text, found, max_sessions, cpus, ceiling=None):
     now = sizing(found, cpus)
     if found["events"] is None:
         raise CommandExecutionError("nginx.conf has no events block: nginx.conf left unchanged")
-    workers = now["workers"]
-    idle = found.get("keepalive", 0)
+    workers, idle = now["workers"], now["keepalive"]
     needed = math.ceil(connections_for(max_sessions) / workers) + idle
     least = files_for(needed, max_sessions, workers)
     if ceiling is not None and least > ceiling:
