@@ -38,8 +38,11 @@ def worker_files(box):
     pids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
     limits = set()
     for pid in pids.split():
-        with open(f"/proc/{pid}/limits", encoding="ascii") as handle:
-            row = next(line for line in handle if line.startswith("Max open files"))
+        try:
+            with open(f"/proc/{pid}/limits", encoding="ascii") as handle:
+                row = next(line for line in handle if line.startswith("Max open files"))
+        except FileNotFoundError:  # an old worker that left since pgrep listed it
+            continue
         limits.add(int(row.split()[3]))
     return limits
 
